@@ -1,0 +1,139 @@
+"""The binclass command line: each command parses options and calls one typed function."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .config import TrainConfig
+from .errors import BinclassError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and use a binary image classifier.")
+
+
+def user_errors(func):
+    """BinclassError -> one line on stderr and exit status 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except BinclassError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def train(
+    data_dir: Path = typer.Argument(..., help="train/ + validation/ (or val/, valid/) with two class folders each, or just two class folders"),
+    out: Path = typer.Option(Path("runs/latest"), "--out", help="run folder to write"),
+    model: str = typer.Option("small", help="seed | small"),
+    image_size: int = typer.Option(150, help="pixels per side"),
+    val_split: float = typer.Option(0.2, help="fraction held out when there is no validation folder"),
+    positive: Optional[str] = typer.Option(None, help="class folder that is the positive class (index 1)"),
+    augment: str = typer.Option("flip", help="none | flip | standard"),
+    epochs: int = typer.Option(15),
+    batch_size: int = typer.Option(32),
+    lr: Optional[float] = typer.Option(None, help="default: rmsprop 1e-4, adam/adamw 1e-3, sgd 0.05"),
+    optimizer: str = typer.Option("adamw", help="rmsprop | adam | adamw | sgd"),
+    weight_decay: float = typer.Option(0.0),
+    scheduler: str = typer.Option("none", help="none | cosine (per step) | step (per epoch)"),
+    step_size: Optional[int] = typer.Option(None, help="epochs between decays for --scheduler step"),
+    gamma: float = typer.Option(0.1, help="lr factor at each step decay"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    early_stop: Optional[int] = typer.Option(None, help="patience in epochs on validation loss"),
+    pos_weight: str = typer.Option("none", help="none | auto | a number: weight of positive samples in the loss"),
+    threshold: float = typer.Option(0.5, help="predicted class 1 when probability >= threshold"),
+    workers: int = typer.Option(0, help="decode threads (0: one per core)"),
+    overwrite: bool = typer.Option(False, help="replace a run already in --out"),
+) -> None:
+    """Train a classifier and write a run folder (metrics, model, plots, report)."""
+    from .train import fit
+
+    cfg = TrainConfig(
+        data_dir=str(data_dir), out=str(out), model=model, image_size=image_size, val_split=val_split,
+        positive=positive, augment=augment, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+        weight_decay=weight_decay, scheduler=scheduler, step_size=step_size, gamma=gamma, seed=seed,
+        device=device, early_stop=early_stop, pos_weight=pos_weight, threshold=threshold, workers=workers,
+    )  # fmt: skip
+    fit(cfg, overwrite=overwrite)
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
+    paths: list[Path] = typer.Argument(..., help="image files or folders"),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="write here instead of stdout"),
+    checkpoint: str = typer.Option("last", help="last (model.safetensors) | best (best.safetensors)"),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Write `path,prob,label` for every image (prob = probability of the positive class)."""
+    from .predict import load_predictor, predict_files
+
+    predictor = load_predictor(run_dir, checkpoint, device)
+    rows = predict_files(predictor, paths)
+    handle = csv_file.open("w", newline="") if csv_file else sys.stdout
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "prob", "label"])
+        for path, prob, label in rows:
+            writer.writerow([str(path), repr(prob), label])
+    finally:
+        if csv_file:
+            handle.close()
+
+
+@app.command()
+@user_errors
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
+    data_dir: Path = typer.Argument(..., help="a folder with the same two class folders (or a validation/ holding them)"),
+    checkpoint: str = typer.Option("last", help="last | best"),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Score a labeled folder: metrics as JSON on stdout and in RUN_DIR/evaluation.json."""
+    from .predict import evaluate_folder, load_predictor, write_evaluation
+
+    result = evaluate_folder(load_predictor(run_dir, checkpoint, device), data_dir)
+    result["checkpoint"] = checkpoint
+    write_evaluation(run_dir, result)
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="run folder to write"),
+    data: Path = typer.Option(Path("runs/demo-data"), help="where the generated images go"),
+    epochs: int = typer.Option(8),
+) -> None:
+    """Generate a small two-class image set and train on it: a look at everything in under a minute."""
+    from .synth import make_dataset
+    from .train import fit
+
+    if not (data / "train").exists():
+        make_dataset(data, n_train=150, n_val=50, size=64, seed=0)
+        typer.echo(f"generated demo images in {data}")
+    cfg = TrainConfig(data_dir=str(data), out=str(out), model="small", image_size=64, epochs=epochs,
+                      batch_size=32, augment="flip", scheduler="cosine")  # fmt: skip
+    run_dir = fit(cfg, overwrite=True)
+    typer.echo(f"open {run_dir / 'report.html'} in a browser")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""TrainConfig: every training setting with its unit, validated early, saved as config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BinclassError
+
+MODELS = ("seed", "small")
+OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "step")
+AUGMENTS = ("none", "flip", "standard")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Learning rates that train each optimizer stably on small from-scratch CNNs; rmsprop at 1e-3 is
+# known to collapse the seed network to a constant output, so its default is ten times lower.
+DEFAULT_LR = {"rmsprop": 1e-4, "adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    out: str
+    model: str = "small"
+    image_size: int = 150  # pixels per side; images are resized to a square of this size
+    val_split: float = 0.2  # fraction held out (stratified) when DATA_DIR has no validation folder
+    positive: str | None = None  # class folder that gets index 1; default: the second in sorted order
+    augment: str = "flip"
+    epochs: int = 15
+    batch_size: int = 32  # images per optimizer step
+    lr: float | None = None  # None: DEFAULT_LR of the optimizer
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0  # decoupled for adamw, L2 otherwise
+    momentum: float = 0.9  # sgd only; the usual heavy-ball value
+    scheduler: str = "none"
+    step_size: int | None = None  # epochs between decays for --scheduler step; None: a third of the run
+    gamma: float = 0.1  # lr multiplier at each step decay
+    seed: int = 0
+    device: str = "auto"
+    early_stop: int | None = None  # epochs without a lower validation loss before stopping
+    pos_weight: str = "none"  # "none", "auto" (negatives/positives in train) or a number
+    threshold: float = 0.5  # predicted class = probability >= threshold
+    eval_batch_size: int = 250  # inference only: larger is faster, results are the same
+    workers: int = 0  # decode threads; 0: one per CPU core
+    extra: dict[str, Any] = field(default_factory=dict)  # environment facts filled in at run time
+
+    def __post_init__(self) -> None:
+        if self.lr is None:
+            self.lr = DEFAULT_LR.get(self.optimizer, 1e-3)
+        if self.step_size is None:
+            self.step_size = max(1, self.epochs // 3)
+
+    def validate(self) -> "TrainConfig":
+        def choice(name: str, options: tuple[str, ...]) -> None:
+            value = getattr(self, name)
+            if value not in options:
+                raise BinclassError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(options)}")
+
+        choice("model", MODELS)
+        choice("optimizer", OPTIMIZERS)
+        choice("scheduler", SCHEDULERS)
+        choice("augment", AUGMENTS)
+        choice("device", DEVICES)
+        checks = [
+            (self.image_size >= 16, "--image-size must be at least 16 pixels"),
+            (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1 (exclusive)"),
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.lr is not None and self.lr > 0, "--lr must be positive"),
+            (self.weight_decay >= 0, "--weight-decay must be zero or positive"),
+            (0.0 < self.threshold < 1.0, "--threshold must be between 0 and 1 (exclusive)"),
+            (self.early_stop is None or self.early_stop >= 1, "--early-stop must be at least 1 epoch"),
+            (self.step_size is not None and self.step_size >= 1, "--step-size must be at least 1 epoch"),
+            (0.0 < self.gamma <= 1.0, "--gamma must be in (0, 1]"),
+            (self.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
+            (self.workers >= 0, "--workers must be zero (all cores) or positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise BinclassError(message)
+        if self.pos_weight not in ("none", "auto"):
+            try:
+                value = float(self.pos_weight)
+            except ValueError:
+                raise BinclassError("--pos-weight must be 'none', 'auto' or a positive number") from None
+            if not value > 0:
+                raise BinclassError("--pos-weight must be 'none', 'auto' or a positive number")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BinclassError(f"{path}: cannot read the run's config ({exc}); is this a binclass run folder?") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})

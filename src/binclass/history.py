@@ -1,0 +1,59 @@
+"""The only writer and reader of a run's per-epoch (metrics.csv) and per-step (steps.csv) history.
+Column names are an API: add columns, never rename them."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+METRICS_FILE = "metrics.csv"
+STEPS_FILE = "steps.csv"
+
+METRIC_COLUMNS = [
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_low", "val_acc_high",
+    "val_precision", "val_recall", "val_f1", "val_balanced_acc", "val_auc", "lr", "seconds",
+    "train_n", "val_n", "val_tn", "val_fp", "val_fn", "val_tp",
+]  # fmt: skip
+STEP_COLUMNS = ["epoch", "step", "loss", "batch_acc", "batch_size", "lr"]
+INT_COLUMNS = {"epoch", "step", "batch_size", "train_n", "val_n", "val_tn", "val_fp", "val_fn", "val_tp"}
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)  # repr round-trips exactly
+    return str(value)
+
+
+def _append(path: Path, columns: list[str], rows: list[dict]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_fmt(row[c]) for c in columns])
+        f.flush()
+
+
+def append_epoch(run_dir: Path, row: dict) -> None:
+    _append(Path(run_dir) / METRICS_FILE, METRIC_COLUMNS, [row])
+
+
+def append_steps(run_dir: Path, rows: list[dict]) -> None:
+    _append(Path(run_dir) / STEPS_FILE, STEP_COLUMNS, rows)
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [{k: (int(v) if k in INT_COLUMNS else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def read_epochs(run_dir: Path) -> list[dict]:
+    return _read(Path(run_dir) / METRICS_FILE)
+
+
+def read_steps(run_dir: Path) -> list[dict]:
+    return _read(Path(run_dir) / STEPS_FILE)

@@ -1,0 +1,41 @@
+"""uint8 image batches -> model inputs -> logits. Training's validation, predict and evaluate all
+go through these functions, so the same image always gets the same probability."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def prepare(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> normalized float32 on the same device."""
+    x = images.float().div_(255.0)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Logits (N,) as float32 on the CPU; model in eval mode, no autograd."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            out.append(model(prepare(batch, mean, std)).float().reshape(-1))
+    if not out:
+        return torch.empty(0)
+    return torch.cat(out).cpu()
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(logits.float())

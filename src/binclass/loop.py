@@ -1,0 +1,168 @@
+"""The training loop as a few named functions: make_optimizer, make_scheduler, train_one_epoch, evaluate."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import metrics
+from .config import TrainConfig
+from .data.augment import augment_batch
+from .infer import predict_logits, prepare, probabilities
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    lr, wd = cfg.lr, cfg.weight_decay
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd, nesterov=True)
+
+
+@dataclass
+class Schedule:
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    per_step: bool  # True: stepped after every batch; False: after every epoch
+
+    def after_step(self) -> None:
+        if self.scheduler is not None and self.per_step:
+            self.scheduler.step()
+
+    def after_epoch(self) -> None:
+        if self.scheduler is not None and not self.per_step:
+            self.scheduler.step()
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Schedule:
+    """cosine anneals over every optimizer step of the run (smooth, to ~0 at the last step);
+    step decays by gamma every step_size epochs, so it is stepped once per epoch, as its definition means."""
+    if cfg.scheduler == "cosine":
+        total = max(1, cfg.epochs * steps_per_epoch)
+        return Schedule(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total), per_step=True)
+    if cfg.scheduler == "step":
+        step = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(cfg.step_size or 1), gamma=cfg.gamma)
+        return Schedule(step, per_step=False)
+    return Schedule(None, per_step=False)
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+@dataclass
+class EpochStats:
+    loss: float  # sample-weighted mean of the training objective over the epoch
+    accuracy: float  # correct / n over every training sample of the epoch (model in train mode)
+    n: int
+    steps: list[dict]
+
+
+def train_one_epoch(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    batch_size: int,
+    augment: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    threshold: float,
+    pos_weight: torch.Tensor | None,
+    shuffle_gen: torch.Generator,
+    augment_gen: torch.Generator,
+    epoch: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> EpochStats:
+    """One pass over the training set. Per-step values stay on the device until the epoch ends:
+    one host sync per epoch, not one per step."""
+    model.train()
+    n = images.shape[0]
+    order = torch.randperm(n, generator=shuffle_gen).to(images.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
+    correct_sum = torch.zeros((), dtype=torch.int64, device=images.device)
+    step_losses, step_correct, step_sizes, step_lrs = [], [], [], []
+    n_steps = math.ceil(n / batch_size)
+    for step in range(n_steps):
+        idx = order[step * batch_size : (step + 1) * batch_size]
+        x = augment_batch(prepare(images[idx], mean, std), augment, augment_gen)
+        y = labels[idx]
+        lr = current_lr(optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x).reshape(-1)
+        per_sample = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight, reduction="none")
+        loss = per_sample.mean()
+        loss.backward()
+        optimizer.step()
+        schedule.after_step()
+        with torch.no_grad():
+            correct = ((probabilities(logits.detach()) >= threshold) == (y > 0.5)).sum()
+            loss_sum += per_sample.detach().double().sum()
+            correct_sum += correct
+        step_losses.append(loss.detach())
+        step_correct.append(correct)
+        step_sizes.append(len(idx))
+        step_lrs.append(lr)
+        if progress is not None:
+            progress(step + 1, n_steps)
+    losses = torch.stack(step_losses).tolist()
+    corrects = torch.stack(step_correct).tolist()
+    steps = [
+        {"epoch": epoch, "step": i + 1, "loss": float(losses[i]), "batch_acc": corrects[i] / step_sizes[i],
+         "batch_size": step_sizes[i], "lr": step_lrs[i]}
+        for i in range(n_steps)
+    ]  # fmt: skip
+    return EpochStats(loss=float(loss_sum.item()) / n, accuracy=int(correct_sum.item()) / n, n=n, steps=steps)
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    logits: np.ndarray
+    probs: np.ndarray
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    threshold: float,
+    batch_size: int,
+    device: torch.device,
+) -> Evaluation:
+    """Metrics over every sample of a labeled set (plain, unweighted BCE as the loss)."""
+    logits = predict_logits(model, images, mean, std, batch_size, device)
+    probs = probabilities(logits).numpy()
+    logits_np = logits.numpy()
+    return Evaluation(metrics.summarize(labels, logits_np, probs, threshold), logits_np, probs)
+
+
+def terminal_progress(prefix: str) -> Callable[[int, int], None] | None:
+    """An in-place step counter when stderr is a terminal; None (silent) when it is a log file."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total
+        sys.stderr.write(f"\r{prefix} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done == total:
+            sys.stderr.write("\r" + " " * (len(prefix) + width + 20) + "\r")
+        sys.stderr.flush()
+
+    return show

@@ -1,0 +1,39 @@
+"""The network of the posted script, unchanged except: it returns the logit (the loss applies the
+sigmoid, which is numerically safe) and its flatten size follows from the image size."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=3), nn.ReLU(), nn.MaxPool2d(2))
+
+
+def side_after_blocks(image_size: int, blocks: int = 3) -> int:
+    """Side length after `blocks` of (3x3 valid conv, 2x2 max pool): 150 -> 74 -> 36 -> 17."""
+    side = image_size
+    for _ in range(blocks):
+        side = (side - 2) // 2
+    if side < 1:
+        raise ValueError(f"image size {image_size} is too small for the seed network (needs at least 22)")
+    return side
+
+
+class SeedNet(nn.Module):
+    def __init__(self, image_size: int = 150) -> None:
+        super().__init__()
+        self.layer1 = _conv_block(3, 16)
+        self.layer2 = _conv_block(16, 32)
+        self.layer3 = _conv_block(32, 64)
+        side = side_after_blocks(image_size)
+        self.fc1 = nn.Linear(side * side * 64, 512)
+        self.fc2 = nn.Linear(512, 1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layer3(self.layer2(self.layer1(x)))
+        out = out.reshape(out.size(0), -1)  # reshape, not view: also valid for channels_last inputs
+        out = self.relu(self.fc1(out))
+        return self.fc2(out)

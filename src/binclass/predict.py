@@ -1,0 +1,86 @@
+"""Use a trained run: predict files or folders, evaluate a labeled folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.decode import decode_many
+from .data.scan import find_images, scan_labeled
+from .errors import BinclassError
+from .infer import predict_logits, probabilities
+from .loop import evaluate
+from .metrics import predict_labels
+from .modelio import load_model, resolve_device
+
+EVALUATION_FILE = "evaluation.json"
+CHUNK = 512  # images decoded at a time while predicting: bounds memory for folders of any size
+
+
+@dataclass
+class Predictor:
+    model: nn.Module
+    meta: dict
+    device: torch.device
+    batch_size: int = 250
+
+    @property
+    def mean(self) -> list[float]:
+        return self.meta["normalization"]["mean"]
+
+    @property
+    def std(self) -> list[float]:
+        return self.meta["normalization"]["std"]
+
+    @property
+    def size(self) -> int:
+        return int(self.meta["image_size"])
+
+
+def load_predictor(run_dir: Path, checkpoint: str = "last", device: str = "auto") -> Predictor:
+    model, meta = load_model(Path(run_dir), checkpoint)
+    dev = resolve_device(device)
+    return Predictor(model.to(dev), meta, dev)
+
+
+def predict_paths(predictor: Predictor, paths: list[Path]) -> Iterator[tuple[Path, float, str]]:
+    """(path, probability of the positive class, predicted class name), streamed chunk by chunk."""
+    classes = predictor.meta["classes"]
+    threshold = float(predictor.meta["threshold"])
+    for start in range(0, len(paths), CHUNK):
+        chunk = paths[start : start + CHUNK]
+        images = decode_many(chunk, predictor.size)
+        logits = predict_logits(predictor.model, images, predictor.mean, predictor.std, predictor.batch_size, predictor.device)
+        probs = probabilities(logits).numpy()
+        for path, prob, label in zip(chunk, probs.tolist(), predict_labels(probs, threshold).tolist()):
+            yield path, float(prob), classes[label]
+
+
+def predict_files(predictor: Predictor, inputs: list[Path]) -> Iterator[tuple[Path, float, str]]:
+    paths = find_images(inputs)
+    if not paths:
+        raise BinclassError(f"no images found in {', '.join(map(str, inputs))}")
+    return predict_paths(predictor, paths)
+
+
+def evaluate_folder(predictor: Predictor, data_dir: Path) -> dict:
+    """Metrics of the run's model on a labeled folder; also written to RUN_DIR/evaluation.json by the CLI."""
+    classes = predictor.meta["classes"]
+    split = scan_labeled(Path(data_dir), classes)
+    images = decode_many(split.paths, predictor.size)
+    ev = evaluate(predictor.model, images, np.asarray(split.labels), mean=predictor.mean, std=predictor.std,
+                  threshold=float(predictor.meta["threshold"]), batch_size=predictor.batch_size,
+                  device=predictor.device)  # fmt: skip
+    return {"data_dir": str(data_dir), "classes": classes, "positive_class": classes[1], **ev.metrics}
+
+
+def write_evaluation(run_dir: Path, result: dict) -> Path:
+    path = Path(run_dir) / EVALUATION_FILE
+    path.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+    return path

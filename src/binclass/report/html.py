@@ -1,0 +1,85 @@
+"""report.html: one self-contained page (images inlined) built from the run folder's files."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import history
+from .plots import plot_confusion, plot_curves, plot_roc
+
+REPORT_FILE = "report.html"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    def cell(v: object) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _read_predictions(run_dir: Path, positive: str) -> tuple[np.ndarray, np.ndarray]:
+    with (run_dir / "val_predictions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels = np.array([r["true_label"] == positive for r in rows], dtype=np.int64)
+    return labels, np.array([float(r["prob"]) for r in rows])
+
+
+def write_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    epochs = history.read_epochs(run_dir)
+    steps = history.read_steps(run_dir)
+    meta = json.loads((run_dir / "model.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    last = epochs[-1]
+    confusion = [[last["val_tn"], last["val_fp"]], [last["val_fn"], last["val_tp"]]]
+    plot_curves(epochs, steps, run_dir / "curves.png")
+    plot_confusion(confusion, meta["classes"], run_dir / "confusion.png")
+    labels, probs = _read_predictions(run_dir, meta["positive_class"])
+    plot_roc(labels, probs, run_dir / "roc.png")
+
+    half_width = (last["val_acc_high"] - last["val_acc_low"]) / 2
+    summary = (
+        f"<p>Final epoch {last['epoch']}: validation accuracy <b>{last['val_acc']:.3f}</b> "
+        f"(95% interval {last['val_acc_low']:.3f} to {last['val_acc_high']:.3f}, about ±{half_width * 100:.1f} points "
+        f"on {last['val_n']} images), AUC {last['val_auc']:.3f}, F1 {last['val_f1']:.3f}. "
+        f"Lowest validation loss at epoch {meta.get('best_epoch', '-')}. "
+        "<code>model.safetensors</code> holds the last epoch, <code>best.safetensors</code> the lowest-loss epoch.</p>"
+    )
+    cols = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_low", "val_acc_high",
+            "val_f1", "val_auc", "lr", "seconds"]  # fmt: skip
+    settings = {k: v for k, v in config.items() if k != "extra"}
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>binclass run {html.escape(run_dir.name)}</title>
+<style>body{{font-family:sans-serif;max-width:1150px;margin:1em auto;color:#222}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}
+img{{max-width:100%}} .row img{{max-width:48%}}</style></head><body>
+<h1>binclass run: {html.escape(run_dir.name)}</h1>
+<p>classes: {html.escape(meta['classes'][0])} = 0, {html.escape(meta['classes'][1])} = 1 (positive);
+model {html.escape(meta['architecture'])} at {meta['image_size']} px; threshold {meta['threshold']}</p>
+{summary}
+<h2>Curves</h2>{_img(run_dir / 'curves.png', 'loss and accuracy curves')}
+<p>Faint lines: single batches. A batch of {config.get('batch_size')} images has a binomial standard error of about
+±{50 / max(1, config.get('batch_size', 1)) ** 0.5:.0f} points at 50% accuracy, so its accuracy jumps; the epoch
+curves count every sample.</p>
+<div class="row">{_img(run_dir / 'confusion.png', 'confusion matrix')} {_img(run_dir / 'roc.png', 'ROC curve')}</div>
+<h2>Epochs</h2>{_table(epochs, cols)}
+<h2>Settings</h2>{_table([{'setting': k, 'value': v} for k, v in settings.items()], ['setting', 'value'])}
+<h2>Environment</h2>{_table([{'key': k, 'value': v} for k, v in config.get('extra', {}).items()], ['key', 'value'])}
+</body></html>
+"""
+    out = run_dir / REPORT_FILE
+    out.write_text(page)
+    return out

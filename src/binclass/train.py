@@ -1,0 +1,187 @@
+"""fit(): scan, decode once, train epoch by epoch, write the run folder. The loop itself is in loop.py."""
+
+from __future__ import annotations
+
+import csv
+import math
+import platform
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__, history
+from .config import TrainConfig
+from .data.decode import decode_many, default_workers
+from .data.scan import DataLayout, scan_dataset
+from .errors import BinclassError
+from .loop import evaluate, make_optimizer, make_scheduler, terminal_progress, train_one_epoch
+from .modelio import BEST_FILE, MODEL_FILE, resolve_device, save_meta, save_weights
+from .models import build_model, normalization
+
+CONFIG_FILE = "config.json"
+PREDICTIONS_FILE = "val_predictions.csv"
+RUN_MARKERS = (CONFIG_FILE, history.METRICS_FILE, MODEL_FILE)
+RUN_FILES = RUN_MARKERS + (history.STEPS_FILE, BEST_FILE, "model.json", PREDICTIONS_FILE, "evaluation.json")
+
+
+def prepare_run_dir(out: Path, overwrite: bool) -> Path:
+    """Create RUN_DIR; refuse to mix two runs in one folder unless --overwrite (which removes only run files)."""
+    if out.exists() and not out.is_dir():
+        raise BinclassError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_dir() and any((out / name).exists() for name in RUN_MARKERS):
+        if not overwrite:
+            raise BinclassError(f"{out}: already holds a run; choose another --out or pass --overwrite")
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def environment(device: torch.device) -> dict:
+    env = {
+        "binclass": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def resolve_pos_weight(setting: str, labels: list[int], device: torch.device) -> torch.Tensor | None:
+    if setting == "none":
+        return None
+    if setting == "auto":
+        pos = sum(labels)
+        neg = len(labels) - pos
+        value = neg / pos if pos else 1.0  # weight positives so both classes add the same total loss
+    else:
+        value = float(setting)
+    return torch.tensor(value, dtype=torch.float32, device=device)
+
+
+def model_meta(cfg: TrainConfig, layout: DataLayout) -> dict:
+    mean, std = normalization(cfg.model)
+    return {
+        "format": "binclass-model/1",
+        "architecture": cfg.model,
+        "image_size": cfg.image_size,
+        "classes": layout.classes,
+        "positive_class": layout.classes[1],
+        "normalization": {"mean": list(mean), "std": list(std), "scale": "pixels / 255 first"},
+        "input": "RGB, EXIF orientation applied, resized to image_size x image_size (bilinear)",
+        "threshold": cfg.threshold,
+        "output": "one logit; probability of positive_class = sigmoid(logit); class 1 if probability >= threshold",
+        "weights": {MODEL_FILE: "last completed epoch", BEST_FILE: "epoch with the lowest validation loss"},
+        "binclass": __version__,
+    }
+
+
+def write_predictions(path: Path, layout: DataLayout, probs: np.ndarray, threshold: float) -> None:
+    classes = layout.classes
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "true_label", "prob", "pred_label"])
+        for p, y, prob in zip(layout.val.paths, layout.val.labels, probs.tolist()):
+            writer.writerow([str(p), classes[y], repr(float(prob)), classes[int(prob >= threshold)]])
+
+
+def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
+    run_dir = prepare_run_dir(Path(cfg.out), overwrite)
+    log(
+        f"data: {len(layout.train)} train, {len(layout.val)} validation images "
+        f"({'validation folder' if layout.val_source == 'folder' else f'{cfg.val_split:.0%} held out'}); "
+        f"classes {layout.classes[0]!r}=0, {layout.classes[1]!r}=1 (positive)"
+    )
+    start = time.perf_counter()
+    workers = default_workers(cfg.workers)
+    train_x = decode_many(layout.train.paths, cfg.image_size, workers)
+    val_x = decode_many(layout.val.paths, cfg.image_size, workers)
+    log(f"decoded {len(layout.train) + len(layout.val)} images once in {time.perf_counter() - start:.1f}s ({workers} threads)")
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, cfg.image_size).to(device)
+    mean, std = normalization(cfg.model)
+    cfg.extra = environment(device)
+    cfg.save(run_dir / CONFIG_FILE)
+    meta = model_meta(cfg, layout)
+
+    train_x = train_x.to(device)
+    train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
+    val_x = val_x.to(device)
+    val_y = np.asarray(layout.val.labels)
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(layout.train) / cfg.batch_size)
+    schedule = make_scheduler(optimizer, cfg, steps_per_epoch)
+    pos_weight = resolve_pos_weight(cfg.pos_weight, layout.train.labels, device)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+
+    best_loss, since_best = math.inf, 0
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        stats = train_one_epoch(
+            model, train_x, train_y, optimizer=optimizer, schedule=schedule, batch_size=cfg.batch_size,
+            augment=cfg.augment, mean=mean, std=std, threshold=cfg.threshold, pos_weight=pos_weight,
+            shuffle_gen=shuffle_gen, augment_gen=augment_gen, epoch=epoch,
+            progress=terminal_progress(f"epoch {epoch}/{cfg.epochs}"),
+        )  # fmt: skip
+        ev = evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
+                      batch_size=cfg.eval_batch_size, device=device)  # fmt: skip
+        schedule.after_epoch()
+        m = ev.metrics
+        (tn, fp), (fn, tp) = m["confusion"]
+        row = {
+            "epoch": epoch, "train_loss": stats.loss, "train_acc": stats.accuracy, "val_loss": m["loss"],
+            "val_acc": m["accuracy"], "val_acc_low": m["accuracy_low"], "val_acc_high": m["accuracy_high"],
+            "val_precision": m["precision"], "val_recall": m["recall"], "val_f1": m["f1"],
+            "val_balanced_acc": m["balanced_accuracy"], "val_auc": m["auc"], "lr": stats.steps[-1]["lr"],
+            "seconds": time.perf_counter() - t0, "train_n": stats.n, "val_n": m["n"],
+            "val_tn": tn, "val_fp": fp, "val_fn": fn, "val_tp": tp,
+        }  # fmt: skip
+        history.append_steps(run_dir, stats.steps)
+        history.append_epoch(run_dir, row)
+        save_weights(model, run_dir / MODEL_FILE)
+        meta["epoch"] = epoch
+        improved = math.isfinite(m["loss"]) and m["loss"] < best_loss
+        if improved:
+            best_loss, since_best = m["loss"], 0
+            save_weights(model, run_dir / BEST_FILE)
+            meta.update(best_epoch=epoch, best_val_loss=best_loss)
+        else:
+            since_best += 1
+        save_meta(meta, run_dir)
+        log(
+            f"epoch {epoch:>3}/{cfg.epochs}  train loss {stats.loss:.4f} acc {stats.accuracy:.3f} | "
+            f"val loss {m['loss']:.4f} acc {m['accuracy']:.3f} [{m['accuracy_low']:.3f}, {m['accuracy_high']:.3f}] "
+            f"auc {m['auc']:.3f} | {row['seconds']:.1f}s"
+        )
+        if cfg.early_stop is not None and since_best >= cfg.early_stop:
+            log(f"early stop: validation loss has not improved for {cfg.early_stop} epochs (best: epoch {meta['best_epoch']})")
+            break
+
+    write_predictions(run_dir / PREDICTIONS_FILE, layout, ev.probs, cfg.threshold)
+    from .report.html import write_report  # matplotlib import is slow; only needed here
+
+    report = write_report(run_dir)
+    log(f"run folder: {run_dir}  report: {report}")
+    return run_dir
