@@ -116,14 +116,14 @@ def evaluate(
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="run folder to write"),
     data: Path = typer.Option(Path("runs/demo-data"), help="where the generated images go"),
-    epochs: int = typer.Option(8),
+    epochs: int = typer.Option(20),
 ) -> None:
     """Generate a small two-class image set and train on it: a look at everything in under a minute."""
     from .synth import make_dataset
     from .train import fit
 
     if not (data / "train").exists():
-        make_dataset(data, n_train=150, n_val=50, size=64, seed=0)
+        make_dataset(data, n_train=300, n_val=100, size=64, seed=0)
         typer.echo(f"generated demo images in {data}")
     cfg = TrainConfig(data_dir=str(data), out=str(out), model="small", image_size=64, epochs=epochs,
                       batch_size=32, augment="flip", scheduler="cosine")  # fmt: skip

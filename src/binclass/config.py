@@ -49,6 +49,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # environment facts filled in at run time
 
     def __post_init__(self) -> None:
+        self.data_dir, self.out = str(self.data_dir), str(self.out)  # library callers pass Path objects
         if self.lr is None:
             self.lr = DEFAULT_LR.get(self.optimizer, 1e-3)
         if self.step_size is None:
