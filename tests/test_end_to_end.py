@@ -33,7 +33,7 @@ def run_dir(tiny_data, tmp_path_factory) -> Path:
 
 def test_run_folder_contents(run_dir):
     for name in ["config.json", "metrics.csv", "steps.csv", "model.safetensors", "best.safetensors", "model.json",
-                 "curves.png", "confusion.png", "roc.png", "report.html", "val_predictions.csv"]:  # fmt: skip
+                 "curves.png", "confusion.png", "roc.png", "report.html", "val_predictions.csv", "diagnosis.json"]:  # fmt: skip
         assert (run_dir / name).stat().st_size > 0, name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["seed"] == 0 and config["epochs"] == EPOCHS and "torch" in config["extra"]
@@ -114,6 +114,17 @@ def test_predict_to_csv_file_and_best_checkpoint(run_dir, tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 1 and 0.0 <= float(rows[0]["prob"]) <= 1.0 and rows[0]["label"] in ("circles", "squares")
+
+
+def test_doctor_on_run_folder_writes_diagnosis_and_report_section(run_dir):
+    result = runner.invoke(app, ["doctor", str(run_dir), "--json"])
+    assert result.exit_code in (0, 1)
+    printed = json.loads(result.stdout)["findings"]
+    saved = json.loads((run_dir / "diagnosis.json").read_text())["findings"]
+    assert printed == saved
+    # 30 validation images: the interval is about +-17 points, which the doctor must say
+    assert any(f["id"] == "small-validation-set" for f in printed)
+    assert 'id="doctor"' in (run_dir / "report.html").read_text()
 
 
 def test_existing_run_folder_is_refused(run_dir, tiny_data):

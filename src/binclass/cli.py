@@ -111,6 +111,48 @@ def evaluate(
     typer.echo(json.dumps(result, indent=2))
 
 
+@app.command("doctor")
+@user_errors
+def doctor_command(
+    target: Path = typer.Argument(..., help="a binclass run folder, or a CSV / JSON-lines history from any tool"),
+    batch_size: Optional[int] = typer.Option(None, help="batch size, when the log does not say (for the noise check)"),
+    val_size: Optional[int] = typer.Option(None, help="validation images, when the log does not say"),
+    as_json: bool = typer.Option(False, "--json", help='print {"findings": [...]}'),
+) -> None:
+    """Explain a training history: bugs, collapse, divergence, overfitting, or just noise. Exit 1 on errors."""
+    from .doctor.diagnosis import doctor, write_diagnosis
+    from .doctor.findings import render_text, to_json
+
+    findings = doctor(target, batch_size, val_size)
+    if target.is_dir():
+        from .report.html import write_report
+
+        write_diagnosis(target, findings)
+        write_report(target)
+    typer.echo(to_json(findings) if as_json else render_text(findings))
+    if any(f.severity == "error" for f in findings):
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def lint(
+    scripts: list[Path] = typer.Argument(..., help="Python training scripts (read, never run)"),
+    as_json: bool = typer.Option(False, "--json", help='print {"findings": [...]} with path and line'),
+) -> None:
+    """Find metric and training bugs in your own PyTorch script. Exit 1 when any error is found."""
+    from .doctor.findings import render_text, to_json
+    from .doctor.lint import lint_file
+
+    findings = [f for script in scripts for f in lint_file(script)]
+    if as_json:
+        typer.echo(to_json(findings))
+    else:
+        typer.echo(render_text(findings) if findings else f"no findings in {len(scripts)} file(s).")
+    if any(f.severity == "error" for f in findings):
+        raise typer.Exit(1)
+
+
 @app.command()
 @user_errors
 def demo(

@@ -18,6 +18,7 @@ from . import __version__, history
 from .config import TrainConfig
 from .data.decode import decode_many, default_workers
 from .data.scan import DataLayout, scan_dataset
+from .doctor.diagnosis import EpochDoctor, write_diagnosis
 from .errors import BinclassError
 from .loop import evaluate, make_optimizer, make_scheduler, terminal_progress, train_one_epoch
 from .modelio import BEST_FILE, MODEL_FILE, resolve_device, save_meta, save_weights
@@ -26,7 +27,9 @@ from .models import build_model, normalization
 CONFIG_FILE = "config.json"
 PREDICTIONS_FILE = "val_predictions.csv"
 RUN_MARKERS = (CONFIG_FILE, history.METRICS_FILE, MODEL_FILE)
-RUN_FILES = RUN_MARKERS + (history.STEPS_FILE, BEST_FILE, "model.json", PREDICTIONS_FILE, "evaluation.json")
+RUN_FILES = RUN_MARKERS + (
+    history.STEPS_FILE, BEST_FILE, "model.json", PREDICTIONS_FILE, "evaluation.json", "diagnosis.json",
+)  # fmt: skip
 
 
 def prepare_run_dir(out: Path, overwrite: bool) -> Path:
@@ -137,6 +140,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = 
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
 
     best_loss, since_best = math.inf, 0
+    epoch_doctor = EpochDoctor(run_dir)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         stats = train_one_epoch(
@@ -175,11 +179,14 @@ def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = 
             f"val loss {m['loss']:.4f} acc {m['accuracy']:.3f} [{m['accuracy_low']:.3f}, {m['accuracy_high']:.3f}] "
             f"auc {m['auc']:.3f} | {row['seconds']:.1f}s"
         )
+        for finding in epoch_doctor.after_epoch():
+            log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
         if cfg.early_stop is not None and since_best >= cfg.early_stop:
             log(f"early stop: validation loss has not improved for {cfg.early_stop} epochs (best: epoch {meta['best_epoch']})")
             break
 
     write_predictions(run_dir / PREDICTIONS_FILE, layout, ev.probs, cfg.threshold)
+    write_diagnosis(run_dir, epoch_doctor.findings)
     from .report.html import write_report  # matplotlib import is slow; only needed here
 
     report = write_report(run_dir)

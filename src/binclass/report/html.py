@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import history
+from ..doctor.diagnosis import read_diagnosis
 from .plots import plot_confusion, plot_curves, plot_roc
 
 REPORT_FILE = "report.html"
@@ -35,6 +36,22 @@ def _read_predictions(run_dir: Path, positive: str) -> tuple[np.ndarray, np.ndar
         rows = list(csv.DictReader(f))
     labels = np.array([r["true_label"] == positive for r in rows], dtype=np.int64)
     return labels, np.array([float(r["prob"]) for r in rows])
+
+
+def _diagnosis_section(run_dir: Path) -> str:
+    findings = read_diagnosis(run_dir)
+    if findings is None:
+        return ""
+    if not findings:
+        return "<h2>Doctor</h2><p>No findings: nothing in this history looks wrong.</p>"
+    colors = {"error": "#c0392b", "warning": "#d68910", "info": "#2e86c1"}
+    items = "".join(
+        f'<li><b style="color:{colors.get(f["severity"], "#222")}">{html.escape(f["severity"])}</b> '
+        f'<code>{html.escape(f["id"])}</code>: {html.escape(f["message"])}<br><i>Fix:</i> {html.escape(f["fix"])}<br>'
+        f'<small>evidence: {html.escape(json.dumps(f["evidence"]))}</small></li>'
+        for f in findings
+    )
+    return f'<h2>Doctor</h2><ul id="doctor">{items}</ul>'
 
 
 def write_report(run_dir: Path) -> Path:
@@ -70,6 +87,7 @@ img{{max-width:100%}} .row img{{max-width:48%}}</style></head><body>
 <p>classes: {html.escape(meta['classes'][0])} = 0, {html.escape(meta['classes'][1])} = 1 (positive);
 model {html.escape(meta['architecture'])} at {meta['image_size']} px; threshold {meta['threshold']}</p>
 {summary}
+{_diagnosis_section(run_dir)}
 <h2>Curves</h2>{_img(run_dir / 'curves.png', 'loss and accuracy curves')}
 <p>Faint lines: single batches. A batch of {config.get('batch_size')} images has a binomial standard error of about
 ±{50 / max(1, config.get('batch_size', 1)) ** 0.5:.0f} points at 50% accuracy, so its accuracy jumps; the epoch

@@ -1,0 +1,331 @@
+"""History -> findings. Each check is a pure function of a History; thresholds carry their reasons."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..metrics import Z95, wilson_interval
+from .findings import Finding
+from .logs import History
+
+LN2 = math.log(2)
+SATURATED_LOSS = 5.0  # BCE above this means confident, wrong outputs: BCELoss clamps log at -100, so a
+# collapsed sigmoid model sits near 100 x (share wrong) ~ 50 on a balanced set.
+
+
+def entropy(p: float) -> float:
+    """BCE of the best constant prediction on a set with this class share (ln 2 when balanced)."""
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def _pairs(rows: list[dict], a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = [(r[a], r[b]) for r in rows if r.get(a) is not None and r.get(b) is not None]
+    pts = [(x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y)]
+    if not pts:
+        return np.array([]), np.array([])
+    x, y = zip(*pts)
+    return np.array(x, dtype=float), np.array(y, dtype=float)
+
+
+def _values(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
+
+
+def _ends(x: np.ndarray) -> tuple[float, float]:
+    """Mean of the first and of the last quarter: robust to single noisy points."""
+    q = max(1, len(x) // 4)
+    return float(np.mean(x[:q])), float(np.mean(x[-q:]))
+
+
+# --- metric-argmax-single-output --------------------------------------------------------------------
+def check_argmax(h: History) -> list[Finding]:
+    """An accuracy that stays at a class share while the loss falls well below what any constant
+    prediction can reach: the number is not an accuracy (argmax over one column is always class 0)."""
+    shares = [0.5] if h.val_positive_rate is None else sorted({h.val_positive_rate, 1 - h.val_positive_rate})
+    for rows, loss_key, acc_key, label in (
+        (h.steps, "loss", "batch_acc", "per-step accuracy"),
+        (h.epochs, "train_loss", "train_acc", "train accuracy"),
+        (h.epochs, "val_loss", "val_acc", "validation accuracy"),
+    ):
+        loss, acc = _pairs(rows, loss_key, acc_key)
+        if len(loss) < 4:
+            continue
+        loss_first, loss_last = _ends(loss)
+        tail_acc, tail_loss = acc[len(acc) // 2 :], loss[len(loss) // 2 :]
+        share = min(shares, key=lambda s: abs(tail_acc.mean() - s))
+        # How far a mean of these accuracies may sit from the share by chance (two standard errors, >= 3 points).
+        noise = max(0.03, 2 * float(tail_acc.std()) / math.sqrt(len(tail_acc)))
+        constant_bound = entropy(share)
+        # The loss says the model separates the classes (0.08 nats under the best constant prediction, after
+        # falling), yet the "accuracy" is still the class share: it cannot be a real accuracy.
+        if (
+            abs(tail_acc.mean() - share) <= noise
+            and loss_first - loss_last >= 0.05
+            and float(tail_loss.mean()) < constant_bound - 0.08
+        ):
+            return [Finding(
+                "metric-argmax-single-output", "error",
+                {"series": label, "loss_first": loss_first, "loss_last": loss_last,
+                 "acc_mean_second_half": float(tail_acc.mean()), "class_share": share,
+                 "constant_prediction_loss": constant_bound, "points": int(len(acc))},
+                f"The {label} stays at the class share ({tail_acc.mean():.3f} vs {share:.3f}) while the loss fell from "
+                f"{loss_first:.3f} to {loss_last:.3f}, well below the {constant_bound:.3f} of any constant prediction: "
+                "this is not a real accuracy. Typical cause: argmax (or max(dim=1)) over a model with one output, "
+                "which is always class 0.",
+                "With one output, predict with (torch.sigmoid(logits) >= 0.5) or (logits >= 0) and compare with "
+                "labels of the same shape; count correct predictions over the whole epoch.",
+            )]  # fmt: skip
+    return []
+
+
+# --- constant-predictions ---------------------------------------------------------------------------
+def _constant_epochs(h: History) -> list[tuple[int, str]]:
+    """(epoch, reason) for each epoch where the model predicted one class for everything."""
+    out = []
+    prev_acc = None
+    for r in h.epochs:
+        reason = None
+        if h.counts and r.get("val_n"):
+            predicted_pos = r["val_tp"] + r["val_fp"]
+            if predicted_pos in (0, r["val_n"]):
+                reason = f"every validation prediction is class {1 if predicted_pos else 0}"
+        else:
+            loss = max((r.get(k) for k in ("train_loss", "val_loss") if r.get(k) is not None), default=None)
+            if loss is not None and math.isfinite(loss) and loss >= SATURATED_LOSS:
+                reason = f"loss {loss:.1f}: saturated outputs (BCE clamp)"
+            acc, vloss = r.get("val_acc"), r.get("val_loss")
+            if acc is not None and prev_acc is not None and abs(acc - prev_acc) < 1e-9 and vloss is not None:
+                if vloss >= entropy(acc) - 0.02:
+                    reason = reason or f"validation accuracy frozen at {acc:.4f} with no better loss than a constant"
+            prev_acc = acc
+        if reason:
+            out.append((int(r["epoch"]), reason))
+    return out
+
+
+def check_constant_predictions(h: History) -> list[Finding]:
+    epochs = _constant_epochs(h)
+    step_losses = _values(h.steps, "loss")
+    saturated_steps = int(np.sum(step_losses >= SATURATED_LOSS)) if len(step_losses) else 0
+    if not epochs and len(step_losses) >= 4 and np.mean(step_losses[-max(1, len(step_losses) // 4):]) >= SATURATED_LOSS:
+        epochs = [(-1, f"training loss near {float(np.median(step_losses)):.1f}: saturated outputs (BCE clamp)")]
+    if not epochs:
+        return []
+    last_epoch = int(h.epochs[-1]["epoch"]) if h.epochs else -1
+    stuck = [e for e, _ in epochs]
+    longest = _longest_run(stuck)
+    if last_epoch not in stuck and longest < 3:
+        return []  # a brief dip the run recovered from
+    last = h.epochs[-1] if h.epochs else {}
+    evidence = {"epochs": stuck, "reason": epochs[-1][1], "saturated_steps": saturated_steps}
+    if last.get("val_acc") is not None:
+        evidence["val_acc"] = last["val_acc"]
+    if h.val_positive_rate is not None:
+        evidence["val_class_rate"] = max(h.val_positive_rate, 1 - h.val_positive_rate)
+    return [Finding(
+        "constant-predictions", "error", evidence,
+        f"The model predicts one class for everything ({epochs[-1][1]}; epochs {_ranges(stuck)}). Its accuracy is "
+        "just the share of that class, and more epochs will not fix it.",
+        "Lower the learning rate (10x; for RMSprop on this kind of CNN 1e-4 rather than 1e-3), use BCEWithLogitsLoss "
+        "on raw logits instead of sigmoid + BCELoss, and check that the inputs are normalized.",
+    )]  # fmt: skip
+
+
+def _longest_run(epochs: list[int]) -> int:
+    best = run = 0
+    prev = None
+    for e in epochs:
+        run = run + 1 if prev is not None and e == prev + 1 else 1
+        best, prev = max(best, run), e
+    return best
+
+
+def _ranges(epochs: list[int]) -> str:
+    if epochs == [-1]:
+        return "all logged steps"
+    return f"{epochs[0]}-{epochs[-1]}" if len(epochs) > 1 else str(epochs[0])
+
+
+# --- not-learning -----------------------------------------------------------------------------------
+def check_not_learning(h: History) -> list[Finding]:
+    losses = _values(h.epochs, "train_loss")
+    label = "train loss"
+    if len(losses) < 3:
+        losses, label = _values(h.steps, "loss"), "per-step loss"
+    if len(losses) < 3 or not np.all(np.isfinite(losses)):
+        return []
+    rate = 0.5 if h.val_positive_rate is None else h.val_positive_rate
+    floor = entropy(rate)
+    tail = losses[len(losses) // 2 :]
+    if np.all(np.abs(tail - floor) < 0.02):  # within 0.02 of the constant-prediction loss: no signal learned
+        return [Finding(
+            "not-learning", "warning",
+            {"series": label, "loss_last": float(losses[-1]), "constant_prediction_loss": floor,
+             "points": int(len(losses))},
+            f"The {label} stays at {float(np.mean(tail)):.3f}, the loss of predicting the class share "
+            f"({floor:.3f} = ln 2 for a balanced set): the model has not learned anything from the images.",
+            "Check that labels match images (look at a few), try a 10x lower and a 10x higher learning rate, "
+            "and make sure the optimizer gets the model's parameters and optimizer.step() runs.",
+        )]  # fmt: skip
+    return []
+
+
+# --- diverging --------------------------------------------------------------------------------------
+def check_diverging(h: History) -> list[Finding]:
+    for rows, key in ((h.epochs, "train_loss"), (h.epochs, "val_loss"), (h.steps, "loss")):
+        for r in rows:
+            v = r.get(key)
+            if v is not None and not math.isfinite(v):
+                where = f"epoch {r.get('epoch')}" + (f", step {r['step']}" if "step" in r else "")
+                return [Finding(
+                    "diverging", "error", {"series": key, "value": v, "at": where},
+                    f"The {key.replace('_', ' ')} became {v} at {where}: training diverged and the weights are garbage.",
+                    "Lower the learning rate, use BCEWithLogitsLoss (never log of a sigmoid), and clip gradients "
+                    "(torch.nn.utils.clip_grad_norm_).",
+                )]  # fmt: skip
+    losses = _values(h.epochs, "train_loss")
+    if len(losses) >= 4:
+        rises = np.diff(losses[-4:])
+        low = float(losses.min())
+        if np.all(rises > 0) and losses[-1] > 1.25 * low + 0.02:  # three rises in a row, 25% above the best
+            return [Finding(
+                "diverging", "error",
+                {"series": "train_loss", "min": low, "last": float(losses[-1]), "rising_epochs": 3},
+                f"The training loss has risen for 3 epochs in a row, from its best {low:.4f} to {losses[-1]:.4f}: "
+                "the optimizer is overshooting.",
+                "Lower the learning rate (or add a decaying schedule) and restart from the best checkpoint.",
+            )]  # fmt: skip
+    return []
+
+
+# --- lr-schedule-collapse ---------------------------------------------------------------------------
+def check_lr_collapse(h: History) -> list[Finding]:
+    for rows, unit in ((h.steps, "step"), (h.epochs, "epoch")):
+        lrs = _values(rows, "lr")
+        if len(lrs) < 4 or not lrs[0] > 0:
+            continue
+        below = np.flatnonzero(lrs < 0.01 * lrs[0])
+        if len(below) and below[0] < len(lrs) / 2:
+            i = int(below[0])
+            return [Finding(
+                "lr-schedule-collapse", "warning",
+                {"lr_start": float(lrs[0]), "lr_at": float(lrs[i]), "at": f"{unit} {i + 1} of {len(lrs)}"},
+                f"The learning rate fell from {lrs[0]:.3g} to {lrs[i]:.3g} (under 1% of its start) by {unit} {i + 1} "
+                f"of {len(lrs)}: most of the run trained at almost no learning rate.",
+                "An epoch-based scheduler (StepLR, ExponentialLR, CosineAnnealingLR with T_max in epochs) is being "
+                "stepped after every batch: call scheduler.step() once per epoch, or size it in steps.",
+            )]  # fmt: skip
+    return []
+
+
+# --- overfitting ------------------------------------------------------------------------------------
+def check_overfitting(h: History) -> list[Finding]:
+    train, val = _pairs(h.epochs, "train_loss", "val_loss")
+    epochs = [r["epoch"] for r in h.epochs if r.get("train_loss") is not None and r.get("val_loss") is not None]
+    if len(val) >= 5:
+        best = int(np.argmin(val))
+        after = len(val) - 1 - best
+        margin = max(0.02, 0.05 * val[best])  # val-loss wobble smaller than this is noise, not a trend
+        tail = val[-min(3, after) :] if after else val[-1:]
+        if after >= 3 and float(np.mean(tail)) > val[best] + margin and train[-1] < train[best]:
+            return [Finding(
+                "overfitting", "warning",
+                {"best_epoch": epochs[best], "val_loss_best": float(val[best]), "val_loss_last": float(val[-1]),
+                 "train_loss_at_best": float(train[best]), "train_loss_last": float(train[-1]),
+                 "epochs_since_best": after},
+                f"Validation loss was lowest at epoch {epochs[best]} ({val[best]:.4f}) and has risen for {after} epochs "
+                f"to {val[-1]:.4f}, while training loss kept falling ({train[best]:.4f} -> {train[-1]:.4f}): "
+                "the model is memorizing the training images.",
+                f"Keep the weights of epoch {epochs[best]} (binclass: best.safetensors, --early-stop 3), add "
+                "augmentation (--augment standard), dropout or weight decay, or use more data.",
+            )]  # fmt: skip
+    last = h.epochs[-1] if h.epochs else {}
+    if last.get("train_acc") is not None and last.get("val_acc") is not None:
+        gap = last["train_acc"] - last["val_acc"]
+        if h.val_n and last.get("train_n"):
+            p, q = last["val_acc"], last["train_acc"]
+            se = math.sqrt(p * (1 - p) / h.val_n + q * (1 - q) / last["train_n"])
+            significant = gap > max(0.1, 4 * se)  # far outside the noise of two finite samples
+        else:
+            se, significant = None, gap > 0.15
+        if significant:
+            return [Finding(
+                "overfitting", "warning",
+                {"train_acc": last["train_acc"], "val_acc": last["val_acc"], "gap": gap, "gap_standard_error": se},
+                f"Training accuracy ({last['train_acc']:.3f}) is {gap * 100:.1f} points above validation accuracy "
+                f"({last['val_acc']:.3f}), far more than sampling noise explains.",
+                "Regularize (augmentation, dropout, weight decay), stop earlier, or get more training images.",
+            )]  # fmt: skip
+    return []
+
+
+# --- within-sampling-noise --------------------------------------------------------------------------
+def check_sampling_noise(h: History) -> list[Finding]:
+    out = []
+    acc = _values(h.steps, "batch_acc")
+    if len(acc) >= 10 and h.batch_size:
+        p = float(np.clip(acc.mean(), 0.01, 0.99))
+        expected = math.sqrt(p * (1 - p) / h.batch_size)
+        observed = float(np.std(np.diff(acc)) / math.sqrt(2))  # step-to-step: the slow trend cancels
+        if observed <= 1.3 * expected:  # 1.3: allows for the model changing between steps
+            out.append(Finding(
+                "within-sampling-noise", "info",
+                {"batch_size": h.batch_size, "expected_sd": expected, "observed_sd": observed,
+                 "observed_min": float(acc.min()), "observed_max": float(acc.max())},
+                f"Per-batch accuracy jumps between {acc.min():.2f} and {acc.max():.2f}; a batch of {h.batch_size} "
+                f"at {p:.2f} has a standard deviation of {expected:.3f} (binomial), and the jumps ({observed:.3f}) "
+                "are no larger: they are sampling noise, not a training problem.",
+                "Watch the accuracy counted over the whole epoch and the validation loss instead of single batches.",
+            ))  # fmt: skip
+    val = _values(h.epochs, "val_acc")
+    if h.val_n and len(val) >= 3:
+        lo, hi = wilson_interval(round(val[-1] * h.val_n), h.val_n)
+        half = (hi - lo) / 2
+        changes = np.abs(np.diff(val))
+        if np.any(np.diff(val) < 0) and changes.max() <= half:
+            out.append(Finding(
+                "within-sampling-noise", "info",
+                {"val_n": h.val_n, "interval_half_width": half, "largest_epoch_change": float(changes.max())},
+                f"Validation accuracy moves by at most {changes.max() * 100:.1f} points between epochs, inside its "
+                f"±{half * 100:.1f}-point 95% interval on {h.val_n} images: these ups and downs are not evidence of "
+                "anything.",
+                "Compare runs by validation loss, or by accuracy only when the difference exceeds the interval.",
+            ))  # fmt: skip
+    return out
+
+
+# --- small-validation-set ---------------------------------------------------------------------------
+def check_small_validation(h: History) -> list[Finding]:
+    val = _values(h.epochs, "val_acc")
+    if not h.val_n or not len(val):
+        return []
+    p = float(val[-1])
+    lo, hi = wilson_interval(round(p * h.val_n), h.val_n)
+    half = (hi - lo) / 2
+    if half <= 0.02:
+        return []
+    needed = math.ceil(Z95**2 * max(p * (1 - p), 0.01) / 0.02**2)
+    return [Finding(
+        "small-validation-set", "info",
+        {"val_n": h.val_n, "val_acc": p, "low": lo, "high": hi, "half_width": half, "n_for_2_points": needed},
+        f"With {h.val_n} validation images, accuracy {p:.3f} is only known to within ±{half * 100:.1f} points "
+        f"(95% interval {lo:.3f}-{hi:.3f}).",
+        f"Treat differences under {half * 100:.1f} points as noise; about {needed} validation images would give ±2 points.",
+    )]  # fmt: skip
+
+
+CHECKS: list[Callable[[History], list[Finding]]] = [
+    check_argmax, check_constant_predictions, check_not_learning, check_diverging, check_lr_collapse,
+    check_overfitting, check_sampling_noise, check_small_validation,
+]  # fmt: skip
+
+
+def diagnose(h: History) -> list[Finding]:
+    findings: list[Finding] = []
+    for check in CHECKS:
+        findings += check(h)
+    return findings

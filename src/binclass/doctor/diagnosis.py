@@ -1,0 +1,50 @@
+"""Run the checks on a target and keep the result with the run (diagnosis.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .checks import diagnose
+from .findings import Finding, sort_findings
+from .logs import from_run_folder, load_history
+
+DIAGNOSIS_FILE = "diagnosis.json"
+
+
+def doctor(target: Path, batch_size: int | None = None, val_n: int | None = None) -> list[Finding]:
+    """Findings for a run folder or a CSV/JSONL log; batch_size and val_n fill in what a log lacks."""
+    h = load_history(Path(target))
+    if batch_size:
+        h.batch_size = batch_size
+    if val_n:
+        h.val_n = val_n
+    return diagnose(h)
+
+
+def write_diagnosis(run_dir: Path, findings: list[Finding]) -> Path:
+    path = Path(run_dir) / DIAGNOSIS_FILE
+    path.write_text(json.dumps({"findings": [f.to_dict() for f in sort_findings(findings)]}, indent=2) + "\n")
+    return path
+
+
+def read_diagnosis(run_dir: Path) -> list[dict] | None:
+    path = Path(run_dir) / DIAGNOSIS_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["findings"]
+
+
+class EpochDoctor:
+    """Used by `binclass train`: after each epoch, the findings whose id has not been reported yet."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.seen: set[str] = set()
+        self.findings: list[Finding] = []
+
+    def after_epoch(self) -> list[Finding]:
+        self.findings = diagnose(from_run_folder(self.run_dir))
+        new = [f for f in self.findings if f.id not in self.seen]
+        self.seen |= {f.id for f in new}
+        return new

@@ -1,0 +1,439 @@
+"""Static checks of a user's PyTorch training script (read with ast, never run) for the bugs that
+make a reported number wrong. Precision first: a correct script must get no error."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BinclassError
+from .findings import Finding
+
+NN = "torch.nn"
+EPOCH_SCHEDULERS = {"StepLR", "MultiStepLR", "ExponentialLR", "ReduceLROnPlateau", "CosineAnnealingLR", "PolynomialLR"}
+LOSS_KINDS = {
+    f"{NN}.BCELoss": "bce", f"{NN}.functional.binary_cross_entropy": "bce",
+    f"{NN}.BCEWithLogitsLoss": "bce_logits", f"{NN}.functional.binary_cross_entropy_with_logits": "bce_logits",
+    f"{NN}.CrossEntropyLoss": "multiclass", f"{NN}.NLLLoss": "multiclass", f"{NN}.functional.cross_entropy": "multiclass",
+    f"{NN}.functional.nll_loss": "multiclass",
+}  # fmt: skip
+SIGMOIDS = {"torch.sigmoid", f"{NN}.functional.sigmoid", f"{NN}.Sigmoid", "torch.special.expit"}
+NO_GRAD = {"torch.no_grad", "torch.inference_mode", "torch.set_grad_enabled", "torch.autograd.no_grad"}
+VAL_WORDS = ("val", "valid", "test", "eval", "dev")
+
+
+def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
+    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
+@dataclass
+class Context:
+    aliases: dict[str, str] = field(default_factory=dict)  # local name -> qualified name
+    losses: dict[str, tuple[str, int]] = field(default_factory=dict)  # kind -> (qualified, line) of first use
+    linear_out1: int | None = None  # line of an nn.Linear(..., 1)
+    model_classes: set[str] = field(default_factory=set)
+    model_names: set[str] = field(default_factory=lambda: {"model", "net", "network", "classifier"})
+    output_names: set[str] = field(default_factory=set)  # names holding raw model outputs
+    sigmoid_in_model: int | None = None
+    sigmoid_anywhere: int | None = None
+    schedulers: dict[str, tuple[str, ast.Call]] = field(default_factory=dict)  # name -> (class, constructor)
+
+    def qualified(self, node: ast.AST) -> str | None:
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id, node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.qualified(node.value)
+            return f"{base}.{node.attr}" if base else None
+        return None
+
+    @property
+    def single_output(self) -> bool:
+        return ("bce" in self.losses or "bce_logits" in self.losses or self.linear_out1 is not None) and (
+            "multiclass" not in self.losses
+        )
+
+
+def _collect_aliases(tree: ast.AST) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names:
+                aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    return aliases
+
+
+def _canon(name: str | None) -> str | None:
+    """torch.nn.modules.loss.BCELoss and friends -> torch.nn.BCELoss; F.sigmoid spelled any way."""
+    if name is None:
+        return None
+    if name.startswith("torch.nn.modules."):
+        return "torch.nn." + name.rsplit(".", 1)[-1]
+    if name.startswith("torch.optim.lr_scheduler."):
+        return name
+    return name
+
+
+def _int_value(node: ast.AST | None) -> int | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value
+    return None
+
+
+def _arg(call: ast.Call, pos: int, name: str) -> ast.AST | None:
+    if len(call.args) > pos:
+        return call.args[pos]
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _literal_arith(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int)
+    if isinstance(node, ast.BinOp):
+        return _literal_arith(node.left) and _literal_arith(node.right)
+    return False
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _build_context(tree: ast.Module) -> Context:
+    ctx = Context(aliases=_collect_aliases(tree))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any(
+            (_canon(ctx.qualified(b)) or "").endswith(("nn.Module", "LightningModule")) for b in node.bases
+        ):
+            ctx.model_classes.add(node.name)
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Call) and _canon(ctx.qualified(inner.func)) in SIGMOIDS:
+                    ctx.sigmoid_in_model = ctx.sigmoid_in_model or inner.lineno
+                if (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute)
+                        and inner.func.attr == "sigmoid" and not inner.args
+                        and isinstance(inner.func.value, ast.Name) and inner.func.value.id not in ("torch", "F")):
+                    ctx.sigmoid_in_model = ctx.sigmoid_in_model or inner.lineno  # fmt: skip
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            q = _canon(ctx.qualified(node.func))
+            if q in SIGMOIDS:
+                ctx.sigmoid_anywhere = ctx.sigmoid_anywhere or node.lineno
+            if q in LOSS_KINDS:
+                ctx.losses.setdefault(LOSS_KINDS[q], (q, node.lineno))
+            if q == f"{NN}.Linear" and _int_value(_arg(node, 1, "out_features")) == 1:
+                ctx.linear_out1 = ctx.linear_out1 or node.lineno
+            if q == f"{NN}.Sequential" and any(
+                isinstance(a, ast.Call) and _canon(ctx.qualified(a.func)) in SIGMOIDS for a in node.args
+            ):
+                ctx.sigmoid_in_model = ctx.sigmoid_in_model or node.lineno
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            root = node.value
+            while isinstance(root, ast.Call) and isinstance(root.func, ast.Attribute) and root.func.attr in ("to", "cuda", "cpu", "train", "float"):
+                root = root.func.value  # model = Net().to(device)
+            if isinstance(root, ast.Call):
+                q = _canon(ctx.qualified(root.func)) or ""
+                cls = q.rsplit(".", 1)[-1]
+                if cls in ctx.model_classes or q == f"{NN}.Sequential":
+                    ctx.model_names.update(targets)
+                if q.startswith("torch.optim.lr_scheduler.") or (cls.endswith(("LR", "LROnPlateau")) and "lr_scheduler" in q):
+                    for t in targets:
+                        ctx.schedulers[t] = (cls, root)
+    # Names bound to raw model outputs: out = model(x), out = model(x).squeeze(1), ...
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            value = node.value
+            while isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in (
+                "squeeze", "view", "reshape", "flatten", "float", "detach", "cpu"
+            ):
+                value = value.func.value
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ctx.model_names:
+                ctx.output_names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return ctx
+
+
+def _is_raw_output(ctx: Context, node: ast.AST) -> bool:
+    """True when node is a model output that no sigmoid has touched."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+        "squeeze", "view", "reshape", "flatten", "float", "detach", "cpu"
+    ):
+        node = node.func.value
+    if isinstance(node, ast.Name):
+        return node.id in ctx.output_names
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ctx.model_names
+
+
+def _loop_kind(ctx: Context, node: ast.For) -> str | None:
+    """'val' / 'train' for a loop over a data loader (by its name), None for other loops."""
+    names = {n.lower() for n in _names_in(node.iter)} | {
+        a.attr.lower() for a in ast.walk(node.iter) if isinstance(a, ast.Attribute)
+    }
+    loaders = [n for n in names if "loader" in n or n in ("batches", "dataset", "ds", "dl")]
+    if not loaders:
+        return None
+    return "val" if any(w in n for n in loaders for w in VAL_WORDS) else "train"
+
+
+class _Linter:
+    def __init__(self, tree: ast.Module, path: str) -> None:
+        self.tree = tree
+        self.path = path
+        self.ctx = _build_context(tree)
+        self.parents = _parents(tree)
+        self.findings: list[Finding] = []
+
+    def add(self, id: str, severity: str, line: int, evidence: dict, message: str, fix: str) -> None:
+        if not any(f.id == id and f.line == line for f in self.findings):
+            self.findings.append(Finding(id, severity, evidence, message, fix, path=self.path, line=line))
+
+    def ancestors(self, node: ast.AST):
+        while node in self.parents:
+            node = self.parents[node]
+            yield node
+
+    def enclosing_loop(self, node: ast.AST, kind: str | None = None) -> ast.For | None:
+        for a in self.ancestors(node):
+            if isinstance(a, ast.For) and _loop_kind(self.ctx, a) and (kind is None or _loop_kind(self.ctx, a) == kind):
+                return a
+            if isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                return None
+        return None
+
+    def run(self) -> list[Finding]:
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call):
+                self.check_argmax(node)
+                self.check_round(node)
+                self.check_scheduler(node)
+            elif isinstance(node, ast.Compare):
+                self.check_compare(node)
+            elif isinstance(node, ast.For) and _loop_kind(self.ctx, node) == "val":
+                self.check_validation_loop(node)
+            elif isinstance(node, ast.ClassDef) and node.name in self.ctx.model_classes:
+                self.check_flatten(node)
+        self.check_sigmoid_bce()
+        self.check_single_batch_accuracy()
+        return self.findings
+
+    # argmax / max(dim=1) on one output
+    def check_argmax(self, call: ast.Call) -> None:
+        if not self.ctx.single_output:
+            return
+        q = _canon(self.ctx.qualified(call.func)) or ""
+        method = call.func.attr if isinstance(call.func, ast.Attribute) else None
+        if q == "torch.argmax":
+            dim = _arg(call, 1, "dim")
+        elif method == "argmax" and q != "torch.argmax":
+            dim = _arg(call, 0, "dim")
+        elif q == "torch.max" and (len(call.args) > 1 or any(k.arg == "dim" for k in call.keywords)):
+            dim = _arg(call, 1, "dim")
+        elif method == "max" and q != "torch.max" and (call.args or call.keywords):
+            dim = _arg(call, 0, "dim")
+        else:
+            return
+        if _int_value(dim) not in (1, -1) and not (isinstance(dim, ast.UnaryOp) and _int_value(dim.operand) == 1):
+            return
+        evidence = {"call": ast.unparse(call)}
+        if self.ctx.linear_out1:
+            evidence["single_output_layer_line"] = self.ctx.linear_out1
+        for kind in ("bce", "bce_logits"):
+            if kind in self.ctx.losses:
+                evidence["loss"] = self.ctx.losses[kind][0].rsplit(".", 1)[-1]
+        self.add(
+            "lint-argmax-single-output", "error", call.lineno, evidence,
+            f"`{ast.unparse(call)}` takes the argmax over one column: the model has a single output, so this is "
+            "always 0 and the 'accuracy' only counts class-0 labels.",
+            "Use `pred = (torch.sigmoid(output) >= 0.5).long()` (or `output >= 0` on logits) and compare with "
+            "labels of the same shape.",
+        )  # fmt: skip
+
+    # round / threshold on logits
+    def _logits_setting(self) -> bool:
+        return "bce_logits" in self.ctx.losses and self.ctx.sigmoid_in_model is None
+
+    def check_round(self, call: ast.Call) -> None:
+        if not self._logits_setting():
+            return
+        q = _canon(self.ctx.qualified(call.func)) or ""
+        target = None
+        if q == "torch.round" and call.args:
+            target = call.args[0]
+        elif isinstance(call.func, ast.Attribute) and call.func.attr == "round" and not call.args:
+            target = call.func.value
+        if target is not None and _is_raw_output(self.ctx, target):
+            self._threshold_finding(call, ast.unparse(call))
+
+    def check_compare(self, node: ast.Compare) -> None:
+        if not self._logits_setting() or len(node.ops) != 1:
+            return
+        right = node.comparators[0]
+        if isinstance(node.ops[0], (ast.Gt, ast.GtE, ast.Lt, ast.LtE)) and isinstance(right, ast.Constant) and right.value == 0.5:
+            if _is_raw_output(self.ctx, node.left):
+                self._threshold_finding(node, ast.unparse(node))
+
+    def _threshold_finding(self, node: ast.AST, code: str) -> None:
+        self.add(
+            "lint-threshold-on-logits", "error", node.lineno,
+            {"code": code, "loss": "BCEWithLogitsLoss", "loss_line": self.ctx.losses["bce_logits"][1]},
+            f"`{code}` thresholds raw logits at 0.5 (the model feeds BCEWithLogitsLoss, so its outputs are logits, "
+            "not probabilities): a logit of 0.3 is a probability of 0.57 but counts as class 0.",
+            "Threshold the probability, `torch.sigmoid(output) >= 0.5`, or the logit at 0, `output >= 0`.",
+        )  # fmt: skip
+
+    # epoch scheduler stepped per batch
+    def check_scheduler(self, call: ast.Call) -> None:
+        f = call.func
+        if not (isinstance(f, ast.Attribute) and f.attr == "step" and isinstance(f.value, ast.Name)):
+            return
+        if f.value.id not in self.ctx.schedulers:
+            return
+        cls, ctor = self.ctx.schedulers[f.value.id]
+        if cls not in EPOCH_SCHEDULERS:
+            return
+        # A schedule sized in steps (T_max=epochs * len(loader), step_size=n_steps) is stepped per batch on purpose.
+        sized = ast.unparse(ctor).lower()
+        if "len(" in sized or "steps" in sized or "iters" in sized:
+            return
+        loop = self.enclosing_loop(call, "train") or self.enclosing_loop(call)
+        if loop is None:
+            return
+        self.add(
+            "lint-scheduler-in-batch-loop", "error", call.lineno,
+            {"scheduler": cls, "constructed_line": ctor.lineno, "batch_loop_line": loop.lineno},
+            f"`{f.value.id}.step()` runs once per batch, but {cls} counts epochs: its schedule runs "
+            f"{'hundreds of times' if cls != 'ReduceLROnPlateau' else 'per batch'} too fast and the learning rate collapses early.",
+            f"Move `{f.value.id}.step()` after the batch loop (once per epoch), or use a per-step schedule such as OneCycleLR.",
+        )  # fmt: skip
+
+    # sigmoid + BCELoss
+    def check_sigmoid_bce(self) -> None:
+        sigmoid_line = self.ctx.sigmoid_in_model or self.ctx.sigmoid_anywhere
+        if "bce" in self.ctx.losses and sigmoid_line is not None:
+            q, line = self.ctx.losses["bce"]
+            self.add(
+                "lint-sigmoid-bceloss", "warning", line,
+                {"loss": q.rsplit(".", 1)[-1], "sigmoid_line": sigmoid_line},
+                "A sigmoid feeds BCELoss: in float32 the sigmoid saturates to exactly 0 "
+                "or 1 and BCELoss clamps its log at -100 (the 'loss stuck near 50' of a collapsed run).",
+                "Return the raw logit from forward() and use nn.BCEWithLogitsLoss (numerically stable); apply "
+                "torch.sigmoid only to report probabilities.",
+            )  # fmt: skip
+
+    # accuracy of one batch reported
+    def check_single_batch_accuracy(self) -> None:
+        compared: set[str] = set()
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Assign) and self._is_comparison(node.value, compared):
+                compared.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        accumulated = {n.target.id for n in ast.walk(self.tree) if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
+        for node in ast.walk(self.tree):
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+                continue
+            name = node.targets[0].id
+            loop = self.enclosing_loop(node, "train")
+            if loop is None or name in accumulated or not self._is_batch_mean(node.value, compared):
+                continue
+            for use in ast.walk(loop):
+                if isinstance(use, ast.Call) and self._reports(use) and name in _names_in(use):
+                    self.add(
+                        "lint-single-batch-accuracy", "warning", node.lineno,
+                        {"name": name, "reported_line": use.lineno},
+                        f"`{name}` is the accuracy of one batch, and it is reported as the accuracy of the iteration: "
+                        "a batch of 20 has a standard error of about ±11 points, so the curve jumps.",
+                        "Accumulate correct predictions and sample counts over the whole epoch (`correct += ...; "
+                        "total += len(labels)`) and report correct / total once per epoch.",
+                    )  # fmt: skip
+                    break
+
+    @staticmethod
+    def _reports(call: ast.Call) -> bool:
+        f = call.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        return name in ("print", "append", "log", "add_scalar", "info", "write", "set_postfix")
+
+    def _is_comparison(self, node: ast.AST, known: set[str]) -> bool:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Compare) and isinstance(n.ops[0], (ast.Eq, ast.NotEq)):
+                return True
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "eq":
+                return True
+        return False
+
+    def _is_batch_mean(self, node: ast.AST, compared: set[str]) -> bool:
+        involves = self._is_comparison(node, compared) or bool(_names_in(node) & compared)
+        if not involves:
+            return False
+        for n in ast.walk(node):
+            if isinstance(n, ast.Call) and (
+                (isinstance(n.func, ast.Attribute) and n.func.attr == "mean") or _canon(self.ctx.qualified(n.func)) == "torch.mean"
+            ):
+                return True
+            if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
+                return True
+        return False
+
+    # validation loops
+    def check_validation_loop(self, loop: ast.For) -> None:
+        scope = next((a for a in self.ancestors(loop) if isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef))), self.tree)
+        has_eval = any(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "eval" and not n.args
+            for n in ast.walk(scope)
+        )
+        if not has_eval:
+            self.add(
+                "lint-eval-mode", "warning", loop.lineno, {"loop": ast.unparse(loop.iter)},
+                "This validation loop runs without `model.eval()`: dropout stays on and batch norm uses (and updates) "
+                "batch statistics, so validation numbers are noisier and lower than the model's real performance.",
+                "Call `model.eval()` before the validation loop and `model.train()` before training resumes.",
+            )  # fmt: skip
+        guarded = any(
+            isinstance(a, (ast.With, ast.AsyncWith))
+            and any(_canon(self.ctx.qualified(i.context_expr.func if isinstance(i.context_expr, ast.Call) else i.context_expr)) in NO_GRAD for i in a.items)
+            for a in self.ancestors(loop)
+        ) or (
+            isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and any(_canon(self.ctx.qualified(d.func if isinstance(d, ast.Call) else d)) in NO_GRAD for d in scope.decorator_list)
+        )  # fmt: skip
+        if not guarded:
+            self.add(
+                "lint-no-grad", "warning", loop.lineno, {"loop": ast.unparse(loop.iter)},
+                "This validation loop builds autograd graphs it never uses: slower and several times the memory.",
+                "Wrap it in `with torch.no_grad():` (or `torch.inference_mode()`).",
+            )  # fmt: skip
+
+    # hard-coded flatten size
+    def check_flatten(self, cls: ast.ClassDef) -> None:
+        seen_conv = False
+        calls = sorted((n for n in ast.walk(cls) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
+        for call in calls:
+            q = _canon(self.ctx.qualified(call.func)) or ""
+            if q.startswith(f"{NN}.Conv"):
+                seen_conv = True
+            elif q == f"{NN}.Linear" and seen_conv:
+                first = _arg(call, 0, "in_features")
+                if first is not None and _literal_arith(first) and isinstance(first, ast.BinOp):
+                    self.add(
+                        "lint-hardcoded-flatten", "info", call.lineno, {"in_features": ast.unparse(first)},
+                        f"The first Linear after the conv layers has a hard-coded input size ({ast.unparse(first)}): "
+                        "it only fits one image size, and a different size fails with a shape error.",
+                        "Compute it from the image size (or run a dummy tensor through the conv layers), or use nn.LazyLinear.",
+                    )  # fmt: skip
+                return
+
+
+def lint_source(source: str, path: str = "<string>") -> list[Finding]:
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as exc:
+        raise BinclassError(f"{path}:{exc.lineno}: not valid Python ({exc.msg}); lint reads Python source files") from None
+    return sorted(_Linter(tree, path).run(), key=lambda f: f.line or 0)
+
+
+def lint_file(path: Path) -> list[Finding]:
+    try:
+        source = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BinclassError(f"{path}: cannot read ({exc})") from None
+    return lint_source(source, str(path))

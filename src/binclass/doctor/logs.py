@@ -1,0 +1,152 @@
+"""Read a training history into one shape: a binclass run folder, or a CSV / JSON-lines log written by
+anything else (Keras' and Lightning's CSVLogger included). Missing columns leave gaps, never errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import history as run_history
+from ..errors import BinclassError
+
+# Canonical name -> names other tools write (compared lowercased, with "/" and "-" read as "_").
+EPOCH_ALIASES = {
+    "train_loss": ("loss", "train_loss", "training_loss", "train_loss_epoch", "loss_epoch", "trn_loss"),
+    "train_acc": ("acc", "accuracy", "train_acc", "train_accuracy", "binary_accuracy", "train_binary_accuracy",
+                  "train_acc_epoch", "acc_epoch", "training_accuracy", "training_acc"),
+    "val_loss": ("val_loss", "valid_loss", "validation_loss", "val_loss_epoch"),
+    "val_acc": ("val_acc", "val_accuracy", "val_binary_accuracy", "valid_acc", "valid_accuracy",
+                "validation_accuracy", "validation_acc", "val_acc_epoch"),
+    "lr": ("lr", "learning_rate"),
+}  # fmt: skip
+STEP_ALIASES = {
+    "loss": ("train_loss_step", "loss_step"),
+    "batch_acc": ("train_acc_step", "acc_step", "accuracy_step", "batch_acc"),
+}
+EPOCH_KEYS = ("epoch", "epochs")
+STEP_KEYS = ("step", "iteration", "iter", "itr", "it", "global_step", "batch", "steps")
+
+
+@dataclass
+class History:
+    epochs: list[dict] = field(default_factory=list)  # epoch, train_loss, train_acc, val_loss, val_acc, lr, val_n, ...
+    steps: list[dict] = field(default_factory=list)  # step, loss, batch_acc, batch_size, lr (+ epoch when known)
+    source: str = ""
+    batch_size: int | None = None
+    val_n: int | None = None
+    val_positive_rate: float | None = None  # share of the positive class in validation, when known
+    counts: bool = False  # epochs carry val_tn/fp/fn/tp (exact prediction counts)
+
+
+def _norm(key: str) -> str:
+    return key.strip().lower().replace("/", "_").replace("-", "_").replace(" ", "_")
+
+
+def _num(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)  # "nan" and "inf" parse, and must: they are evidence
+    except (TypeError, ValueError):
+        return None
+
+
+def _canonical(row: dict) -> tuple[dict, dict, float | None, float | None, bool]:
+    """(epoch-level values, step-level values, epoch, step, explicitly per-epoch) of one raw row."""
+    norm = {_norm(k): v for k, v in row.items() if k is not None}
+    if "valid_loss" in norm and "accuracy" in norm and not any(k in norm for k in EPOCH_ALIASES["val_acc"]):
+        norm["val_acc"] = norm.pop("accuracy")  # fastai's recorder: its metrics are computed on validation
+    epoch_vals, step_vals = {}, {}
+    explicit_epoch = False  # Lightning's *_epoch columns: aggregated over the epoch, even beside a step column
+    for canon, names in EPOCH_ALIASES.items():
+        for name in names:
+            if _num(norm.get(name)) is not None:
+                epoch_vals[canon] = _num(norm[name])
+                explicit_epoch |= name.endswith("_epoch")
+                break
+    if "lr" not in epoch_vals:  # Lightning's LearningRateMonitor writes lr_<optimizer>
+        for k, v in norm.items():
+            if k.startswith("lr_") and _num(v) is not None:
+                epoch_vals["lr"] = _num(v)
+                break
+    for canon, names in STEP_ALIASES.items():
+        for name in names:
+            if _num(norm.get(name)) is not None:
+                step_vals[canon] = _num(norm[name])
+                break
+    if _num(norm.get("batch_size")) is not None:
+        step_vals["batch_size"] = _num(norm["batch_size"])
+    epoch = next((_num(norm[k]) for k in EPOCH_KEYS if _num(norm.get(k)) is not None), None)
+    step = next((_num(norm[k]) for k in STEP_KEYS if _num(norm.get(k)) is not None), None)
+    return epoch_vals, step_vals, epoch, step, explicit_epoch
+
+
+def from_rows(rows: list[dict], source: str) -> History:
+    """Rows of any logger. With a step/iteration column, a row of training values alone is one step's
+    observation (a printed batch accuracy is one batch's); validation values always describe an epoch."""
+    parsed = [_canonical(r) for r in rows]
+    has_step = any(step is not None for _, _, _, step, _ in parsed)
+    epochs: dict[float, dict] = {}
+    steps: list[dict] = []
+    for index, (ev, sv, epoch, step, explicit_epoch) in enumerate(parsed):
+        is_val = "val_loss" in ev or "val_acc" in ev
+        if has_step and not is_val and not explicit_epoch and ("train_loss" in ev or "train_acc" in ev):
+            sv = {"loss": ev.pop("train_loss", None), "batch_acc": ev.pop("train_acc", None), **sv}
+        if sv:
+            record = {"step": step if step is not None else len(steps) + 1, "epoch": epoch, "lr": ev.pop("lr", None), **sv}
+            steps.append({k: v for k, v in record.items() if v is not None})
+        if ev:
+            key = epoch if epoch is not None else float(index)
+            epochs.setdefault(key, {"epoch": epoch if epoch is not None else index + 1}).update(ev)
+    hist = History(epochs=[epochs[k] for k in sorted(epochs)], steps=steps, source=source)
+    sizes = {int(s["batch_size"]) for s in steps if "batch_size" in s}
+    hist.batch_size = max(sizes) if sizes else None
+    return hist
+
+
+def from_run_folder(run_dir: Path) -> History:
+    epochs = run_history.read_epochs(run_dir)
+    steps = run_history.read_steps(run_dir)
+    hist = History(epochs=epochs, steps=steps, source=str(run_dir), counts=bool(epochs))
+    try:
+        hist.batch_size = int(json.loads((run_dir / "config.json").read_text())["batch_size"])
+    except (OSError, KeyError, ValueError):
+        hist.batch_size = max((s["batch_size"] for s in steps), default=None)
+    if epochs:
+        last = epochs[-1]
+        hist.val_n = int(last["val_n"])
+        hist.val_positive_rate = (last["val_tp"] + last["val_fn"]) / last["val_n"] if last["val_n"] else None
+    return hist
+
+
+def load_history(target: Path) -> History:
+    target = Path(target)
+    if target.is_dir():
+        if not (target / run_history.METRICS_FILE).exists():
+            raise BinclassError(f"{target}: no {run_history.METRICS_FILE}; give a binclass run folder or a CSV/JSONL log")
+        return from_run_folder(target)
+    if not target.is_file():
+        raise BinclassError(f"{target}: no such file or folder")
+    text = target.read_text(errors="replace")
+    try:
+        if target.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip().startswith("{"):
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            rows = list(csv.DictReader(text.splitlines()))
+    except (json.JSONDecodeError, csv.Error) as exc:
+        raise BinclassError(f"{target}: cannot parse as CSV or JSON lines ({exc})") from None
+    if not rows or not isinstance(rows[0], dict):
+        raise BinclassError(f"{target}: no rows found; expected a header line and one row per epoch or step")
+    hist = from_rows(rows, str(target))
+    if not hist.epochs and not hist.steps:
+        raise BinclassError(
+            f"{target}: no known columns (looked for loss, acc/accuracy, val_loss, val_acc/val_accuracy, epoch, step)"
+        )
+    return hist
+
+
+def finite(values: list) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)

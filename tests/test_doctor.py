@@ -1,0 +1,200 @@
+"""Each doctor id fires on a history that has the problem and stays silent on a healthy one."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from binclass.cli import app
+from binclass.doctor.checks import diagnose
+from binclass.doctor.logs import History, from_rows, load_history
+
+runner = CliRunner()
+
+
+def _ids(h: History, severities=("error", "warning", "info")) -> set[str]:
+    return {f.id for f in diagnose(h) if f.severity in severities}
+
+
+def healthy_epochs(n=12, val_n=None):
+    rows = []
+    for e in range(1, n + 1):
+        t = e / n
+        rows.append({"epoch": e, "train_loss": 0.69 - 0.3 * t, "train_acc": 0.55 + 0.25 * t,
+                     "val_loss": 0.68 - 0.12 * t + 0.003 * (-1) ** e, "val_acc": 0.56 + 0.14 * t, "lr": 1e-3})  # fmt: skip
+    return rows
+
+
+def write_csv(path, rows):
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    lines = [",".join(cols)] + [",".join("" if r.get(c) is None else str(r[c]) for c in cols) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_healthy_history_has_no_error_or_warning():
+    assert _ids(History(epochs=healthy_epochs()), ("error", "warning")) == set()
+
+
+# --- metric-argmax-single-output
+def _argmax_steps(seed=0, n=15, real=False):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        loss = 0.69 - 0.25 * i / (n - 1)
+        share0 = rng.binomial(20, 0.5) / 20
+        acc = rng.binomial(20, 0.5 + 0.3 * i / (n - 1)) / 20 if real else share0
+        rows.append({"epoch": i + 1, "iteration": 100 * (i + 1), "loss": loss, "acc": acc})
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_argmax_fires_on_posted_style_log(seed):
+    h = from_rows(_argmax_steps(seed), "posted")
+    assert "metric-argmax-single-output" in _ids(h)
+    assert "metric-argmax-single-output" not in _ids(from_rows(_argmax_steps(seed, real=True), "fixed"))
+
+
+def test_argmax_fires_on_fastai_style_constant_accuracy(tmp_path):
+    rows = [{"epoch": e, "train_loss": 0.70 - 0.03 * e, "valid_loss": 0.68 - 0.025 * e, "accuracy": 0.5, "time": "00:05"}
+            for e in range(8)]  # fmt: skip
+    h = load_history(write_csv(tmp_path / "fastai.csv", rows))
+    assert h.epochs[0]["val_acc"] == 0.5  # fastai's metric column is a validation metric
+    assert "metric-argmax-single-output" in _ids(h)
+
+
+# --- constant-predictions
+def test_constant_predictions_from_counts_and_from_logs():
+    rows = [dict(r, val_n=100, val_tn=50, val_fp=0, val_fn=50, val_tp=0, val_acc=0.5) for r in healthy_epochs(5)]
+    h = History(epochs=rows, counts=True, val_n=100, val_positive_rate=0.5)
+    assert "constant-predictions" in _ids(h)
+    collapsed = [{"epoch": e, "loss": 49.6, "accuracy": 0.5, "val_loss": 50.0, "val_accuracy": 0.5} for e in range(6)]
+    assert "constant-predictions" in _ids(from_rows(collapsed, "keras"))
+    frozen = [{"epoch": e, "loss": 0.6931, "val_loss": 0.6932, "val_accuracy": 0.5} for e in range(6)]
+    assert "constant-predictions" in _ids(from_rows(frozen, "keras"))
+    assert "constant-predictions" not in _ids(History(epochs=healthy_epochs()))
+
+
+def test_brief_collapse_that_recovers_is_not_reported():
+    rows = healthy_epochs(8)
+    for r in rows[:2]:
+        r.update(val_acc=0.5, val_loss=0.6932)
+    assert "constant-predictions" not in _ids(History(epochs=rows))
+
+
+# --- not-learning
+def test_not_learning():
+    flat = [{"epoch": e, "train_loss": 0.693 + 0.002 * (-1) ** e, "train_acc": 0.5, "val_loss": 0.694, "val_acc": 0.51 + 0.01 * (e % 2)}
+            for e in range(1, 9)]  # fmt: skip
+    assert "not-learning" in _ids(History(epochs=flat))
+    assert "not-learning" not in _ids(History(epochs=healthy_epochs()))
+
+
+# --- diverging
+def test_diverging_on_nan_and_on_rising_loss():
+    rows = healthy_epochs(6)
+    rows[-1]["train_loss"] = math.nan
+    assert "diverging" in _ids(History(epochs=rows))
+    rising = healthy_epochs(8)
+    for i, r in enumerate(rising[4:]):
+        r["train_loss"] = 0.6 + 0.3 * (i + 1)
+    assert "diverging" in _ids(History(epochs=rising))
+    assert "diverging" not in _ids(History(epochs=healthy_epochs()))
+
+
+# --- lr-schedule-collapse
+def test_lr_schedule_collapse():
+    steps = [{"step": i + 1, "loss": 0.6, "lr": 1e-3 * 0.9**i} for i in range(300)]
+    assert "lr-schedule-collapse" in _ids(History(steps=steps))
+    cosine = [{"step": i + 1, "loss": 0.6, "lr": 1e-3 * (1 + math.cos(math.pi * i / 300)) / 2} for i in range(300)]
+    assert "lr-schedule-collapse" not in _ids(History(steps=cosine))
+
+
+# --- overfitting
+def test_overfitting_from_keras_csvlogger(tmp_path):
+    # Keras' CSVLogger writes epoch (from 0) and the compiled metric names, sorted.
+    lines = ["epoch,accuracy,loss,val_accuracy,val_loss"]
+    for e in range(12):
+        val_loss = 0.62 - 0.03 * e if e <= 4 else 0.50 + 0.05 * (e - 4)
+        lines.append(f"{e},{0.6 + 0.035 * e:.3f},{0.66 - 0.05 * e:.3f},{0.70 + 0.01 * min(e, 4):.3f},{val_loss:.3f}")
+    path = tmp_path / "training.log"
+    path.write_text("\n".join(lines) + "\n")
+    h = load_history(path)
+    assert len(h.epochs) == 12 and h.epochs[0]["val_loss"] == 0.62
+    found = [f for f in diagnose(h) if f.id == "overfitting"]
+    assert found and found[0].evidence["best_epoch"] == 4
+    assert "overfitting" not in _ids(History(epochs=healthy_epochs()))
+
+
+def test_overfitting_from_accuracy_gap():
+    rows = healthy_epochs(4)
+    rows[-1].update(train_acc=0.99, val_acc=0.70, train_n=2000)
+    assert "overfitting" in _ids(History(epochs=rows, val_n=1000))
+    rows[-1].update(train_acc=0.72)
+    assert "overfitting" not in _ids(History(epochs=rows, val_n=1000))
+
+
+# --- within-sampling-noise and small-validation-set
+def test_within_sampling_noise_for_batches():
+    rng = np.random.default_rng(0)
+    noisy = [{"step": i + 1, "loss": 0.5, "batch_acc": rng.binomial(20, 0.7) / 20} for i in range(200)]
+    assert "within-sampling-noise" in _ids(History(steps=noisy, batch_size=20))
+    wild = [{"step": i + 1, "loss": 0.5, "batch_acc": float(i % 2)} for i in range(200)]
+    assert "within-sampling-noise" not in _ids(History(steps=wild, batch_size=20))
+
+
+def test_small_validation_set():
+    rows = healthy_epochs()
+    assert "small-validation-set" in _ids(History(epochs=rows, val_n=1000))
+    assert "small-validation-set" not in _ids(History(epochs=rows, val_n=20000))
+
+
+# --- formats
+def test_lightning_csvlogger_sparse_rows(tmp_path):
+    text = """lr-Adam,epoch,step,train_loss_step,train_acc_step,val_loss,val_acc,train_loss_epoch,train_acc_epoch
+0.001,0,49,0.69,0.5,,,,
+0.001,0,99,0.66,0.6,,,,
+,0,124,,,0.65,0.62,,
+,0,124,,,,,0.67,0.57
+0.001,1,149,0.61,0.65,,,,
+,1,249,,,0.60,0.68,,
+,1,249,,,,,0.60,0.66
+"""
+    path = tmp_path / "metrics.csv"
+    path.write_text(text)
+    h = load_history(path)
+    assert [r["epoch"] for r in h.epochs] == [0, 1]
+    assert h.epochs[1]["val_acc"] == 0.68 and h.epochs[1]["train_loss"] == 0.60
+    assert [s["loss"] for s in h.steps] == [0.69, 0.66, 0.61]
+    assert h.steps[0]["lr"] == 0.001
+
+
+def test_jsonl_and_missing_columns(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join(json.dumps({"epoch": e, "val_loss": 0.5}) for e in range(3)) + "\n")
+    h = load_history(path)
+    assert len(h.epochs) == 3
+    diagnose(h)  # nothing to say, and no crash
+    only_loss = tmp_path / "loss.csv"
+    only_loss.write_text("loss\n0.7\n0.6\n0.5\n0.4\n")
+    assert [r["train_loss"] for r in load_history(only_loss).epochs] == [0.7, 0.6, 0.5, 0.4]
+
+
+def test_doctor_cli(tmp_path):
+    bad = write_csv(tmp_path / "posted.csv", _argmax_steps(1))
+    result = runner.invoke(app, ["doctor", str(bad), "--json", "--batch-size", "20"])
+    assert result.exit_code == 1
+    findings = json.loads(result.stdout)["findings"]
+    assert findings[0]["id"] == "metric-argmax-single-output"
+    assert set(findings[0]) == {"id", "severity", "evidence", "message", "fix"}
+    good = write_csv(tmp_path / "good.csv", healthy_epochs())
+    result = runner.invoke(app, ["doctor", str(good)])
+    assert result.exit_code == 0 and "ERROR" not in result.output
+    missing = runner.invoke(app, ["doctor", str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2 and "nope.csv" in missing.output
+    unknown = tmp_path / "weird.csv"
+    unknown.write_text("foo,bar\n1,2\n")
+    result = runner.invoke(app, ["doctor", str(unknown)])
+    assert result.exit_code == 2 and "no known columns" in result.output

@@ -1,0 +1,144 @@
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from binclass.cli import app
+from binclass.doctor.lint import lint_file, lint_source
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTED = ROOT / "benchmarks" / "posted_loop.py"
+CASES = Path(__file__).parent / "lint_cases"
+runner = CliRunner()
+
+
+def ids(findings):
+    return {(f.id, f.severity) for f in findings}
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_posted_script_findings():
+    findings = lint_file(POSTED)
+    assert ("lint-argmax-single-output", "error") in ids(findings)
+    assert ("lint-sigmoid-bceloss", "warning") in ids(findings)
+    assert ("lint-scheduler-in-batch-loop", "error") in ids(findings)
+    assert ("lint-single-batch-accuracy", "warning") in ids(findings)
+    assert ("lint-hardcoded-flatten", "info") in ids(findings)
+    argmax_lines = {f.line for f in findings if f.id == "lint-argmax-single-output"}
+    assert line_of(POSTED, "pred = torch.argmax(output, dim=1)") in argmax_lines
+    sched = next(f for f in findings if f.id == "lint-scheduler-in-batch-loop")
+    assert sched.line == line_of(POSTED, "scheduler.step()")
+    # its validation loop does use eval() and no_grad()
+    assert not {"lint-eval-mode", "lint-no-grad"} & {f.id for f in findings}
+
+
+@pytest.mark.parametrize("name", ["corrected.py", "multiclass_ok.py", "lightning_style_ok.py"])
+def test_correct_scripts_get_no_error_or_warning(name):
+    findings = lint_file(CASES / name)
+    assert [f for f in findings if f.severity in ("error", "warning")] == []
+
+
+def test_cli_exit_status_and_json():
+    result = runner.invoke(app, ["lint", str(POSTED), "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    first = data["findings"][0]
+    assert set(first) >= {"id", "severity", "evidence", "message", "fix", "path", "line"}
+    assert first["severity"] == "error"
+    ok = runner.invoke(app, ["lint", str(CASES / "corrected.py"), str(CASES / "multiclass_ok.py")])
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(app, ["lint", str(ROOT / "missing.py")])
+    assert bad.exit_code == 2 and "missing.py" in bad.output
+
+
+HEADER = """
+import torch
+import torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(10, 1)
+    def forward(self, x):
+        return self.fc(x)
+model = Net()
+"""
+
+
+@pytest.mark.parametrize(
+    "body,expected",
+    [
+        ("criterion = nn.BCEWithLogitsLoss()\nfor x, y in train_loader:\n    out = model(x)\n    pred = out.argmax(1)\n",
+         "lint-argmax-single-output"),
+        ("from torch import argmax\ncriterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x)\n    p = argmax(out, dim=-1)\n",
+         "lint-argmax-single-output"),
+        ("criterion = nn.BCELoss()\nfor x, y in loader:\n    out = model(x)\n    p = out.max(1)[1]\n",
+         "lint-argmax-single-output"),
+        ("criterion = nn.BCELoss()\nfor x, y in loader:\n    _, p = torch.max(model(x), 1)\n", "lint-argmax-single-output"),
+        ("criterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x)\n    pred = (out > 0.5).float()\n",
+         "lint-threshold-on-logits"),
+        ("criterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x).squeeze(1)\n    pred = torch.round(out)\n",
+         "lint-threshold-on-logits"),
+        ("from torch.optim import lr_scheduler\nopt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+         "s = lr_scheduler.ExponentialLR(opt, 0.9)\nfor e in range(3):\n    for x, y in train_loader:\n        s.step()\n",
+         "lint-scheduler-in-batch-loop"),
+        ("def validate(val_loader):\n    with torch.no_grad():\n        for x, y in val_loader:\n            model(x)\n",
+         "lint-eval-mode"),
+        ("def validate(val_loader):\n    model.eval()\n    for x, y in val_loader:\n        model(x)\n", "lint-no-grad"),
+    ],
+)
+def test_each_rule_fires(body, expected):
+    assert expected in {f.id for f in lint_source(HEADER + body)}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "criterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x)\n    pred = (torch.sigmoid(out) > 0.5).float()\n",
+        "criterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x)\n    pred = (out > 0).float()\n",
+        "criterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    probs = torch.sigmoid(model(x))\n    pred = probs.round()\n",
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "s = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=100)\nfor x, y in train_loader:\n    s.step()\n",
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\ns = torch.optim.lr_scheduler.StepLR(opt, 5)\n"
+        "for e in range(3):\n    for x, y in train_loader:\n        pass\n    s.step()\n",
+    ],
+)
+def test_correct_variants_are_silent(body):
+    assert [f.id for f in lint_source(HEADER + body) if f.severity != "info"] == []
+
+
+def test_model_defined_in_another_class_and_alias_imports():
+    src = '''
+from torch import nn as tnn
+import torch as T
+class Backbone(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = tnn.Conv2d(3, 4, 3)
+        self.fc = tnn.Linear(4 * 30 * 30, 8)
+class Classifier(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = Backbone()
+        self.head = tnn.Linear(8, 1)
+        self.act = tnn.Sigmoid()
+    def forward(self, x):
+        return self.act(self.head(self.backbone(x)))
+clf = Classifier()
+loss_fn = tnn.BCELoss()
+for x, y in train_loader:
+    out = clf(x)
+    guess = T.argmax(out, 1)
+'''
+    found = {f.id for f in lint_source(src)}
+    assert {"lint-argmax-single-output", "lint-sigmoid-bceloss", "lint-hardcoded-flatten"} <= found
+
+
+def test_syntax_error_is_a_clear_error():
+    from binclass.errors import BinclassError
+
+    with pytest.raises(BinclassError, match="not valid Python"):
+        lint_source("def broken(:\n", "x.py")
