@@ -55,6 +55,9 @@ def train(
     pos_weight: str = typer.Option("none", help="none | auto | a number: weight of positive samples in the loss"),
     threshold: float = typer.Option(0.5, help="predicted class 1 when probability >= threshold"),
     workers: int = typer.Option(0, help="decode threads (0: one per core)"),
+    precision: str = typer.Option("auto", help="auto (bf16 where the hardware supports it) | fp32 | bf16"),
+    cache: str = typer.Option("memory", help="memory | disk (reused by later runs) | none (decode per batch)"),
+    cache_dir: Optional[Path] = typer.Option(None, help="disk cache folder (default ~/.cache/binclass)"),
     overwrite: bool = typer.Option(False, help="replace a run already in --out"),
 ) -> None:
     """Train a classifier and write a run folder (metrics, model, plots, report)."""
@@ -65,6 +68,7 @@ def train(
         positive=positive, augment=augment, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
         weight_decay=weight_decay, scheduler=scheduler, step_size=step_size, gamma=gamma, seed=seed,
         device=device, early_stop=early_stop, pos_weight=pos_weight, threshold=threshold, workers=workers,
+        precision=precision, cache=cache, cache_dir=str(cache_dir) if cache_dir else None,
     )  # fmt: skip
     fit(cfg, overwrite=overwrite)
 

@@ -15,6 +15,8 @@ OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")
 AUGMENTS = ("none", "flip", "standard")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+CACHES = ("memory", "disk", "none")
 
 # Learning rates that train each optimizer stably on small from-scratch CNNs; rmsprop at 1e-3 is
 # known to collapse the seed network to a constant output, so its default is ten times lower.
@@ -46,6 +48,9 @@ class TrainConfig:
     threshold: float = 0.5  # predicted class = probability >= threshold
     eval_batch_size: int = 250  # inference only: larger is faster, results are the same
     workers: int = 0  # decode threads; 0: one per CPU core
+    precision: str = "auto"  # training forward pass: bf16 autocast where the hardware has bf16 units, else fp32
+    cache: str = "memory"  # decoded images: memory, disk (reused by the next run), none (decoded per batch)
+    cache_dir: str | None = None  # disk cache location; None: $BINCLASS_CACHE or ~/.cache/binclass
     extra: dict[str, Any] = field(default_factory=dict)  # environment facts filled in at run time
 
     def __post_init__(self) -> None:
@@ -66,6 +71,8 @@ class TrainConfig:
         choice("scheduler", SCHEDULERS)
         choice("augment", AUGMENTS)
         choice("device", DEVICES)
+        choice("precision", PRECISIONS)
+        choice("cache", CACHES)
         checks = [
             (self.image_size >= 16, "--image-size must be at least 16 pixels"),
             (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1 (exclusive)"),

@@ -4,14 +4,25 @@ go through these functions, so the same image always gets the same probability."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
 
 
+class Source(Protocol):
+    def __len__(self) -> int: ...
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor: ...
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """On the device, in channels_last: the layout oneDNN and cuDNN run convolutions fastest in."""
+    return model.to(device=device, memory_format=torch.channels_last)
+
+
 def prepare(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> normalized float32 on the same device."""
-    x = images.float().div_(255.0)
+    """uint8 (N, 3, H, W) -> normalized float32, channels_last, on the same device."""
+    x = images.contiguous(memory_format=torch.channels_last).float().div_(255.0)
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return x.sub_(m).div_(s)
@@ -19,18 +30,19 @@ def prepare(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
 
 def predict_logits(
     model: nn.Module,
-    images: torch.Tensor,
+    source: Source,
     mean: Sequence[float],
     std: Sequence[float],
     batch_size: int,
     device: torch.device,
 ) -> torch.Tensor:
-    """Logits (N,) as float32 on the CPU; model in eval mode, no autograd."""
+    """Logits (N,) as float32 on the CPU; model in eval mode, no autograd, always fp32 (so that
+    predict on any machine reproduces the validation numbers of training exactly)."""
     model.eval()
     out = []
     with torch.inference_mode():
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size].to(device, non_blocking=True)
+        for start in range(0, len(source), batch_size):
+            batch = source.batch(slice(start, start + batch_size)).to(device, non_blocking=True)
             out.append(model(prepare(batch, mean, std)).float().reshape(-1))
     if not out:
         return torch.empty(0)

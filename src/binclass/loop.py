@@ -15,7 +15,7 @@ from torch import nn
 from . import metrics
 from .config import TrainConfig
 from .data.augment import augment_batch
-from .infer import predict_logits, prepare, probabilities
+from .infer import Source, predict_logits, prepare, probabilities
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -70,7 +70,7 @@ class EpochStats:
 
 def train_one_epoch(
     model: nn.Module,
-    images: torch.Tensor,
+    source: Source,
     labels: torch.Tensor,
     *,
     optimizer: torch.optim.Optimizer,
@@ -84,24 +84,28 @@ def train_one_epoch(
     shuffle_gen: torch.Generator,
     augment_gen: torch.Generator,
     epoch: int,
+    autocast_dtype: torch.dtype | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EpochStats:
     """One pass over the training set. Per-step values stay on the device until the epoch ends:
-    one host sync per epoch, not one per step."""
+    one host sync per epoch, not one per step. autocast_dtype=torch.bfloat16 runs the forward pass
+    in bf16 (the loss and the optimizer stay in fp32)."""
     model.train()
-    n = images.shape[0]
-    order = torch.randperm(n, generator=shuffle_gen).to(images.device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
-    correct_sum = torch.zeros((), dtype=torch.int64, device=images.device)
+    n = len(source)
+    device = labels.device
+    order = torch.randperm(n, generator=shuffle_gen).to(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct_sum = torch.zeros((), dtype=torch.int64, device=device)
     step_losses, step_correct, step_sizes, step_lrs = [], [], [], []
     n_steps = math.ceil(n / batch_size)
     for step in range(n_steps):
         idx = order[step * batch_size : (step + 1) * batch_size]
-        x = augment_batch(prepare(images[idx], mean, std), augment, augment_gen)
+        x = augment_batch(prepare(source.batch(idx), mean, std), augment, augment_gen)
         y = labels[idx]
         lr = current_lr(optimizer)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(x).reshape(-1)
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+            logits = model(x).reshape(-1)
         per_sample = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight, reduction="none")
         loss = per_sample.mean()
         loss.backward()
@@ -136,7 +140,7 @@ class Evaluation:
 
 def evaluate(
     model: nn.Module,
-    images: torch.Tensor,
+    source: Source,
     labels: np.ndarray,
     *,
     mean: Sequence[float],
@@ -146,7 +150,7 @@ def evaluate(
     device: torch.device,
 ) -> Evaluation:
     """Metrics over every sample of a labeled set (plain, unweighted BCE as the loss)."""
-    logits = predict_logits(model, images, mean, std, batch_size, device)
+    logits = predict_logits(model, source, mean, std, batch_size, device)
     probs = probabilities(logits).numpy()
     logits_np = logits.numpy()
     return Evaluation(metrics.summarize(labels, logits_np, probs, threshold), logits_np, probs)

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data.cache import TensorSource
 from .data.decode import decode_many
 from .data.scan import find_images, scan_labeled
 from .errors import BinclassError
-from .infer import predict_logits, probabilities
+from .infer import predict_logits, prepare_model, probabilities
 from .loop import evaluate
 from .metrics import predict_labels
 from .modelio import load_model, resolve_device
@@ -46,7 +47,7 @@ class Predictor:
 def load_predictor(run_dir: Path, checkpoint: str = "last", device: str = "auto") -> Predictor:
     model, meta = load_model(Path(run_dir), checkpoint)
     dev = resolve_device(device)
-    return Predictor(model.to(dev), meta, dev)
+    return Predictor(prepare_model(model, dev), meta, dev)
 
 
 def predict_paths(predictor: Predictor, paths: list[Path]) -> Iterator[tuple[Path, float, str]]:
@@ -55,7 +56,7 @@ def predict_paths(predictor: Predictor, paths: list[Path]) -> Iterator[tuple[Pat
     threshold = float(predictor.meta["threshold"])
     for start in range(0, len(paths), CHUNK):
         chunk = paths[start : start + CHUNK]
-        images = decode_many(chunk, predictor.size)
+        images = TensorSource(decode_many(chunk, predictor.size))
         logits = predict_logits(predictor.model, images, predictor.mean, predictor.std, predictor.batch_size, predictor.device)
         probs = probabilities(logits).numpy()
         for path, prob, label in zip(chunk, probs.tolist(), predict_labels(probs, threshold).tolist()):
@@ -73,7 +74,7 @@ def evaluate_folder(predictor: Predictor, data_dir: Path) -> dict:
     """Metrics of the run's model on a labeled folder; also written to RUN_DIR/evaluation.json by the CLI."""
     classes = predictor.meta["classes"]
     split = scan_labeled(Path(data_dir), classes)
-    images = decode_many(split.paths, predictor.size)
+    images = TensorSource(decode_many(split.paths, predictor.size))
     ev = evaluate(predictor.model, images, np.asarray(split.labels), mean=predictor.mean, std=predictor.std,
                   threshold=float(predictor.meta["threshold"]), batch_size=predictor.batch_size,
                   device=predictor.device)  # fmt: skip

@@ -16,12 +16,14 @@ import torch
 
 from . import __version__, history
 from .config import TrainConfig
-from .data.decode import decode_many, default_workers
+from .data.cache import make_source
+from .data.decode import default_workers
 from .data.scan import DataLayout, scan_dataset
 from .doctor.diagnosis import EpochDoctor, write_diagnosis
 from .errors import BinclassError
 from .loop import evaluate, make_optimizer, make_scheduler, terminal_progress, train_one_epoch
-from .modelio import BEST_FILE, MODEL_FILE, resolve_device, save_meta, save_weights
+from .infer import prepare_model
+from .modelio import BEST_FILE, MODEL_FILE, resolve_device, resolve_precision, save_meta, save_weights
 from .models import build_model, normalization
 
 CONFIG_FILE = "config.json"
@@ -117,20 +119,20 @@ def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = 
     )
     start = time.perf_counter()
     workers = default_workers(cfg.workers)
-    train_x = decode_many(layout.train.paths, cfg.image_size, workers)
-    val_x = decode_many(layout.val.paths, cfg.image_size, workers)
-    log(f"decoded {len(layout.train) + len(layout.val)} images once in {time.perf_counter() - start:.1f}s ({workers} threads)")
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    train_x, how = make_source(layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir)
+    val_x, val_how = make_source(layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir)
+    log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
 
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, cfg.image_size).to(device)
+    model = prepare_model(build_model(cfg.model, cfg.image_size), device)
     mean, std = normalization(cfg.model)
-    cfg.extra = environment(device)
+    precision = resolve_precision(cfg.precision, device)
+    cfg.extra = {**environment(device), "precision": precision}
     cfg.save(run_dir / CONFIG_FILE)
     meta = model_meta(cfg, layout)
 
-    train_x = train_x.to(device)
     train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
-    val_x = val_x.to(device)
     val_y = np.asarray(layout.val.labels)
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(layout.train) / cfg.batch_size)
@@ -147,6 +149,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = 
             model, train_x, train_y, optimizer=optimizer, schedule=schedule, batch_size=cfg.batch_size,
             augment=cfg.augment, mean=mean, std=std, threshold=cfg.threshold, pos_weight=pos_weight,
             shuffle_gen=shuffle_gen, augment_gen=augment_gen, epoch=epoch,
+            autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
             progress=terminal_progress(f"epoch {epoch}/{cfg.epochs}"),
         )  # fmt: skip
         ev = evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,

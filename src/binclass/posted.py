@@ -1,9 +1,10 @@
-"""The posted training loop, as users run it (with its argmax "accuracy"), logging a CSV history.
+"""The posted training loop, as users run it, bugs included (argmax "accuracy", sigmoid + BCELoss,
+an epoch scheduler stepped per batch), logging a CSV history. Deliberately NOT binclass's way.
 
-This is the system binclass replaces, kept runnable for two uses: making a real history of the
-argmax bug for `binclass doctor`, and timing the posted loop against `binclass train`.
-Usage: python benchmarks/posted_loop.py DATA_DIR --csv history.csv [--epochs 15 --lr 0.001 --seed 0]
-(DATA_DIR holds train/ and validation/). Needs torchvision.
+This is the system binclass replaces, kept runnable for: `binclass bench` (timing it against
+`binclass train` on the same data), a real history of the argmax bug for `binclass doctor`, and the
+`binclass lint` acceptance test. Run: python -m binclass.posted DATA_DIR --csv history.csv
+[--epochs 15 --lr 0.001 --seed 0] (DATA_DIR holds train/ and validation/).
 """
 
 import argparse

@@ -1,0 +1,106 @@
+"""Where decoded images live during training: in memory (default), in an on-disk cache that a second
+run reuses, or nowhere (streamed: decoded batch by batch, for sets larger than memory).
+All three go through decode_image, so they give the same pixels and the same metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .decode import decode_image, decode_many, default_workers
+
+CACHE_MODES = ("memory", "disk", "none")
+CACHE_VERSION = 1  # bump when decode_image changes what it produces
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("BINCLASS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "binclass"
+    )
+    return Path(base)
+
+
+def file_key(path: Path, size: int) -> str:
+    """Changes when the file's path, byte size, modification time or the decode size change."""
+    st = os.stat(path)
+    raw = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{size}|v{CACHE_VERSION}"
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+def _entry(cache_dir: Path, key: str) -> Path:
+    return cache_dir / key[:2] / f"{key}.npy"
+
+
+def decode_cached(paths: list[Path], size: int, cache_dir: Path, workers: int = 0) -> tuple[torch.Tensor, int]:
+    """(N, 3, size, size) uint8, reading what the cache holds and decoding (then storing) the rest.
+    Returns the tensor and the number of cache hits."""
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    entries = [_entry(cache_dir, file_key(p, size)) for p in paths]
+
+    def load_or_decode(i: int) -> bool:
+        entry = entries[i]
+        if entry.exists():
+            try:
+                arr = np.load(entry, allow_pickle=False)
+                if arr.shape == (size, size, 3) and arr.dtype == np.uint8:
+                    out[i] = arr
+                    return True
+            except (OSError, ValueError):
+                pass  # a damaged entry is simply decoded again
+        out[i] = decode_image(paths[i], size)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as f:
+            np.save(f, out[i], allow_pickle=False)
+        os.replace(tmp, entry)
+        return False
+
+    with ThreadPoolExecutor(default_workers(workers)) as pool:
+        hits = sum(pool.map(load_or_decode, range(len(paths))))
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), hits
+
+
+class TensorSource:
+    """Every image decoded once, held as one uint8 tensor on the training device."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        if isinstance(idx, torch.Tensor):
+            idx = idx.to(self.images.device)
+        return self.images[idx]
+
+
+class StreamSource:
+    """Decodes each batch when asked: memory stays bounded by the batch, whatever the set's size."""
+
+    def __init__(self, paths: list[Path], size: int, device: torch.device, workers: int = 0) -> None:
+        self.paths, self.size, self.device, self.workers = paths, size, device, workers
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        chosen = self.paths[idx] if isinstance(idx, slice) else [self.paths[i] for i in idx.tolist()]
+        return decode_many(chosen, self.size, self.workers).to(self.device, non_blocking=True)
+
+
+def make_source(
+    paths: list[Path], size: int, mode: str, device: torch.device, workers: int = 0, cache_dir: Path | None = None
+) -> tuple[TensorSource | StreamSource, str]:
+    """The image source for a split, and a line saying what was done."""
+    if mode == "none":
+        return StreamSource(paths, size, device, workers), "streamed (decoded per batch)"
+    if mode == "disk":
+        images, hits = decode_cached(paths, size, cache_dir or default_cache_dir(), workers)
+        return TensorSource(images.to(device)), f"{hits} from the disk cache, {len(paths) - hits} decoded"
+    return TensorSource(decode_many(paths, size, workers).to(device)), "decoded"

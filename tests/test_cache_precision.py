@@ -1,0 +1,78 @@
+import os
+
+import pytest
+import torch
+
+from binclass import history
+from binclass.config import TrainConfig
+from binclass.data.cache import StreamSource, TensorSource, decode_cached
+from binclass.data.decode import decode_many
+from binclass.data.scan import list_images
+from binclass.metrics import wilson_interval
+from binclass.train import fit
+
+
+def test_disk_cache_hits_and_invalidation(tiny_data, tmp_path):
+    paths = list_images(tiny_data / "validation")[:6]
+    before = {p: p.stat().st_mtime_ns for p in paths}
+    first, hits = decode_cached(paths, 24, tmp_path / "cache")
+    assert hits == 0
+    second, hits = decode_cached(paths, 24, tmp_path / "cache")
+    assert hits == 6 and torch.equal(first, second)
+    assert torch.equal(first, decode_many(paths, 24))
+    _, hits = decode_cached(paths, 32, tmp_path / "cache")  # another image size is another key
+    assert hits == 0
+    assert {p: p.stat().st_mtime_ns for p in paths} == before  # the user's files are untouched
+    os.utime(paths[0], ns=(before[paths[0]] + 10**9, before[paths[0]] + 10**9))
+    _, hits = decode_cached(paths, 24, tmp_path / "cache")
+    assert hits == 5
+    os.utime(paths[0], ns=(before[paths[0]], before[paths[0]]))
+
+
+def test_stream_source_equals_memory_source(tiny_data):
+    paths = list_images(tiny_data / "train")[:10]
+    memory = TensorSource(decode_many(paths, 16))
+    stream = StreamSource(paths, 16, torch.device("cpu"))
+    idx = torch.tensor([3, 0, 9])
+    assert torch.equal(memory.batch(idx), stream.batch(idx))
+    assert torch.equal(memory.batch(slice(2, 7)), stream.batch(slice(2, 7)))
+
+
+def _run(data, out, **kw):
+    cfg = TrainConfig(data_dir=data, out=out, model="small", image_size=32, epochs=3, batch_size=16, lr=0.003,
+                      precision="fp32", **kw)  # fmt: skip
+    logs = []
+    fit(cfg, log=logs.append)
+    return history.read_epochs(out), logs
+
+
+def test_cache_modes_give_the_same_metrics(tiny_data, tmp_path):
+    memory, _ = _run(tiny_data, tmp_path / "m", cache="memory")
+    streamed, _ = _run(tiny_data, tmp_path / "s", cache="none")
+    disk1, logs1 = _run(tiny_data, tmp_path / "d1", cache="disk", cache_dir=str(tmp_path / "c"))
+    disk2, logs2 = _run(tiny_data, tmp_path / "d2", cache="disk", cache_dir=str(tmp_path / "c"))
+    keys = ["train_loss", "val_loss", "val_acc"]
+    for other in (streamed, disk1, disk2):
+        assert [[r[k] for k in keys] for r in other] == [[r[k] for k in keys] for r in memory]
+    assert any("0 from the disk cache" in line for line in logs1)
+    assert any("80 from the disk cache, 0 decoded" in line for line in logs2)
+
+
+def test_bf16_reaches_the_same_accuracy_within_noise(tiny_data, tmp_path):
+    cfg = dict(data_dir=tiny_data, model="small", image_size=32, epochs=8, batch_size=16, lr=0.003, seed=2)
+    fit(TrainConfig(out=tmp_path / "fp32", precision="fp32", **cfg), log=lambda s: None)
+    fit(TrainConfig(out=tmp_path / "bf16", precision="bf16", **cfg), log=lambda s: None)
+    a = history.read_epochs(tmp_path / "fp32")[-1]
+    b = history.read_epochs(tmp_path / "bf16")[-1]
+    low, high = wilson_interval(round(a["val_acc"] * a["val_n"]), a["val_n"])
+    assert low <= b["val_acc"] <= high or abs(a["val_acc"] - b["val_acc"]) <= (high - low) / 2
+    assert b["val_acc"] >= 0.8
+
+
+def test_bad_cache_and_precision_values_are_refused():
+    from binclass.errors import BinclassError
+
+    with pytest.raises(BinclassError, match="--cache"):
+        TrainConfig(data_dir="d", out="o", cache="ram").validate()
+    with pytest.raises(BinclassError, match="--precision"):
+        TrainConfig(data_dir="d", out="o", precision="fp8").validate()
