@@ -159,6 +159,23 @@ def lint(
 
 @app.command()
 @user_errors
+def bench(
+    data_dir: Path = typer.Argument(..., help="train/ + validation/ folders (e.g. ../shared/data/cats_and_dogs_filtered)"),
+    model: str = typer.Option("seed"),
+    epochs: int = typer.Option(2),
+    batch_size: int = typer.Option(20),
+    device: str = typer.Option("auto"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Time the posted loop, `binclass train` (fp32 and auto precision) and the compute floor, side by side."""
+    from .bench import render, run_bench
+
+    result = run_bench(data_dir, model=model, epochs=epochs, batch_size=batch_size, device=device)
+    typer.echo(json.dumps(result, indent=2) if as_json else render(result))
+
+
+@app.command()
+@user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="run folder to write"),
     data: Path = typer.Option(Path("runs/demo-data"), help="where the generated images go"),

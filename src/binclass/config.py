@@ -46,7 +46,7 @@ class TrainConfig:
     early_stop: int | None = None  # epochs without a lower validation loss before stopping
     pos_weight: str = "none"  # "none", "auto" (negatives/positives in train) or a number
     threshold: float = 0.5  # predicted class = probability >= threshold
-    eval_batch_size: int = 250  # inference only: larger is faster, results are the same
+    eval_batch_size: int | None = None  # inference batch; None: 64 on CPU (bounds activation memory), 500 on GPU
     workers: int = 0  # decode threads; 0: one per CPU core
     precision: str = "auto"  # training forward pass: bf16 autocast where the hardware has bf16 units, else fp32
     cache: str = "memory"  # decoded images: memory, disk (reused by the next run), none (decoded per batch)
@@ -84,7 +84,7 @@ class TrainConfig:
             (self.early_stop is None or self.early_stop >= 1, "--early-stop must be at least 1 epoch"),
             (self.step_size is not None and self.step_size >= 1, "--step-size must be at least 1 epoch"),
             (0.0 < self.gamma <= 1.0, "--gamma must be in (0, 1]"),
-            (self.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
+            (self.eval_batch_size is None or self.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
             (self.workers >= 0, "--workers must be zero (all cores) or positive"),
         ]
         for ok, message in checks:

@@ -47,7 +47,8 @@ class Predictor:
 def load_predictor(run_dir: Path, checkpoint: str = "last", device: str = "auto") -> Predictor:
     model, meta = load_model(Path(run_dir), checkpoint)
     dev = resolve_device(device)
-    return Predictor(prepare_model(model, dev), meta, dev)
+    # The batch size of training's validation pass: the same arithmetic, so the same probabilities.
+    return Predictor(prepare_model(model, dev), meta, dev, int(meta.get("eval_batch_size", 64)))
 
 
 def predict_paths(predictor: Predictor, paths: list[Path]) -> Iterator[tuple[Path, float, str]]:

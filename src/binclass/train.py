@@ -92,6 +92,7 @@ def model_meta(cfg: TrainConfig, layout: DataLayout) -> dict:
         "normalization": {"mean": list(mean), "std": list(std), "scale": "pixels / 255 first"},
         "input": "RGB, EXIF orientation applied, resized to image_size x image_size (bilinear)",
         "threshold": cfg.threshold,
+        "eval_batch_size": cfg.eval_batch_size,
         "output": "one logit; probability of positive_class = sigmoid(logit); class 1 if probability >= threshold",
         "weights": {MODEL_FILE: "last completed epoch", BEST_FILE: "epoch with the lowest validation loss"},
         "binclass": __version__,
@@ -128,6 +129,8 @@ def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = 
     model = prepare_model(build_model(cfg.model, cfg.image_size), device)
     mean, std = normalization(cfg.model)
     precision = resolve_precision(cfg.precision, device)
+    if cfg.eval_batch_size is None:
+        cfg.eval_batch_size = 500 if device.type == "cuda" else 64
     cfg.extra = {**environment(device), "precision": precision}
     cfg.save(run_dir / CONFIG_FILE)
     meta = model_meta(cfg, layout)

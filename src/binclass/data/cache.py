@@ -62,7 +62,7 @@ def decode_cached(paths: list[Path], size: int, cache_dir: Path, workers: int = 
 
     with ThreadPoolExecutor(default_workers(workers)) as pool:
         hits = sum(pool.map(load_or_decode, range(len(paths))))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), hits
+    return torch.from_numpy(out).permute(0, 3, 1, 2), hits  # channels_last view, no copy
 
 
 class TensorSource:

@@ -1,0 +1,162 @@
+"""binclass bench: on the same data, model, batch size and epochs, time (a) the posted loop,
+(b) `binclass train`, (c) the compute floor (forward + backward + step on tensors already in
+memory). Each runs in its own process, so each peak resident memory is its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import BinclassError
+
+
+@dataclass
+class Row:
+    name: str
+    seconds_per_epoch: float  # mean over epochs; a and b include their validation pass, c is training only
+    images_per_second: float  # training images per second of epoch time
+    peak_rss_mb: float  # peak resident memory of the process
+    wall_seconds: float  # whole process, start-up, decoding and compile included
+    note: str = ""
+
+
+def _run(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, stdout) of a child process, measured with wait4 for that child alone."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise BinclassError(f"benchmark step failed ({' '.join(cmd[:4])} ...): {out.strip().splitlines()[-1:]}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def _posted(data_dir: Path, epochs: int, device: str, n_train: int, tmp: Path) -> Row:
+    csv_path = tmp / "posted.csv"
+    wall, rss, _ = _run([sys.executable, "-m", "binclass.posted", str(data_dir), "--csv", str(csv_path),
+                         "--epochs", str(epochs), "--lr", "1e-4", "--device", device])  # fmt: skip
+    import csv
+
+    rows = [r for r in csv.DictReader(csv_path.open()) if r["seconds"]]
+    spe = sum(float(r["seconds"]) for r in rows) / len(rows)
+    return Row("a: posted loop (ImageFolder, DataLoader 2 workers)", spe, n_train / spe, rss, wall, "fp32")
+
+
+def _binclass(data_dir: Path, model: str, epochs: int, batch: int, device: str, precision: str, tmp: Path) -> Row:
+    out = tmp / f"run-{precision}"
+    wall, rss, log = _run([sys.executable, "-m", "binclass.cli", "train", str(data_dir), "--out", str(out),
+                           "--model", model, "--epochs", str(epochs), "--batch-size", str(batch), "--optimizer",
+                           "rmsprop", "--lr", "1e-4", "--augment", "none", "--device", device,
+                           "--precision", precision])  # fmt: skip
+    from . import history
+
+    rows = history.read_epochs(out)
+    spe = sum(r["seconds"] for r in rows) / len(rows)
+    used = json.loads((out / "config.json").read_text())["extra"]["precision"]
+    return Row(f"b: binclass train --precision {precision}", spe, rows[0]["train_n"] / spe, rss, wall, used)
+
+
+def _floor(model: str, size: int, n: int, epochs: int, batch: int, device: str, precision: str, channels_last: bool) -> Row:
+    cmd = [sys.executable, "-m", "binclass.bench", "--floor", model, str(size), str(n), str(epochs), str(batch), device,
+           precision, str(int(channels_last))]  # fmt: skip
+    wall, rss, out = _run(cmd)
+    spe = float(out.strip().splitlines()[-1])
+    layout = "channels_last" if channels_last else "NCHW"
+    return Row(f"c: compute floor {precision} {layout}", spe, n / spe, rss, wall, "training only")
+
+
+def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: int, device: str,
+                        precision: str, channels_last: bool) -> float:  # fmt: skip
+    """Mean seconds per epoch of forward + backward + RMSprop step over n in-memory images."""
+    from .models import build_model
+
+    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(0)
+    model = build_model(model_name, size).to(dev)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = torch.rand(n, 3, size, size, device=dev).contiguous(memory_format=fmt)
+    y = (torch.rand(n, device=dev) < 0.5).float()
+    opt = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    use_bf16 = precision == "bf16"
+
+    def step(i: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+            out = model(x[i : i + batch]).reshape(-1)
+        torch.nn.functional.binary_cross_entropy_with_logits(out.float(), y[i : i + batch]).backward()
+        opt.step()
+
+    for _ in range(5):  # warm-up: oneDNN primitive creation stays out of the timing
+        step(0)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for i in range(0, n, batch):
+            step(i)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / epochs
+
+
+def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: int = 20, device: str = "auto",
+              image_size: int = 150, precisions: tuple[str, ...] = ("fp32", "auto")) -> dict:  # fmt: skip
+    data_dir = Path(data_dir)
+    if not (data_dir / "train").is_dir():
+        raise BinclassError(f"{data_dir}: bench needs train/ and validation/ folders (as for the posted loop)")
+    from .data.scan import scan_dataset
+
+    n_train = len(scan_dataset(data_dir).train)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        rows = [_posted(data_dir, epochs, device, n_train, tmp)]
+        rows += [_binclass(data_dir, model, epochs, batch_size, device, p, tmp) for p in precisions]
+        floors = [("fp32", False), ("fp32", True), ("bf16", True)]
+        rows += [_floor(model, image_size, n_train, epochs, batch_size, device, p, cl) for p, cl in floors]
+    posted = rows[0].seconds_per_epoch
+    fp32_floor = min(r.seconds_per_epoch for r in rows if r.name.startswith("c: compute floor fp32"))
+    bf16_floor = next(r.seconds_per_epoch for r in rows if r.name.startswith("c: compute floor bf16"))
+    ratios = {}
+    for r in rows:
+        if r.name.startswith("b:"):
+            floor = bf16_floor if r.note == "bf16" else fp32_floor
+            ratios[r.name] = {"speedup_vs_posted (a/b)": posted / r.seconds_per_epoch,
+                              f"vs_{r.note}_floor (b/c)": r.seconds_per_epoch / floor}  # fmt: skip
+    info = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+    if torch.cuda.is_available() and device != "cpu":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return {"data_dir": str(data_dir), "model": model, "epochs": epochs, "batch_size": batch_size,
+            "image_size": image_size, "machine": info, "rows": [asdict(r) for r in rows], "ratios": ratios}  # fmt: skip
+
+
+def render(result: dict) -> str:
+    lines = [
+        f"binclass bench: model {result['model']}, {result['image_size']} px, batch {result['batch_size']}, "
+        f"{result['epochs']} epochs, {result['machine']}",
+        f"{'':52} {'s/epoch':>8} {'img/s':>7} {'peak MB':>8} {'wall s':>7}  note",
+    ]
+    for r in result["rows"]:
+        lines.append(f"{r['name']:52} {r['seconds_per_epoch']:8.2f} {r['images_per_second']:7.0f} "
+                     f"{r['peak_rss_mb']:8.0f} {r['wall_seconds']:7.1f}  {r['note']}")  # fmt: skip
+    for name, ratio in result["ratios"].items():
+        lines.append(f"{name}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # the floor's own process: python -m binclass.bench --floor ...
+    if len(sys.argv) == 10 and sys.argv[1] == "--floor":
+        _, _, m, s, n, e, b, d, p, cl = sys.argv
+        print(floor_epoch_seconds(m, int(s), int(n), int(e), int(b), d, p, bool(int(cl))))
+    else:
+        sys.exit("internal entry point; use `binclass bench`")
