@@ -15,16 +15,16 @@ from binclass.train import fit
 def test_disk_cache_hits_and_invalidation(tiny_data, tmp_path):
     paths = list_images(tiny_data / "validation")[:6]
     before = {p: p.stat().st_mtime_ns for p in paths}
-    first, hits = decode_cached(paths, 24, tmp_path / "cache")
+    first, _, _, hits = decode_cached(paths, 24, tmp_path / "cache")
     assert hits == 0
-    second, hits = decode_cached(paths, 24, tmp_path / "cache")
+    second, _, _, hits = decode_cached(paths, 24, tmp_path / "cache")
     assert hits == 6 and torch.equal(first, second)
     assert torch.equal(first, decode_many(paths, 24))
-    _, hits = decode_cached(paths, 32, tmp_path / "cache")  # another image size is another key
+    *_, hits = decode_cached(paths, 32, tmp_path / "cache")  # another image size is another key
     assert hits == 0
     assert {p: p.stat().st_mtime_ns for p in paths} == before  # the user's files are untouched
     os.utime(paths[0], ns=(before[paths[0]] + 10**9, before[paths[0]] + 10**9))
-    _, hits = decode_cached(paths, 24, tmp_path / "cache")
+    *_, hits = decode_cached(paths, 24, tmp_path / "cache")
     assert hits == 5
     os.utime(paths[0], ns=(before[paths[0]], before[paths[0]]))
 

@@ -160,3 +160,38 @@ if __name__ == "__main__":  # the floor's own process: python -m binclass.bench 
         print(floor_epoch_seconds(m, int(s), int(n), int(e), int(b), d, p, bool(int(cl))))
     else:
         sys.exit("internal entry point; use `binclass bench`")
+
+
+def run_scale(base_per_class: int = 100, factors: tuple[int, ...] = (1, 4, 16), image_size: int = 150,
+              epochs: int = 1) -> list[dict]:  # fmt: skip
+    """Train the seed network on generated sets of base x factor images per class (JPEG, 200 px):
+    wall time, seconds per epoch and peak memory should grow linearly with the set."""
+    from .synth import make_dataset
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for factor in factors:
+            n = base_per_class * factor
+            data = make_dataset(tmp / f"x{factor}", n_train=n, n_val=max(1, n // 4), size=200, seed=factor, fmt="jpg")
+            out = tmp / f"run{factor}"
+            wall, rss, _ = _run([sys.executable, "-m", "binclass.cli", "train", str(data), "--out", str(out),
+                                 "--model", "seed", "--epochs", str(epochs), "--batch-size", "20",
+                                 "--image-size", str(image_size), "--optimizer", "rmsprop", "--augment", "none"])  # fmt: skip
+            from . import history
+
+            rows = history.read_epochs(out)
+            images = rows[0]["train_n"] + rows[0]["val_n"]
+            results.append({"factor": factor, "images": images, "wall_seconds": wall,
+                            "seconds_per_epoch": sum(r["seconds"] for r in rows) / len(rows), "peak_rss_mb": rss})  # fmt: skip
+    return results
+
+
+def render_scale(results: list[dict]) -> str:
+    base = results[0]
+    lines = [f"{'scale':>5} {'images':>7} {'s/epoch':>8} {'wall s':>7} {'peak MB':>8} {'MB over 1x':>10} {'s/epoch ratio':>13}"]
+    for r in results:
+        lines.append(f"{r['factor']:>4}x {r['images']:>7} {r['seconds_per_epoch']:8.2f} {r['wall_seconds']:7.1f} "
+                     f"{r['peak_rss_mb']:8.0f} {r['peak_rss_mb'] - base['peak_rss_mb']:10.0f} "
+                     f"{r['seconds_per_epoch'] / base['seconds_per_epoch']:13.2f}")  # fmt: skip
+    return "\n".join(lines)

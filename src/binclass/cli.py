@@ -58,6 +58,7 @@ def train(
     precision: str = typer.Option("auto", help="auto (bf16 where the hardware supports it) | fp32 | bf16"),
     cache: str = typer.Option("memory", help="memory | disk (reused by later runs) | none (decode per batch)"),
     cache_dir: Optional[Path] = typer.Option(None, help="disk cache folder (default ~/.cache/binclass)"),
+    strict: bool = typer.Option(False, help="stop on any bad image file instead of skipping it"),
     overwrite: bool = typer.Option(False, help="replace a run already in --out"),
 ) -> None:
     """Train a classifier and write a run folder (metrics, model, plots, report)."""
@@ -68,9 +69,26 @@ def train(
         positive=positive, augment=augment, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
         weight_decay=weight_decay, scheduler=scheduler, step_size=step_size, gamma=gamma, seed=seed,
         device=device, early_stop=early_stop, pos_weight=pos_weight, threshold=threshold, workers=workers,
-        precision=precision, cache=cache, cache_dir=str(cache_dir) if cache_dir else None,
+        precision=precision, cache=cache, cache_dir=str(cache_dir) if cache_dir else None, strict=strict,
     )  # fmt: skip
     fit(cfg, overwrite=overwrite)
+
+
+@app.command()
+@user_errors
+def check(
+    data_dir: Path = typer.Argument(..., help="the folder you would train on"),
+    val_split: float = typer.Option(0.2),
+    strict: bool = typer.Option(False, help="exit 2 naming the bad files if there are any"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Scan a data folder and fully decode every image, in parallel; name every bad file and why."""
+    from .data.check import check_dataset, render, strict_error
+
+    report = check_dataset(data_dir, val_split)
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else render(report))
+    if strict and report.problems:
+        raise strict_error(report.problems)
 
 
 @app.command()
@@ -172,6 +190,20 @@ def bench(
 
     result = run_bench(data_dir, model=model, epochs=epochs, batch_size=batch_size, device=device)
     typer.echo(json.dumps(result, indent=2) if as_json else render(result))
+
+
+@app.command("scale-bench")
+@user_errors
+def scale_bench(
+    base: int = typer.Option(100, help="images per class at 1x (validation: a quarter of that)"),
+    factors: str = typer.Option("1,4,16", help="comma-separated multiples of the base set"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Time and peak memory of `binclass train` on generated sets of growing size."""
+    from .bench import render_scale, run_scale
+
+    results = run_scale(base, tuple(int(f) for f in factors.split(",")))
+    typer.echo(json.dumps(results, indent=2) if as_json else render_scale(results))
 
 
 @app.command()

@@ -18,7 +18,8 @@ from . import __version__, history
 from .config import TrainConfig
 from .data.cache import make_source
 from .data.decode import default_workers
-from .data.scan import DataLayout, scan_dataset
+from .data.check import describe_problems, strict_error
+from .data.scan import DataLayout, Split, scan_dataset
 from .doctor.diagnosis import EpochDoctor, write_diagnosis
 from .errors import BinclassError
 from .loop import evaluate, make_optimizer, make_scheduler, terminal_progress, train_one_epoch
@@ -108,6 +109,27 @@ def write_predictions(path: Path, layout: DataLayout, probs: np.ndarray, thresho
             writer.writerow([str(p), classes[y], repr(float(prob)), classes[int(prob >= threshold)]])
 
 
+def drop_bad_files(layout: DataLayout, train_good: list[int], val_good: list[int], problems: list,
+                   strict: bool, log: Callable[[str], None]) -> DataLayout:  # fmt: skip
+    """Keep only the files that decoded; name the others (or refuse them all with --strict)."""
+    ig = layout.ignored
+    if ig.hidden or ig.other or ig.outside_links:
+        log(f"ignored: {ig.hidden} hidden, {ig.other} without an image extension, {ig.outside_links} links leading outside")
+    if not problems:
+        return layout
+    if strict:
+        raise strict_error(problems)
+    log(f"skipped {len(problems)} bad file(s) (--strict makes this an error):")
+    for line in describe_problems(problems):
+        log(line)
+    pick = lambda split, idx: Split([split.paths[i] for i in idx], [split.labels[i] for i in idx])  # noqa: E731
+    kept = DataLayout(layout.classes, pick(layout.train, train_good), pick(layout.val, val_good), layout.val_source, ig)
+    for name, split in (("train", kept.train), ("validation", kept.val)):
+        if len(set(split.labels)) < 2:
+            raise BinclassError(f"after skipping bad files, the {name} split lacks a class; fix the files listed above")
+    return kept
+
+
 def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -121,9 +143,10 @@ def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = 
     start = time.perf_counter()
     workers = default_workers(cfg.workers)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
-    train_x, how = make_source(layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir)
-    val_x, val_how = make_source(layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir)
+    train_x, train_good, train_bad, how = make_source(layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir)
+    val_x, val_good, val_bad, val_how = make_source(layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir)
     log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
+    layout = drop_bad_files(layout, train_good, val_good, train_bad + val_bad, cfg.strict, log)
 
     seed_everything(cfg.seed)
     model = prepare_model(build_model(cfg.model, cfg.image_size), device)

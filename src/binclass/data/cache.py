@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .decode import decode_image, decode_many, default_workers
+from .decode import ImageProblem, decode_checked, decode_image, decode_many
 
 CACHE_MODES = ("memory", "disk", "none")
 CACHE_VERSION = 1  # bump when decode_image changes what it produces
@@ -36,33 +36,45 @@ def _entry(cache_dir: Path, key: str) -> Path:
     return cache_dir / key[:2] / f"{key}.npy"
 
 
-def decode_cached(paths: list[Path], size: int, cache_dir: Path, workers: int = 0) -> tuple[torch.Tensor, int]:
-    """(N, 3, size, size) uint8, reading what the cache holds and decoding (then storing) the rest.
-    Returns the tensor and the number of cache hits."""
-    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+def decode_cached(
+    paths: list[Path], size: int, cache_dir: Path, workers: int = 0
+) -> tuple[torch.Tensor, list[int], list[ImageProblem], int]:
+    """Like decode_checked, reading what the cache holds and decoding (then storing) the rest.
+    Also returns the number of cache hits. Bad files are never cached: they are reported every run."""
     entries = [_entry(cache_dir, file_key(p, size)) for p in paths]
+    hits = [False] * len(paths)
 
-    def load_or_decode(i: int) -> bool:
+    def load_or_decode(i: int) -> np.ndarray:
         entry = entries[i]
         if entry.exists():
             try:
                 arr = np.load(entry, allow_pickle=False)
                 if arr.shape == (size, size, 3) and arr.dtype == np.uint8:
-                    out[i] = arr
-                    return True
+                    hits[i] = True
+                    return arr
             except (OSError, ValueError):
                 pass  # a damaged entry is simply decoded again
-        out[i] = decode_image(paths[i], size)
+        arr = decode_image(paths[i], size)
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
+        tmp = entry.with_name(f"{entry.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with tmp.open("wb") as f:
-            np.save(f, out[i], allow_pickle=False)
+            np.save(f, arr, allow_pickle=False)
         os.replace(tmp, entry)
-        return False
+        return arr
 
-    with ThreadPoolExecutor(default_workers(workers)) as pool:
-        hits = sum(pool.map(load_or_decode, range(len(paths))))
-    return torch.from_numpy(out).permute(0, 3, 1, 2), hits  # channels_last view, no copy
+    images, good, problems = decode_checked(paths, size, workers, load_or_decode)
+    return images, good, problems, sum(hits)
+
+
+def check_files(paths: list[Path], size: int, workers: int = 0, chunk: int = 512) -> tuple[list[int], list[ImageProblem]]:
+    """Fully decode every file (in chunks, keeping no pixels): indices of the good ones, and the problems."""
+    good: list[int] = []
+    problems: list[ImageProblem] = []
+    for start in range(0, len(paths), chunk):
+        _, ok, bad = decode_checked(paths[start : start + chunk], size, workers)
+        good += [start + i for i in ok]
+        problems += bad
+    return good, problems
 
 
 class TensorSource:
@@ -96,11 +108,14 @@ class StreamSource:
 
 def make_source(
     paths: list[Path], size: int, mode: str, device: torch.device, workers: int = 0, cache_dir: Path | None = None
-) -> tuple[TensorSource | StreamSource, str]:
-    """The image source for a split, and a line saying what was done."""
+) -> tuple[TensorSource | StreamSource, list[int], list[ImageProblem], str]:
+    """The image source for a split (good files only), the indices of the good files among `paths`,
+    the problems of the bad ones, and a line saying what was done."""
     if mode == "none":
-        return StreamSource(paths, size, device, workers), "streamed (decoded per batch)"
+        good, problems = check_files(paths, size, workers)
+        return StreamSource([paths[i] for i in good], size, device, workers), good, problems, "checked, streamed per batch"
     if mode == "disk":
-        images, hits = decode_cached(paths, size, cache_dir or default_cache_dir(), workers)
-        return TensorSource(images.to(device)), f"{hits} from the disk cache, {len(paths) - hits} decoded"
-    return TensorSource(decode_many(paths, size, workers).to(device)), "decoded"
+        images, good, problems, hits = decode_cached(paths, size, cache_dir or default_cache_dir(), workers)
+        return TensorSource(images.to(device)), good, problems, f"{hits} from the disk cache, {len(good) - hits} decoded"
+    images, good, problems = decode_checked(paths, size, workers)
+    return TensorSource(images.to(device)), good, problems, "decoded"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import BinclassError
 
@@ -32,11 +34,24 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+class ImageProblem(BinclassError):
+    """A file that cannot be used as an image; `kind` is one of PROBLEM_KINDS."""
+
+    def __init__(self, path: Path, kind: str, detail: str) -> None:
+        super().__init__(f"{path}: {kind} ({detail}); remove or replace the file")
+        self.path, self.kind, self.detail = Path(path), kind, detail
+
+
+PROBLEM_KINDS = ("truncated", "not an image", "decompression bomb", "unreadable", "corrupt")
+
+
 def decode_image(path: Path, size: int) -> np.ndarray:
-    """One file as a (size, size, 3) uint8 array. Raises BinclassError naming the file if it cannot be read."""
+    """One file as a (size, size, 3) uint8 array, fully decoded (a truncated file fails here, not later).
+    Raises ImageProblem naming the file and what is wrong with it."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF/ICC chatter; real failures raise below
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's pixel limit: refuse
             with Image.open(path) as img:
                 # JPEG draft mode decodes at a reduced DCT scale that is still >= size: several times faster.
                 img.draft("RGB", (size, size))
@@ -44,24 +59,35 @@ def decode_image(path: Path, size: int) -> np.ndarray:
                 img = _to_rgb(img)
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
                 return np.asarray(img, dtype=np.uint8)
-    except BinclassError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise BinclassError(f"{path}: image too large to decode safely ({exc}); shrink or remove it") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise BinclassError(f"{path}: cannot decode image ({exc}); remove or replace the file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageProblem(path, "decompression bomb", str(exc).split(".")[0]) from None
+    except UnidentifiedImageError:
+        raise ImageProblem(path, "not an image", "no image format recognizes its bytes") from None
+    except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:
+        raise ImageProblem(path, "unreadable", exc.strerror or str(exc)) from None
+    except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
+        kind = "truncated" if "truncated" in str(exc).lower() or isinstance(exc, EOFError) else "corrupt"
+        raise ImageProblem(path, kind, str(exc) or type(exc).__name__) from None
 
 
 def default_workers(workers: int = 0) -> int:
     return workers if workers > 0 else (os.cpu_count() or 1)
 
 
-def decode_many(paths: list[Path], size: int, workers: int = 0) -> torch.Tensor:
-    """All files as one (N, 3, size, size) uint8 tensor. Pillow releases the GIL while decoding, so threads scale."""
+def decode_checked(
+    paths: list[Path], size: int, workers: int = 0, load: Callable[[int], np.ndarray] | None = None
+) -> tuple[torch.Tensor, list[int], list[ImageProblem]]:
+    """Decode every file in parallel threads (Pillow releases the GIL while decoding).
+    Returns (N_good, 3, size, size) uint8, the indices of the good files, and one problem per bad file."""
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    problems: list[ImageProblem | None] = [None] * len(paths)
+    load = load or (lambda i: decode_image(paths[i], size))
 
     def work(i: int) -> None:
-        out[i] = decode_image(paths[i], size)
+        try:
+            out[i] = load(i)
+        except ImageProblem as problem:
+            problems[i] = problem
 
     if len(paths) > 1 and default_workers(workers) > 1:
         with ThreadPoolExecutor(default_workers(workers)) as pool:
@@ -69,5 +95,16 @@ def decode_many(paths: list[Path], size: int, workers: int = 0) -> torch.Tensor:
     else:
         for i in range(len(paths)):
             work(i)
+    good = [i for i, p in enumerate(problems) if p is None]
+    if len(good) < len(paths):
+        out = out[good]
     # An NCHW view of the HWC buffer: channels_last memory, no second copy of the whole set.
-    return torch.from_numpy(out).permute(0, 3, 1, 2)
+    return torch.from_numpy(out).permute(0, 3, 1, 2), good, [p for p in problems if p is not None]
+
+
+def decode_many(paths: list[Path], size: int, workers: int = 0) -> torch.Tensor:
+    """All files as one (N, 3, size, size) uint8 tensor; the first bad file raises its ImageProblem."""
+    images, _, problems = decode_checked(paths, size, workers)
+    if problems:
+        raise problems[0]
+    return images

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,22 +30,62 @@ class DataLayout:
     train: Split
     val: Split
     val_source: str  # "folder" (DATA_DIR/validation) or "split" (held out with --val-split)
+    ignored: Ignored = field(default_factory=lambda: Ignored())
 
 
 def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under folder (recursively, sorted), skipping hidden files and folders."""
+@dataclass
+class Ignored:
+    hidden: int = 0  # .DS_Store, .ipynb_checkpoints/ and other dot-files and dot-folders
+    other: int = 0  # files without an image extension
+    outside_links: int = 0  # symbolic links pointing outside the data folder (never followed)
+
+    def add(self, other: "Ignored") -> None:
+        self.hidden += other.hidden
+        self.other += other.other
+        self.outside_links += other.outside_links
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def list_images(folder: Path, ignored: Ignored | None = None, root: Path | None = None) -> list[Path]:
+    """Image files under folder (recursively, sorted). Skips hidden files and folders, and symbolic
+    links that lead outside `root` (default: folder); counts what it skipped in `ignored`."""
+    ignored = ignored if ignored is not None else Ignored()
+    root = root or folder
     found = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-            found.append(path)
-    return found
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        here = Path(dirpath)
+        hidden_dirs = [d for d in dirnames if d.startswith(".")]
+        ignored.hidden += sum(sum(len(f) for _, _, f in os.walk(here / d)) for d in hidden_dirs)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for d in list(dirnames):  # symlinked folders inside the root are followed once, by hand
+            if (here / d).is_symlink():
+                dirnames.remove(d)
+                if _inside(here / d, root):
+                    found += list_images(here / d, ignored, root)
+                else:
+                    ignored.outside_links += 1
+        for name in filenames:
+            path = here / name
+            if name.startswith("."):
+                ignored.hidden += 1
+            elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored.other += 1
+            elif path.is_symlink() and not _inside(path, root):
+                ignored.outside_links += 1
+            elif path.is_file():
+                found.append(path)
+    return sorted(found)
 
 
 def subfolders(folder: Path) -> list[str]:
@@ -72,11 +113,11 @@ def _two_classes(folder: Path) -> list[str]:
     return names
 
 
-def _collect(folder: Path, classes: list[str]) -> Split:
+def _collect(folder: Path, classes: list[str], ignored: Ignored | None = None, root: Path | None = None) -> Split:
     paths: list[Path] = []
     labels: list[int] = []
     for index, name in enumerate(classes):
-        images = list_images(folder / name)
+        images = list_images(folder / name, ignored, root=root or folder)
         if not images:
             raise BinclassError(f"{folder / name}: class folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         paths += images
@@ -126,7 +167,9 @@ def scan_dataset(data_dir: Path, val_split: float = 0.2, seed: int = 0, positive
                 f"{val_dir.name}/ has {val_names}; rename them to match"
             )
         classes = class_order(train_names, positive)
-        return DataLayout(classes, _collect(train_dir, classes), _collect(val_dir, classes), "folder")
+        ignored = Ignored()
+        train, val = _collect(train_dir, classes, ignored, data_dir), _collect(val_dir, classes, ignored, data_dir)
+        return DataLayout(classes, train, val, "folder", ignored)
     if train_dir is not None or val_dir is not None:
         present = (train_dir or val_dir).name  # type: ignore[union-attr]
         raise BinclassError(
@@ -134,10 +177,11 @@ def scan_dataset(data_dir: Path, val_split: float = 0.2, seed: int = 0, positive
             "or just the two class folders (split with --val-split)"
         )
     classes = class_order(_two_classes(data_dir), positive)
-    everything = _collect(data_dir, classes)
+    ignored = Ignored()
+    everything = _collect(data_dir, classes, ignored)
     train_idx, val_idx = stratified_split(everything.labels, val_split, seed)
     pick = lambda idx: Split([everything.paths[i] for i in idx], [everything.labels[i] for i in idx])  # noqa: E731
-    return DataLayout(classes, pick(train_idx), pick(val_idx), "split")
+    return DataLayout(classes, pick(train_idx), pick(val_idx), "split", ignored)
 
 
 def scan_labeled(data_dir: Path, classes: list[str]) -> Split:
