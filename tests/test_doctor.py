@@ -198,3 +198,10 @@ def test_doctor_cli(tmp_path):
     unknown.write_text("foo,bar\n1,2\n")
     result = runner.invoke(app, ["doctor", str(unknown)])
     assert result.exit_code == 2 and "no known columns" in result.output
+
+
+def test_argmax_silent_on_a_real_accuracy_that_rises_from_chance():
+    # seen on a real tiny run: validation accuracy 0.5, 0.5, 0.53, 0.83 while the loss fell
+    rows = [{"epoch": e + 1, "val_loss": l, "val_acc": a}
+            for e, (l, a) in enumerate([(0.70, 0.5), (0.69, 0.5), (0.55, 0.533), (0.40, 0.833)])]  # fmt: skip
+    assert "metric-argmax-single-output" not in _ids(History(epochs=rows))

@@ -34,7 +34,7 @@ def user_errors(func):
 @app.command()
 @user_errors
 def train(
-    data_dir: Path = typer.Argument(..., help="train/ + validation/ (or val/, valid/) with two class folders each, or just two class folders"),
+    data_dir: Optional[Path] = typer.Argument(None, help="train/ + validation/ (or val/, valid/) with two class folders each, or just two class folders (optional with --resume)"),
     out: Path = typer.Option(Path("runs/latest"), "--out", help="run folder to write"),
     model: str = typer.Option("small", help="seed | small"),
     image_size: int = typer.Option(150, help="pixels per side"),
@@ -59,17 +59,29 @@ def train(
     cache: str = typer.Option("memory", help="memory | disk (reused by later runs) | none (decode per batch)"),
     cache_dir: Optional[Path] = typer.Option(None, help="disk cache folder (default ~/.cache/binclass)"),
     strict: bool = typer.Option(False, help="stop on any bad image file instead of skipping it"),
+    deterministic: bool = typer.Option(False, help="deterministic kernels only (bit-identical reruns and resumes)"),
     overwrite: bool = typer.Option(False, help="replace a run already in --out"),
+    resume: Optional[Path] = typer.Option(None, help="continue this run folder from its last completed epoch, with its own settings"),
 ) -> None:
     """Train a classifier and write a run folder (metrics, model, plots, report)."""
-    from .train import fit
+    from .train import CONFIG_FILE, fit
 
+    if resume is not None:
+        cfg = TrainConfig.load(resume / CONFIG_FILE)
+        cfg.out = str(resume)
+        if data_dir is not None:
+            cfg.data_dir = str(data_dir)  # the data moved; everything else stays as the run had it
+        fit(cfg, resume=True)
+        return
+    if data_dir is None:
+        raise BinclassError("give DATA_DIR (the folder with your images), or --resume RUN_DIR")
     cfg = TrainConfig(
         data_dir=str(data_dir), out=str(out), model=model, image_size=image_size, val_split=val_split,
         positive=positive, augment=augment, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
         weight_decay=weight_decay, scheduler=scheduler, step_size=step_size, gamma=gamma, seed=seed,
         device=device, early_stop=early_stop, pos_weight=pos_weight, threshold=threshold, workers=workers,
         precision=precision, cache=cache, cache_dir=str(cache_dir) if cache_dir else None, strict=strict,
+        deterministic=deterministic,
     )  # fmt: skip
     fit(cfg, overwrite=overwrite)
 
@@ -101,10 +113,11 @@ def predict(
     device: str = typer.Option("auto"),
 ) -> None:
     """Write `path,prob,label` for every image (prob = probability of the positive class)."""
+    from .progress import terminal_progress
     from .predict import load_predictor, predict_files
 
     predictor = load_predictor(run_dir, checkpoint, device)
-    rows = predict_files(predictor, paths)
+    rows = predict_files(predictor, paths, terminal_progress("predict"))
     handle = csv_file.open("w", newline="") if csv_file else sys.stdout
     try:
         writer = csv.writer(handle)

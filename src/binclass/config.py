@@ -52,6 +52,7 @@ class TrainConfig:
     cache: str = "memory"  # decoded images: memory, disk (reused by the next run), none (decoded per batch)
     cache_dir: str | None = None  # disk cache location; None: $BINCLASS_CACHE or ~/.cache/binclass
     strict: bool = False  # any bad image file stops the run (default: skip it and name it)
+    deterministic: bool = False  # deterministic kernels only: bit-identical reruns and resumes, maybe slower
     extra: dict[str, Any] = field(default_factory=dict)  # environment facts filled in at run time
 
     def __post_init__(self) -> None:

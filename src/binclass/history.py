@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 METRICS_FILE = "metrics.csv"
@@ -57,3 +58,21 @@ def read_epochs(run_dir: Path) -> list[dict]:
 
 def read_steps(run_dir: Path) -> list[dict]:
     return _read(Path(run_dir) / STEPS_FILE)
+
+
+def truncate(run_dir: Path, last_epoch: int) -> None:
+    """Drop rows after last_epoch (an epoch a crash interrupted), rewriting each file atomically."""
+    for name, columns in ((METRICS_FILE, METRIC_COLUMNS), (STEPS_FILE, STEP_COLUMNS)):
+        path = Path(run_dir) / name
+        if not path.exists():
+            continue
+        with path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, columns)
+            rows = [r for r in reader if r and int(r[0]) <= last_epoch]
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+        os.replace(tmp, path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -66,6 +65,7 @@ class EpochStats:
     accuracy: float  # correct / n over every training sample of the epoch (model in train mode)
     n: int
     steps: list[dict]
+    order: list[int]  # the epoch's shuffled sample order: step k used order[(k-1)*batch : k*batch]
 
 
 def train_one_epoch(
@@ -128,7 +128,8 @@ def train_one_epoch(
          "batch_size": step_sizes[i], "lr": step_lrs[i]}
         for i in range(n_steps)
     ]  # fmt: skip
-    return EpochStats(loss=float(loss_sum.item()) / n, accuracy=int(correct_sum.item()) / n, n=n, steps=steps)
+    return EpochStats(loss=float(loss_sum.item()) / n, accuracy=int(correct_sum.item()) / n, n=n, steps=steps,
+                      order=order.tolist())  # fmt: skip
 
 
 @dataclass
@@ -154,19 +155,3 @@ def evaluate(
     probs = probabilities(logits).numpy()
     logits_np = logits.numpy()
     return Evaluation(metrics.summarize(labels, logits_np, probs, threshold), logits_np, probs)
-
-
-def terminal_progress(prefix: str) -> Callable[[int, int], None] | None:
-    """An in-place step counter when stderr is a terminal; None (silent) when it is a log file."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // total
-        sys.stderr.write(f"\r{prefix} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        if done == total:
-            sys.stderr.write("\r" + " " * (len(prefix) + width + 20) + "\r")
-        sys.stderr.flush()
-
-    return show

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,24 +51,33 @@ def load_predictor(run_dir: Path, checkpoint: str = "last", device: str = "auto"
     return Predictor(prepare_model(model, dev), meta, dev, int(meta.get("eval_batch_size", 64)))
 
 
-def predict_paths(predictor: Predictor, paths: list[Path]) -> Iterator[tuple[Path, float, str]]:
-    """(path, probability of the positive class, predicted class name), streamed chunk by chunk."""
+def predict_paths(
+    predictor: Predictor, paths: list[Path], progress: Callable[[int, int], None] | None = None
+) -> Iterator[tuple[Path, float, str]]:
+    """(path, probability of the positive class, predicted class name), streamed chunk by chunk:
+    memory stays bounded by CHUNK images however many paths there are."""
     classes = predictor.meta["classes"]
     threshold = float(predictor.meta["threshold"])
     for start in range(0, len(paths), CHUNK):
+        if progress is not None:
+            progress(start, len(paths))
         chunk = paths[start : start + CHUNK]
         images = TensorSource(decode_many(chunk, predictor.size))
         logits = predict_logits(predictor.model, images, predictor.mean, predictor.std, predictor.batch_size, predictor.device)
         probs = probabilities(logits).numpy()
         for path, prob, label in zip(chunk, probs.tolist(), predict_labels(probs, threshold).tolist()):
             yield path, float(prob), classes[label]
+    if progress is not None:
+        progress(len(paths), len(paths))
 
 
-def predict_files(predictor: Predictor, inputs: list[Path]) -> Iterator[tuple[Path, float, str]]:
+def predict_files(
+    predictor: Predictor, inputs: list[Path], progress: Callable[[int, int], None] | None = None
+) -> Iterator[tuple[Path, float, str]]:
     paths = find_images(inputs)
     if not paths:
         raise BinclassError(f"no images found in {', '.join(map(str, inputs))}")
-    return predict_paths(predictor, paths)
+    return predict_paths(predictor, paths, progress)
 
 
 def evaluate_folder(predictor: Predictor, data_dir: Path) -> dict:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import platform
 import random
+import signal
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -22,16 +24,18 @@ from .data.check import describe_problems, strict_error
 from .data.scan import DataLayout, Split, scan_dataset
 from .doctor.diagnosis import EpochDoctor, write_diagnosis
 from .errors import BinclassError
-from .loop import evaluate, make_optimizer, make_scheduler, terminal_progress, train_one_epoch
+from .loop import EpochStats, evaluate, make_optimizer, make_scheduler, train_one_epoch
+from .progress import terminal_progress
 from .infer import prepare_model
 from .modelio import BEST_FILE, MODEL_FILE, resolve_device, resolve_precision, save_meta, save_weights
 from .models import build_model, normalization
+from .state import STATE_FILE, Progress, load_state, save_state
 
 CONFIG_FILE = "config.json"
 PREDICTIONS_FILE = "val_predictions.csv"
 RUN_MARKERS = (CONFIG_FILE, history.METRICS_FILE, MODEL_FILE)
 RUN_FILES = RUN_MARKERS + (
-    history.STEPS_FILE, BEST_FILE, "model.json", PREDICTIONS_FILE, "evaluation.json", "diagnosis.json",
+    history.STEPS_FILE, BEST_FILE, "model.json", PREDICTIONS_FILE, "evaluation.json", "diagnosis.json", STATE_FILE,
 )  # fmt: skip
 
 
@@ -41,7 +45,7 @@ def prepare_run_dir(out: Path, overwrite: bool) -> Path:
         raise BinclassError(f"{out}: exists and is not a folder; choose another --out")
     if out.is_dir() and any((out / name).exists() for name in RUN_MARKERS):
         if not overwrite:
-            raise BinclassError(f"{out}: already holds a run; choose another --out or pass --overwrite")
+            raise BinclassError(f"{out}: already holds a run; choose another --out, --resume {out}, or pass --overwrite")
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,11 +134,46 @@ def drop_bad_files(layout: DataLayout, train_good: list[int], val_good: list[int
     return kept
 
 
-def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
+def kill_hook(progress: Callable[[int, int], None] | None, epoch: int) -> Callable[[int, int], None] | None:
+    """Test hook: BINCLASS_KILL_AT=EPOCH:STEP makes the process SIGKILL itself after that step,
+    the way an OOM killer or a lost machine ends a run (no cleanup, no flush)."""
+    target = os.environ.get("BINCLASS_KILL_AT")
+    if not target:
+        return progress
+    kill_epoch, kill_step = (int(v) for v in target.split(":"))
+
+    def hook(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total)
+        if epoch == kill_epoch and done == kill_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def check_finite(stats: EpochStats, paths: list[Path], batch_size: int, run_dir: Path) -> None:
+    """Stop on the first non-finite training loss, naming the step and the files of its batch."""
+    for s in stats.steps:
+        if not math.isfinite(s["loss"]):
+            batch = stats.order[(s["step"] - 1) * batch_size : s["step"] * batch_size]
+            names = ", ".join(str(paths[i]) for i in batch[:4]) + (f" and {len(batch) - 4} more" if len(batch) > 4 else "")
+            raise BinclassError(
+                f"non-finite training loss ({s['loss']}) at epoch {s['epoch']}, step {s['step']} (batch: {names}); "
+                f"nothing of this epoch was saved, {run_dir / MODEL_FILE} holds the last good epoch; "
+                "lower --lr (or check those files) and start again"
+            )
+
+
+def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Train and write the run folder. resume=True continues cfg.out from its last completed epoch
+    (cfg is then the run's own config.json)."""
     cfg.validate()
     device = resolve_device(cfg.device)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
-    run_dir = prepare_run_dir(Path(cfg.out), overwrite)
+    run_dir = Path(cfg.out) if resume else prepare_run_dir(Path(cfg.out), overwrite)
     log(
         f"data: {len(layout.train)} train, {len(layout.val)} validation images "
         f"({'validation folder' if layout.val_source == 'folder' else f'{cfg.val_split:.0%} held out'}); "
@@ -154,8 +193,9 @@ def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = 
     precision = resolve_precision(cfg.precision, device)
     if cfg.eval_batch_size is None:
         cfg.eval_batch_size = 500 if device.type == "cuda" else 64
-    cfg.extra = {**environment(device), "precision": precision}
-    cfg.save(run_dir / CONFIG_FILE)
+    if not resume:
+        cfg.extra = {**environment(device), "precision": precision}
+        cfg.save(run_dir / CONFIG_FILE)
     meta = model_meta(cfg, layout)
 
     train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
@@ -167,17 +207,27 @@ def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = 
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
 
-    best_loss, since_best = math.inf, 0
+    generators = {"shuffle": shuffle_gen, "augment": augment_gen}
+    progress = Progress(epoch=0, best_loss=math.inf, since_best=0, best_epoch=None)
+    if resume:
+        progress = load_state(run_dir, model, optimizer, schedule.scheduler, generators)
+        history.truncate(run_dir, progress.epoch)  # rows of an epoch that did not complete
+        meta.update(epoch=progress.epoch, best_epoch=progress.best_epoch, best_val_loss=progress.best_loss)
+        log(f"resuming after epoch {progress.epoch} of {cfg.epochs}")
     epoch_doctor = EpochDoctor(run_dir)
-    for epoch in range(1, cfg.epochs + 1):
+    ev = None
+    for epoch in range(progress.epoch + 1, cfg.epochs + 1):
+        if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
+            break  # a resumed run that had already stopped early
         t0 = time.perf_counter()
         stats = train_one_epoch(
             model, train_x, train_y, optimizer=optimizer, schedule=schedule, batch_size=cfg.batch_size,
             augment=cfg.augment, mean=mean, std=std, threshold=cfg.threshold, pos_weight=pos_weight,
             shuffle_gen=shuffle_gen, augment_gen=augment_gen, epoch=epoch,
             autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
-            progress=terminal_progress(f"epoch {epoch}/{cfg.epochs}"),
+            progress=kill_hook(terminal_progress(f"epoch {epoch}/{cfg.epochs}"), epoch),
         )  # fmt: skip
+        check_finite(stats, layout.train.paths, cfg.batch_size, run_dir)
         ev = evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
                       batch_size=cfg.eval_batch_size, device=device)  # fmt: skip
         schedule.after_epoch()
@@ -195,14 +245,16 @@ def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = 
         history.append_epoch(run_dir, row)
         save_weights(model, run_dir / MODEL_FILE)
         meta["epoch"] = epoch
-        improved = math.isfinite(m["loss"]) and m["loss"] < best_loss
+        improved = math.isfinite(m["loss"]) and m["loss"] < progress.best_loss
         if improved:
-            best_loss, since_best = m["loss"], 0
+            progress.best_loss, progress.since_best, progress.best_epoch = m["loss"], 0, epoch
             save_weights(model, run_dir / BEST_FILE)
-            meta.update(best_epoch=epoch, best_val_loss=best_loss)
+            meta.update(best_epoch=epoch, best_val_loss=progress.best_loss)
         else:
-            since_best += 1
+            progress.since_best += 1
         save_meta(meta, run_dir)
+        progress.epoch = epoch
+        save_state(run_dir, model, optimizer, schedule.scheduler, generators, progress)  # last: marks the epoch complete
         log(
             f"epoch {epoch:>3}/{cfg.epochs}  train loss {stats.loss:.4f} acc {stats.accuracy:.3f} | "
             f"val loss {m['loss']:.4f} acc {m['accuracy']:.3f} [{m['accuracy_low']:.3f}, {m['accuracy_high']:.3f}] "
@@ -210,10 +262,13 @@ def fit(cfg: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = 
         )
         for finding in epoch_doctor.after_epoch():
             log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
-        if cfg.early_stop is not None and since_best >= cfg.early_stop:
+        if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
             log(f"early stop: validation loss has not improved for {cfg.early_stop} epochs (best: epoch {meta['best_epoch']})")
             break
 
+    if ev is None:  # resumed a run whose epochs were all complete: score the saved model once more
+        ev = evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
+                      batch_size=cfg.eval_batch_size, device=device)  # fmt: skip
     write_predictions(run_dir / PREDICTIONS_FILE, layout, ev.probs, cfg.threshold)
     write_diagnosis(run_dir, epoch_doctor.findings)
     from .report.html import write_report  # matplotlib import is slow; only needed here

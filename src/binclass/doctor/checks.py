@@ -57,13 +57,18 @@ def check_argmax(h: History) -> list[Finding]:
         loss_first, loss_last = _ends(loss)
         tail_acc, tail_loss = acc[len(acc) // 2 :], loss[len(loss) // 2 :]
         share = min(shares, key=lambda s: abs(tail_acc.mean() - s))
-        # How far a mean of these accuracies may sit from the share by chance (two standard errors, >= 3 points).
-        noise = max(0.03, 2 * float(tail_acc.std()) / math.sqrt(len(tail_acc)))
+        # How far a mean of these accuracies may sit from the share by chance: two standard errors
+        # (point-to-point spread, so a rising trend does not count as noise), at least 3 points.
+        jitter = float(np.std(np.diff(tail_acc)) / math.sqrt(2)) if len(tail_acc) >= 3 else 0.0
+        noise = max(0.03, 2 * jitter / math.sqrt(len(tail_acc)))
         constant_bound = entropy(share)
+        # A real accuracy rises as the loss falls (strong negative correlation); argmax's does not.
+        corr = float(np.corrcoef(acc, loss)[0, 1]) if acc.std() > 0 and loss.std() > 0 else 0.0
         # The loss says the model separates the classes (0.08 nats under the best constant prediction, after
         # falling), yet the "accuracy" is still the class share: it cannot be a real accuracy.
         if (
             abs(tail_acc.mean() - share) <= noise
+            and corr > -0.5
             and loss_first - loss_last >= 0.05
             and float(tail_loss.mean()) < constant_bound - 0.08
         ):

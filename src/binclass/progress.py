@@ -1,0 +1,22 @@
+"""A progress bar on a terminal, nothing in a log file."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+def terminal_progress(prefix: str) -> Callable[[int, int], None] | None:
+    """An in-place step counter when stderr is a terminal; None (silent) when it is a log file."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total
+        sys.stderr.write(f"\r{prefix} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done == total:
+            sys.stderr.write("\r" + " " * (len(prefix) + width + 20) + "\r")
+        sys.stderr.flush()
+
+    return show

@@ -1,0 +1,108 @@
+"""The full training state after each completed epoch, for --resume: model, optimizer, scheduler,
+best metric, early-stop counter and every RNG state. One safetensors file (tensors) whose metadata
+holds the rest as JSON, written to a temporary file, flushed and renamed: it is always complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from .errors import BinclassError
+
+STATE_FILE = "state.safetensors"
+
+
+@dataclass
+class Progress:
+    epoch: int  # last completed epoch
+    best_loss: float
+    since_best: int
+    best_epoch: int | None
+
+
+def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, rest = {}, {"param_groups": state["param_groups"], "state": {}}
+    for idx, entry in state["state"].items():
+        rest["state"][str(idx)] = {}
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim/{idx}/{name}"] = value.detach().contiguous().cpu()
+            else:
+                rest["state"][str(idx)][name] = value
+    return tensors, rest
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
+    state: dict = {int(idx): dict(values) for idx, values in rest["state"].items()}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, idx, name = key.split("/", 2)
+            state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: object | None,
+               generators: dict[str, torch.Generator], progress: Progress) -> None:  # fmt: skip
+    tensors = {f"model/{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    optim_tensors, optim_rest = _split_optimizer(optimizer.state_dict())
+    tensors.update(optim_tensors)
+    tensors["rng/torch"] = torch.get_rng_state()
+    for name, gen in generators.items():
+        tensors[f"rng/{name}"] = gen.get_state().cpu()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda{i}"] = s
+    np_state = np.random.get_state()
+    meta = {
+        "progress": progress.__dict__,
+        "optimizer": optim_rest,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "python_random": random.getstate(),
+        "numpy_random": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+    path = Path(run_dir) / STATE_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"binclass_state": json.dumps(meta)})
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: object | None,
+               generators: dict[str, torch.Generator]) -> Progress:  # fmt: skip
+    """Restore everything save_state wrote. Only safetensors is read: a pickle in its place is refused
+    without being run."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.exists():
+        raise BinclassError(f"{path}: not found; the run has no completed epoch to resume from (start it again)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["binclass_state"])
+        tensors = load_file(str(path))
+    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+        raise BinclassError(f"{path}: not a binclass training state ({exc}); it was not loaded") from None
+    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
+    optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
+    if scheduler is not None and meta["scheduler"] is not None:
+        scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng/torch"])
+    for name, gen in generators.items():
+        gen.set_state(tensors[f"rng/{name}"])
+    if torch.cuda.is_available():
+        cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda")]
+        if cuda:
+            torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = meta["python_random"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = meta["numpy_random"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    return Progress(**meta["progress"])
