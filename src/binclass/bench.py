@@ -28,22 +28,24 @@ class Row:
     note: str = ""
 
 
-def _run(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MB, stdout) of a child process, measured with wait4 for that child alone."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise BinclassError(f"benchmark step failed ({' '.join(cmd[:4])} ...): {out.strip().splitlines()[-1:]}")
-    return wall, usage.ru_maxrss / 1024, out
+def _run(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, output) of `python -m MODULE ARGS` (cmd = [MODULE, *ARGS]) in a child
+    process that records its own peak resident memory (see binclass.peak)."""
+    with tempfile.NamedTemporaryFile(suffix=".peak") as peak_file:
+        env = {**os.environ, "BINCLASS_PEAK_FILE": peak_file.name}
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "binclass.peak", *cmd], capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - start
+        out = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            raise BinclassError(f"benchmark step failed ({' '.join(cmd[:3])} ...): {out.strip().splitlines()[-1:]}")
+        text = Path(peak_file.name).read_text().strip()
+    return wall, float(text) if text else float("nan"), proc.stdout
 
 
 def _posted(data_dir: Path, epochs: int, device: str, n_train: int, tmp: Path) -> Row:
     csv_path = tmp / "posted.csv"
-    wall, rss, _ = _run([sys.executable, "-m", "binclass.posted", str(data_dir), "--csv", str(csv_path),
+    wall, rss, _ = _run(["binclass.posted", str(data_dir), "--csv", str(csv_path),
                          "--epochs", str(epochs), "--lr", "1e-4", "--device", device])  # fmt: skip
     import csv
 
@@ -54,7 +56,7 @@ def _posted(data_dir: Path, epochs: int, device: str, n_train: int, tmp: Path) -
 
 def _binclass(data_dir: Path, model: str, epochs: int, batch: int, device: str, precision: str, tmp: Path) -> Row:
     out = tmp / f"run-{precision}"
-    wall, rss, log = _run([sys.executable, "-m", "binclass.cli", "train", str(data_dir), "--out", str(out),
+    wall, rss, log = _run(["binclass.cli", "train", str(data_dir), "--out", str(out),
                            "--model", model, "--epochs", str(epochs), "--batch-size", str(batch), "--optimizer",
                            "rmsprop", "--lr", "1e-4", "--augment", "none", "--device", device,
                            "--precision", precision])  # fmt: skip
@@ -66,17 +68,19 @@ def _binclass(data_dir: Path, model: str, epochs: int, batch: int, device: str, 
     return Row(f"b: binclass train --precision {precision}", spe, rows[0]["train_n"] / spe, rss, wall, used)
 
 
-def _floor(model: str, size: int, n: int, epochs: int, batch: int, device: str, precision: str, channels_last: bool) -> Row:
-    cmd = [sys.executable, "-m", "binclass.bench", "--floor", model, str(size), str(n), str(epochs), str(batch), device,
-           precision, str(int(channels_last))]  # fmt: skip
+def _floor(model: str, size: int, n: int, epochs: int, batch: int, device: str, precision: str, channels_last: bool,
+           compile: bool = False) -> Row:  # fmt: skip
+    cmd = ["binclass.bench", "--floor", model, str(size), str(n), str(epochs), str(batch), device,
+           precision, str(int(channels_last)), str(int(compile))]  # fmt: skip
     wall, rss, out = _run(cmd)
     spe = float(out.strip().splitlines()[-1])
-    layout = "channels_last" if channels_last else "NCHW"
-    return Row(f"c: compute floor {precision} {layout}", spe, n / spe, rss, wall, "training only")
+    layout = ("channels_last" if channels_last else "NCHW") + (" + torch.compile" if compile else "")
+    return Row(f"c: compute floor {precision} {layout}", spe, n / spe, rss, wall,
+               "training only" + (" (wall includes compiling)" if compile else ""))  # fmt: skip
 
 
 def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: int, device: str,
-                        precision: str, channels_last: bool) -> float:  # fmt: skip
+                        precision: str, channels_last: bool, compile: bool = False) -> float:  # fmt: skip
     """Mean seconds per epoch of forward + backward + RMSprop step over n in-memory images."""
     from .models import build_model
 
@@ -85,6 +89,8 @@ def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: 
     model = build_model(model_name, size).to(dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
+    if compile:
+        model = torch.compile(model)
     x = torch.rand(n, 3, size, size, device=dev).contiguous(memory_format=fmt)
     y = (torch.rand(n, device=dev) < 0.5).float()
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-4)
@@ -111,7 +117,7 @@ def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: 
 
 
 def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: int = 20, device: str = "auto",
-              image_size: int = 150, precisions: tuple[str, ...] = ("fp32", "auto")) -> dict:  # fmt: skip
+              image_size: int = 150, precisions: tuple[str, ...] = ("fp32", "auto"), compile: bool = False) -> dict:  # fmt: skip
     data_dir = Path(data_dir)
     if not (data_dir / "train").is_dir():
         raise BinclassError(f"{data_dir}: bench needs train/ and validation/ folders (as for the posted loop)")
@@ -122,11 +128,14 @@ def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: 
         tmp = Path(tmp_name)
         rows = [_posted(data_dir, epochs, device, n_train, tmp)]
         rows += [_binclass(data_dir, model, epochs, batch_size, device, p, tmp) for p in precisions]
-        floors = [("fp32", False), ("fp32", True), ("bf16", True)]
-        rows += [_floor(model, image_size, n_train, epochs, batch_size, device, p, cl) for p, cl in floors]
+        floors = [("fp32", False, False), ("fp32", True, False), ("bf16", True, False)]
+        if compile:
+            floors.append(("bf16", True, True))
+        rows += [_floor(model, image_size, n_train, epochs, batch_size, device, p, cl, c) for p, cl, c in floors]
     posted = rows[0].seconds_per_epoch
-    fp32_floor = min(r.seconds_per_epoch for r in rows if r.name.startswith("c: compute floor fp32"))
-    bf16_floor = next(r.seconds_per_epoch for r in rows if r.name.startswith("c: compute floor bf16"))
+    eager = [r for r in rows if r.name.startswith("c:") and "compile" not in r.name]
+    fp32_floor = min(r.seconds_per_epoch for r in eager if "fp32" in r.name)
+    bf16_floor = min(r.seconds_per_epoch for r in eager if "bf16" in r.name)
     ratios = {}
     for r in rows:
         if r.name.startswith("b:"):
@@ -155,9 +164,9 @@ def render(result: dict) -> str:
 
 
 if __name__ == "__main__":  # the floor's own process: python -m binclass.bench --floor ...
-    if len(sys.argv) == 10 and sys.argv[1] == "--floor":
-        _, _, m, s, n, e, b, d, p, cl = sys.argv
-        print(floor_epoch_seconds(m, int(s), int(n), int(e), int(b), d, p, bool(int(cl))))
+    if len(sys.argv) == 11 and sys.argv[1] == "--floor":
+        _, _, m, s, n, e, b, d, p, cl, c = sys.argv
+        print(floor_epoch_seconds(m, int(s), int(n), int(e), int(b), d, p, bool(int(cl)), bool(int(c))))
     else:
         sys.exit("internal entry point; use `binclass bench`")
 
@@ -175,7 +184,7 @@ def run_scale(base_per_class: int = 100, factors: tuple[int, ...] = (1, 4, 16), 
             n = base_per_class * factor
             data = make_dataset(tmp / f"x{factor}", n_train=n, n_val=max(1, n // 4), size=200, seed=factor, fmt="jpg")
             out = tmp / f"run{factor}"
-            wall, rss, _ = _run([sys.executable, "-m", "binclass.cli", "train", str(data), "--out", str(out),
+            wall, rss, _ = _run(["binclass.cli", "train", str(data), "--out", str(out),
                                  "--model", "seed", "--epochs", str(epochs), "--batch-size", "20",
                                  "--image-size", str(image_size), "--optimizer", "rmsprop", "--augment", "none"])  # fmt: skip
             from . import history

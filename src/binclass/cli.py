@@ -196,12 +196,13 @@ def bench(
     epochs: int = typer.Option(2),
     batch_size: int = typer.Option(20),
     device: str = typer.Option("auto"),
+    compile: bool = typer.Option(False, "--compile", help="also time a torch.compile floor (compile time included)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time the posted loop, `binclass train` (fp32 and auto precision) and the compute floor, side by side."""
     from .bench import render, run_bench
 
-    result = run_bench(data_dir, model=model, epochs=epochs, batch_size=batch_size, device=device)
+    result = run_bench(data_dir, model=model, epochs=epochs, batch_size=batch_size, device=device, compile=compile)
     typer.echo(json.dumps(result, indent=2) if as_json else render(result))
 
 
