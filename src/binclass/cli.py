@@ -36,8 +36,8 @@ def user_errors(func):
 def train(
     data_dir: Optional[Path] = typer.Argument(None, help="train/ + validation/ (or val/, valid/) with two class folders each, or just two class folders (optional with --resume)"),
     out: Path = typer.Option(Path("runs/latest"), "--out", help="run folder to write"),
-    model: str = typer.Option("small", help="seed | small"),
-    image_size: int = typer.Option(150, help="pixels per side"),
+    model: str = typer.Option("small", help="seed | small | efficientnet_lite0 | timm:NAME"),
+    image_size: Optional[int] = typer.Option(None, help="pixels per side (default: 150, or the backbone's own)"),
     val_split: float = typer.Option(0.2, help="fraction held out when there is no validation folder"),
     positive: Optional[str] = typer.Option(None, help="class folder that is the positive class (index 1)"),
     augment: str = typer.Option("flip", help="none | flip | standard"),
@@ -62,6 +62,9 @@ def train(
     deterministic: bool = typer.Option(False, help="deterministic kernels only (bit-identical reruns and resumes)"),
     overwrite: bool = typer.Option(False, help="replace a run already in --out"),
     resume: Optional[Path] = typer.Option(None, help="continue this run folder from its last completed epoch, with its own settings"),
+    tta: bool = typer.Option(False, help="average each image with its mirror image in validation and predict"),
+    pretrained: bool = typer.Option(True, help="timm:NAME models: start from ImageNet weights"),
+    weights: Optional[Path] = typer.Option(None, help="timm:NAME models: local backbone weights (safetensors)"),
 ) -> None:
     """Train a classifier and write a run folder (metrics, model, plots, report)."""
     from .train import CONFIG_FILE, fit
@@ -81,7 +84,7 @@ def train(
         weight_decay=weight_decay, scheduler=scheduler, step_size=step_size, gamma=gamma, seed=seed,
         device=device, early_stop=early_stop, pos_weight=pos_weight, threshold=threshold, workers=workers,
         precision=precision, cache=cache, cache_dir=str(cache_dir) if cache_dir else None, strict=strict,
-        deterministic=deterministic,
+        deterministic=deterministic, tta=tta, pretrained=pretrained, weights=str(weights) if weights else None,
     )  # fmt: skip
     fit(cfg, overwrite=overwrite)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import BinclassError
 
-MODELS = ("seed", "small")
+MODELS = ("seed", "small", "efficientnet_lite0")  # and "timm:NAME" for any timm model
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")
 AUGMENTS = ("none", "flip", "standard")
@@ -28,7 +28,7 @@ class TrainConfig:
     data_dir: str
     out: str
     model: str = "small"
-    image_size: int = 150  # pixels per side; images are resized to a square of this size
+    image_size: int | None = None  # pixels per side (square resize); None: 150 from scratch, the backbone's own size
     val_split: float = 0.2  # fraction held out (stratified) when DATA_DIR has no validation folder
     positive: str | None = None  # class folder that gets index 1; default: the second in sorted order
     augment: str = "flip"
@@ -53,6 +53,9 @@ class TrainConfig:
     cache_dir: str | None = None  # disk cache location; None: $BINCLASS_CACHE or ~/.cache/binclass
     strict: bool = False  # any bad image file stops the run (default: skip it and name it)
     deterministic: bool = False  # deterministic kernels only: bit-identical reruns and resumes, maybe slower
+    tta: bool = False  # average the logits of each image and its mirror image in validation and predict
+    pretrained: bool = True  # timm:NAME models: start from ImageNet weights (--weights FILE offline)
+    weights: str | None = None  # timm:NAME models: local safetensors weights of the backbone
     extra: dict[str, Any] = field(default_factory=dict)  # environment facts filled in at run time
 
     def __post_init__(self) -> None:
@@ -68,13 +71,18 @@ class TrainConfig:
             if value not in options:
                 raise BinclassError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(options)}")
 
-        choice("model", MODELS)
+        if not self.model.startswith("timm:"):
+            choice("model", MODELS)
         choice("optimizer", OPTIMIZERS)
         choice("scheduler", SCHEDULERS)
         choice("augment", AUGMENTS)
         choice("device", DEVICES)
         choice("precision", PRECISIONS)
         choice("cache", CACHES)
+        if self.image_size is None:
+            from .models import default_image_size
+
+            self.image_size = default_image_size(self.model)
         checks = [
             (self.image_size >= 16, "--image-size must be at least 16 pixels"),
             (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1 (exclusive)"),

@@ -3,7 +3,7 @@ go through these functions, so the same image always gets the same probability."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
@@ -35,15 +35,23 @@ def predict_logits(
     std: Sequence[float],
     batch_size: int,
     device: torch.device,
+    tta: bool = False,
+    inputs: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Logits (N,) as float32 on the CPU; model in eval mode, no autograd, always fp32 (so that
-    predict on any machine reproduces the validation numbers of training exactly)."""
+    predict on any machine reproduces the validation numbers of training exactly).
+    tta=True averages the logits of each image and its mirror image. `inputs` replaces the image
+    normalization for sources that hold something else (cached features)."""
     model.eval()
     out = []
     with torch.inference_mode():
         for start in range(0, len(source), batch_size):
             batch = source.batch(slice(start, start + batch_size)).to(device, non_blocking=True)
-            out.append(model(prepare(batch, mean, std)).float().reshape(-1))
+            x = inputs(batch) if inputs is not None else prepare(batch, mean, std)
+            logits = model(x).float().reshape(-1)
+            if tta:
+                logits = (logits + model(x.flip(-1)).float().reshape(-1)) / 2
+            out.append(logits)
     if not out:
         return torch.empty(0)
     return torch.cat(out).cpu()

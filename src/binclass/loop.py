@@ -13,8 +13,7 @@ from torch import nn
 
 from . import metrics
 from .config import TrainConfig
-from .data.augment import augment_batch
-from .infer import Source, predict_logits, prepare, probabilities
+from .infer import Source, predict_logits, probabilities
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -73,21 +72,19 @@ def train_one_epoch(
     source: Source,
     labels: torch.Tensor,
     *,
+    inputs: Callable[[torch.Tensor], torch.Tensor],
     optimizer: torch.optim.Optimizer,
     schedule: Schedule,
     batch_size: int,
-    augment: str,
-    mean: Sequence[float],
-    std: Sequence[float],
     threshold: float,
     pos_weight: torch.Tensor | None,
     shuffle_gen: torch.Generator,
-    augment_gen: torch.Generator,
     epoch: int,
     autocast_dtype: torch.dtype | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EpochStats:
-    """One pass over the training set. Per-step values stay on the device until the epoch ends:
+    """One pass over the training set; `inputs` turns a raw batch from the source into model input
+    (for images: normalize and augment). Per-step values stay on the device until the epoch ends:
     one host sync per epoch, not one per step. autocast_dtype=torch.bfloat16 runs the forward pass
     in bf16 (the loss and the optimizer stay in fp32)."""
     model.train()
@@ -100,7 +97,7 @@ def train_one_epoch(
     n_steps = math.ceil(n / batch_size)
     for step in range(n_steps):
         idx = order[step * batch_size : (step + 1) * batch_size]
-        x = augment_batch(prepare(source.batch(idx), mean, std), augment, augment_gen)
+        x = inputs(source.batch(idx))
         y = labels[idx]
         lr = current_lr(optimizer)
         optimizer.zero_grad(set_to_none=True)
@@ -149,9 +146,10 @@ def evaluate(
     threshold: float,
     batch_size: int,
     device: torch.device,
+    tta: bool = False,
 ) -> Evaluation:
     """Metrics over every sample of a labeled set (plain, unweighted BCE as the loss)."""
-    logits = predict_logits(model, source, mean, std, batch_size, device)
+    logits = predict_logits(model, source, mean, std, batch_size, device, tta=tta)
     probs = probabilities(logits).numpy()
     logits_np = logits.numpy()
     return Evaluation(metrics.summarize(labels, logits_np, probs, threshold), logits_np, probs)

@@ -40,6 +40,10 @@ class Predictor:
         return self.meta["normalization"]["std"]
 
     @property
+    def tta(self) -> bool:
+        return bool(self.meta.get("tta", False))
+
+    @property
     def size(self) -> int:
         return int(self.meta["image_size"])
 
@@ -63,7 +67,8 @@ def predict_paths(
             progress(start, len(paths))
         chunk = paths[start : start + CHUNK]
         images = TensorSource(decode_many(chunk, predictor.size))
-        logits = predict_logits(predictor.model, images, predictor.mean, predictor.std, predictor.batch_size, predictor.device)
+        logits = predict_logits(predictor.model, images, predictor.mean, predictor.std, predictor.batch_size,
+                                predictor.device, tta=predictor.tta)  # fmt: skip
         probs = probabilities(logits).numpy()
         for path, prob, label in zip(chunk, probs.tolist(), predict_labels(probs, threshold).tolist()):
             yield path, float(prob), classes[label]
@@ -87,7 +92,7 @@ def evaluate_folder(predictor: Predictor, data_dir: Path) -> dict:
     images = TensorSource(decode_many(split.paths, predictor.size))
     ev = evaluate(predictor.model, images, np.asarray(split.labels), mean=predictor.mean, std=predictor.std,
                   threshold=float(predictor.meta["threshold"]), batch_size=predictor.batch_size,
-                  device=predictor.device)  # fmt: skip
+                  device=predictor.device, tta=predictor.tta)  # fmt: skip
     return {"data_dir": str(data_dir), "classes": classes, "positive_class": classes[1], **ev.metrics}
 
 

@@ -26,7 +26,8 @@ from .doctor.diagnosis import EpochDoctor, write_diagnosis
 from .errors import BinclassError
 from .loop import EpochStats, evaluate, make_optimizer, make_scheduler, train_one_epoch
 from .progress import terminal_progress
-from .infer import prepare_model
+from .data.augment import augment_batch
+from .infer import prepare, prepare_model
 from .modelio import BEST_FILE, MODEL_FILE, resolve_device, resolve_precision, save_meta, save_weights
 from .models import build_model, normalization
 from .state import STATE_FILE, Progress, load_state, save_state
@@ -134,6 +135,26 @@ def drop_bad_files(layout: DataLayout, train_good: list[int], val_good: list[int
     return kept
 
 
+def prepare_data(cfg: TrainConfig, device: torch.device, resume: bool, overwrite: bool,
+                 log: Callable[[str], None]) -> tuple[Path, DataLayout, object, object]:  # fmt: skip
+    """Scan DATA_DIR, make the run folder, decode (or check) every image once; drop and name bad files."""
+    layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
+    run_dir = Path(cfg.out) if resume else prepare_run_dir(Path(cfg.out), overwrite)
+    log(
+        f"data: {len(layout.train)} train, {len(layout.val)} validation images "
+        f"({'validation folder' if layout.val_source == 'folder' else f'{cfg.val_split:.0%} held out'}); "
+        f"classes {layout.classes[0]!r}=0, {layout.classes[1]!r}=1 (positive)"
+    )
+    start = time.perf_counter()
+    workers = default_workers(cfg.workers)
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    train_x, train_good, train_bad, how = make_source(layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir)
+    val_x, val_good, val_bad, val_how = make_source(layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir)
+    log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
+    layout = drop_bad_files(layout, train_good, val_good, train_bad + val_bad, cfg.strict, log)
+    return run_dir, layout, train_x, val_x
+
+
 def kill_hook(progress: Callable[[int, int], None] | None, epoch: int) -> Callable[[int, int], None] | None:
     """Test hook: BINCLASS_KILL_AT=EPOCH:STEP makes the process SIGKILL itself after that step,
     the way an OOM killer or a lost machine ends a run (no cleanup, no flush)."""
@@ -172,20 +193,14 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
-    run_dir = Path(cfg.out) if resume else prepare_run_dir(Path(cfg.out), overwrite)
-    log(
-        f"data: {len(layout.train)} train, {len(layout.val)} validation images "
-        f"({'validation folder' if layout.val_source == 'folder' else f'{cfg.val_split:.0%} held out'}); "
-        f"classes {layout.classes[0]!r}=0, {layout.classes[1]!r}=1 (positive)"
-    )
-    start = time.perf_counter()
-    workers = default_workers(cfg.workers)
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
-    train_x, train_good, train_bad, how = make_source(layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir)
-    val_x, val_good, val_bad, val_how = make_source(layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir)
-    log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
-    layout = drop_bad_files(layout, train_good, val_good, train_bad + val_bad, cfg.strict, log)
+    if cfg.model not in ("seed", "small"):
+        if resume:
+            raise BinclassError("--resume is for the from-scratch models; a pretrained run is short, start it again")
+        from .pretrained_recipe import fit_pretrained, pretrained_model
+
+        model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
+        return fit_pretrained(cfg, device, model, *prepare_data(cfg, device, resume, overwrite, log), log)
+    run_dir, layout, train_x, val_x = prepare_data(cfg, device, resume, overwrite, log)
 
     seed_everything(cfg.seed)
     model = prepare_model(build_model(cfg.model, cfg.image_size), device)
@@ -221,9 +236,9 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
             break  # a resumed run that had already stopped early
         t0 = time.perf_counter()
         stats = train_one_epoch(
-            model, train_x, train_y, optimizer=optimizer, schedule=schedule, batch_size=cfg.batch_size,
-            augment=cfg.augment, mean=mean, std=std, threshold=cfg.threshold, pos_weight=pos_weight,
-            shuffle_gen=shuffle_gen, augment_gen=augment_gen, epoch=epoch,
+            model, train_x, train_y, inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),
+            optimizer=optimizer, schedule=schedule, batch_size=cfg.batch_size, threshold=cfg.threshold,
+            pos_weight=pos_weight, shuffle_gen=shuffle_gen, epoch=epoch,
             autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
             progress=kill_hook(terminal_progress(f"epoch {epoch}/{cfg.epochs}"), epoch),
         )  # fmt: skip
@@ -232,34 +247,12 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
                       batch_size=cfg.eval_batch_size, device=device)  # fmt: skip
         schedule.after_epoch()
         m = ev.metrics
-        (tn, fp), (fn, tp) = m["confusion"]
-        row = {
-            "epoch": epoch, "train_loss": stats.loss, "train_acc": stats.accuracy, "val_loss": m["loss"],
-            "val_acc": m["accuracy"], "val_acc_low": m["accuracy_low"], "val_acc_high": m["accuracy_high"],
-            "val_precision": m["precision"], "val_recall": m["recall"], "val_f1": m["f1"],
-            "val_balanced_acc": m["balanced_accuracy"], "val_auc": m["auc"], "lr": stats.steps[-1]["lr"],
-            "seconds": time.perf_counter() - t0, "train_n": stats.n, "val_n": m["n"],
-            "val_tn": tn, "val_fp": fp, "val_fn": fn, "val_tp": tp,
-        }  # fmt: skip
+        row = epoch_row(epoch, stats, m, time.perf_counter() - t0)
         history.append_steps(run_dir, stats.steps)
         history.append_epoch(run_dir, row)
-        save_weights(model, run_dir / MODEL_FILE)
-        meta["epoch"] = epoch
-        improved = math.isfinite(m["loss"]) and m["loss"] < progress.best_loss
-        if improved:
-            progress.best_loss, progress.since_best, progress.best_epoch = m["loss"], 0, epoch
-            save_weights(model, run_dir / BEST_FILE)
-            meta.update(best_epoch=epoch, best_val_loss=progress.best_loss)
-        else:
-            progress.since_best += 1
-        save_meta(meta, run_dir)
-        progress.epoch = epoch
+        checkpoint_epoch(run_dir, model, meta, progress, epoch, m["loss"])
         save_state(run_dir, model, optimizer, schedule.scheduler, generators, progress)  # last: marks the epoch complete
-        log(
-            f"epoch {epoch:>3}/{cfg.epochs}  train loss {stats.loss:.4f} acc {stats.accuracy:.3f} | "
-            f"val loss {m['loss']:.4f} acc {m['accuracy']:.3f} [{m['accuracy_low']:.3f}, {m['accuracy_high']:.3f}] "
-            f"auc {m['auc']:.3f} | {row['seconds']:.1f}s"
-        )
+        log_epoch(log, row, cfg.epochs)
         for finding in epoch_doctor.after_epoch():
             log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
         if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
@@ -269,7 +262,47 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     if ev is None:  # resumed a run whose epochs were all complete: score the saved model once more
         ev = evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
                       batch_size=cfg.eval_batch_size, device=device)  # fmt: skip
-    write_predictions(run_dir / PREDICTIONS_FILE, layout, ev.probs, cfg.threshold)
+    return finish_run(run_dir, layout, ev.probs, cfg.threshold, epoch_doctor, log)
+
+
+def epoch_row(epoch: int, stats: EpochStats, m: dict, seconds: float) -> dict:
+    """One metrics.csv row from the training pass and the validation metrics of an epoch."""
+    (tn, fp), (fn, tp) = m["confusion"]
+    return {
+        "epoch": epoch, "train_loss": stats.loss, "train_acc": stats.accuracy, "val_loss": m["loss"],
+        "val_acc": m["accuracy"], "val_acc_low": m["accuracy_low"], "val_acc_high": m["accuracy_high"],
+        "val_precision": m["precision"], "val_recall": m["recall"], "val_f1": m["f1"],
+        "val_balanced_acc": m["balanced_accuracy"], "val_auc": m["auc"], "lr": stats.steps[-1]["lr"],
+        "seconds": seconds, "train_n": stats.n, "val_n": m["n"], "val_tn": tn, "val_fp": fp, "val_fn": fn, "val_tp": tp,
+    }  # fmt: skip
+
+
+def log_epoch(log: Callable[[str], None], row: dict, epochs: int) -> None:
+    log(
+        f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
+        f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f} [{row['val_acc_low']:.3f}, {row['val_acc_high']:.3f}] "
+        f"auc {row['val_auc']:.3f} | {row['seconds']:.1f}s"
+    )
+
+
+def checkpoint_epoch(run_dir: Path, model: torch.nn.Module, meta: dict, progress: Progress, epoch: int,
+                     val_loss: float) -> None:  # fmt: skip
+    """model.safetensors every epoch; best.safetensors when the validation loss is a finite new low."""
+    save_weights(model, run_dir / MODEL_FILE)
+    meta["epoch"] = epoch
+    if math.isfinite(val_loss) and val_loss < progress.best_loss:
+        progress.best_loss, progress.since_best, progress.best_epoch = val_loss, 0, epoch
+        save_weights(model, run_dir / BEST_FILE)
+        meta.update(best_epoch=epoch, best_val_loss=val_loss)
+    else:
+        progress.since_best += 1
+    save_meta(meta, run_dir)
+    progress.epoch = epoch
+
+
+def finish_run(run_dir: Path, layout: DataLayout, probs: np.ndarray, threshold: float, epoch_doctor: EpochDoctor,
+               log: Callable[[str], None]) -> Path:  # fmt: skip
+    write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
     write_diagnosis(run_dir, epoch_doctor.findings)
     from .report.html import write_report  # matplotlib import is slow; only needed here
 

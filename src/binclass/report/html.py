@@ -31,8 +31,11 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _read_predictions(run_dir: Path, positive: str) -> tuple[np.ndarray, np.ndarray]:
-    with (run_dir / "val_predictions.csv").open(newline="") as f:
+def _read_predictions(run_dir: Path, positive: str) -> tuple[np.ndarray, np.ndarray] | None:
+    path = run_dir / "val_predictions.csv"
+    if not path.exists():  # a run that was interrupted before its end
+        return None
+    with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     labels = np.array([r["true_label"] == positive for r in rows], dtype=np.int64)
     return labels, np.array([float(r["prob"]) for r in rows])
@@ -64,8 +67,9 @@ def write_report(run_dir: Path) -> Path:
     confusion = [[last["val_tn"], last["val_fp"]], [last["val_fn"], last["val_tp"]]]
     plot_curves(epochs, steps, run_dir / "curves.png")
     plot_confusion(confusion, meta["classes"], run_dir / "confusion.png")
-    labels, probs = _read_predictions(run_dir, meta["positive_class"])
-    plot_roc(labels, probs, run_dir / "roc.png")
+    predictions = _read_predictions(run_dir, meta["positive_class"])
+    if predictions is not None:
+        plot_roc(*predictions, run_dir / "roc.png")
 
     half_width = (last["val_acc_high"] - last["val_acc_low"]) / 2
     summary = (
@@ -92,7 +96,7 @@ model {html.escape(meta['architecture'])} at {meta['image_size']} px; threshold 
 <p>Faint lines: single batches. A batch of {config.get('batch_size')} images has a binomial standard error of about
 ±{50 / max(1, config.get('batch_size', 1)) ** 0.5:.0f} points at 50% accuracy, so its accuracy jumps; the epoch
 curves count every sample.</p>
-<div class="row">{_img(run_dir / 'confusion.png', 'confusion matrix')} {_img(run_dir / 'roc.png', 'ROC curve')}</div>
+<div class="row">{_img(run_dir / 'confusion.png', 'confusion matrix')} {_img(run_dir / 'roc.png', 'ROC curve') if predictions is not None else ''}</div>
 <h2>Epochs</h2>{_table(epochs, cols)}
 <h2>Settings</h2>{_table([{'setting': k, 'value': v} for k, v in settings.items()], ['setting', 'value'])}
 <h2>Environment</h2>{_table([{'key': k, 'value': v} for k, v in config.get('extra', {}).items()], ['key', 'value'])}

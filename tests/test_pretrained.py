@@ -1,0 +1,88 @@
+"""Pretrained backbones offline: the packaged Lite0 weights are right, timm models load local weights,
+and nothing is downloaded (HF_HUB_OFFLINE=1)."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from binclass import history
+from binclass.cli import app
+from binclass.errors import BinclassError
+from binclass.models import normalization
+from binclass.models.pretrained import lite0_imagenet, map_by_order
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_packaged_lite0_weights_classify_chelsea_as_a_cat():
+    skimage_data = pytest.importorskip("skimage.data")
+    model = lite0_imagenet()
+    mean, std = normalization("efficientnet_lite0")
+    img = np.asarray(Image.fromarray(skimage_data.chelsea()).resize((224, 224), Image.BILINEAR), np.float32) / 255
+    x = (torch.from_numpy(img).permute(2, 0, 1)[None] - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    with torch.no_grad():
+        top = int(model(x).argmax(1))
+    assert 281 <= top <= 285  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def test_weights_map_by_order_and_shapes_are_verified():
+    target = {"a.weight": torch.zeros(2, 3), "bn.num_batches_tracked": torch.zeros(()), "b.bias": torch.zeros(4)}
+    mapped = map_by_order({"_x": torch.ones(2, 3), "_y": torch.ones(4)}, target, "w.pth")
+    assert set(mapped) == {"a.weight", "b.bias"}
+    with pytest.raises(BinclassError, match="shape"):
+        map_by_order({"_x": torch.ones(3, 2), "_y": torch.ones(4)}, target, "w.pth")
+    with pytest.raises(BinclassError, match="tensors"):
+        map_by_order({"_x": torch.ones(2, 3)}, target, "w.pth")
+
+
+def test_timm_model_offline_needs_weights_file(tiny_data, tmp_path):
+    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--model", "timm:test_resnet"])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "--weights FILE" in result.output  # one line, before any decoding
+    assert "Traceback" not in result.output
+
+
+def test_timm_model_with_local_weights_trains_and_predicts(tiny_data, tmp_path):
+    import timm
+
+    donor = timm.create_model("test_resnet", pretrained=False)
+    weights = tmp_path / "test_resnet.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(weights))
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "timm:test_resnet",
+                                 "--weights", str(weights), "--image-size", "32", "--epochs", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "model.json").read_text())["architecture"] == "timm:test_resnet"
+
+
+def test_lite0_run_folder_and_predict_agree(tiny_data, tmp_path):
+    out = tmp_path / "lite"
+    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "efficientnet_lite0",
+                                 "--image-size", "64", "--epochs", "3", "--tta"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "features:" in result.output
+    last = history.read_epochs(out)[-1]
+    assert last["train_n"] == 80 and last["val_n"] == 30
+    assert last["val_acc"] >= 0.9  # ImageNet features separate circles from squares at once
+    pred = runner.invoke(app, ["predict", str(out), str(tiny_data / "validation")])
+    assert pred.exit_code == 0, pred.output
+    rows = list(csv.DictReader(io.StringIO(pred.stdout)))
+    assert sum(r["label"] == Path(r["path"]).parent.name for r in rows) / len(rows) == last["val_acc"]
+    with (out / "val_predictions.csv").open() as f:
+        during = {r["path"]: float(r["prob"]) for r in csv.DictReader(f)}
+    assert max(abs(during[r["path"]] - float(r["prob"])) for r in rows) < 1e-5
+    evaluation = json.loads(runner.invoke(app, ["evaluate", str(out), str(tiny_data)]).stdout)
+    assert evaluation["accuracy"] == last["val_acc"]
