@@ -81,6 +81,8 @@ def _canonical(row: dict) -> tuple[dict, dict, float | None, float | None, bool]
         step_vals["batch_size"] = _num(norm["batch_size"])
     epoch = next((_num(norm[k]) for k in EPOCH_KEYS if _num(norm.get(k)) is not None), None)
     step = next((_num(norm[k]) for k in STEP_KEYS if _num(norm.get(k)) is not None), None)
+    epoch = int(epoch) if epoch is not None and epoch.is_integer() else epoch  # "8", not "8.0", in messages
+    step = int(step) if step is not None and step.is_integer() else step
     return epoch_vals, step_vals, epoch, step, explicit_epoch
 
 
