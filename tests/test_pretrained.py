@@ -86,3 +86,19 @@ def test_lite0_run_folder_and_predict_agree(tiny_data, tmp_path):
     assert max(abs(during[r["path"]] - float(r["prob"])) for r in rows) < 1e-5
     evaluation = json.loads(runner.invoke(app, ["evaluate", str(out), str(tiny_data)]).stdout)
     assert evaluation["accuracy"] == last["val_acc"]
+
+
+def test_finetune_keeps_the_better_model_and_predict_uses_it(tiny_data, tmp_path):
+    out = tmp_path / "ft"
+    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "efficientnet_lite0",
+                                 "--image-size", "64", "--epochs", "2", "--finetune", "1", "--batch-size", "16"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = history.read_epochs(out)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["default_checkpoint"] == "best" and meta["kept"] in ("head only", "fine-tuned")
+    best = next(r for r in rows if r["epoch"] == meta["best_epoch"])
+    assert best["val_loss"] == min(r["val_loss"] for r in rows)
+    evaluation = json.loads(runner.invoke(app, ["evaluate", str(out), str(tiny_data)]).stdout)
+    assert evaluation["accuracy"] == best["val_acc"]
+    assert evaluation["loss"] == pytest.approx(best["val_loss"], abs=1e-5)

@@ -63,6 +63,7 @@ def train(
     overwrite: bool = typer.Option(False, help="replace a run already in --out"),
     resume: Optional[Path] = typer.Option(None, help="continue this run folder from its last completed epoch, with its own settings"),
     tta: bool = typer.Option(False, help="average each image with its mirror image in validation and predict"),
+    finetune: int = typer.Option(0, help="pretrained models: epochs of fine-tuning the whole network after the head"),
     pretrained: bool = typer.Option(True, help="timm:NAME models: start from ImageNet weights"),
     weights: Optional[Path] = typer.Option(None, help="timm:NAME models: local backbone weights (safetensors)"),
 ) -> None:
@@ -84,7 +85,7 @@ def train(
         weight_decay=weight_decay, scheduler=scheduler, step_size=step_size, gamma=gamma, seed=seed,
         device=device, early_stop=early_stop, pos_weight=pos_weight, threshold=threshold, workers=workers,
         precision=precision, cache=cache, cache_dir=str(cache_dir) if cache_dir else None, strict=strict,
-        deterministic=deterministic, tta=tta, pretrained=pretrained, weights=str(weights) if weights else None,
+        deterministic=deterministic, tta=tta, finetune=finetune, pretrained=pretrained, weights=str(weights) if weights else None,
     )  # fmt: skip
     fit(cfg, overwrite=overwrite)
 
@@ -112,7 +113,7 @@ def predict(
     run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
     paths: list[Path] = typer.Argument(..., help="image files or folders"),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="write here instead of stdout"),
-    checkpoint: str = typer.Option("last", help="last (model.safetensors) | best (best.safetensors)"),
+    checkpoint: str = typer.Option("auto", help="auto (model.json's choice: last unless a fine-tune kept best) | last | best"),
     device: str = typer.Option("auto"),
 ) -> None:
     """Write `path,prob,label` for every image (prob = probability of the positive class)."""
@@ -137,7 +138,7 @@ def predict(
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
     data_dir: Path = typer.Argument(..., help="a folder with the same two class folders (or a validation/ holding them)"),
-    checkpoint: str = typer.Option("last", help="last | best"),
+    checkpoint: str = typer.Option("auto", help="auto | last | best"),
     device: str = typer.Option("auto"),
 ) -> None:
     """Score a labeled folder: metrics as JSON on stdout and in RUN_DIR/evaluation.json."""

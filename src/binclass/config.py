@@ -53,6 +53,7 @@ class TrainConfig:
     cache_dir: str | None = None  # disk cache location; None: $BINCLASS_CACHE or ~/.cache/binclass
     strict: bool = False  # any bad image file stops the run (default: skip it and name it)
     deterministic: bool = False  # deterministic kernels only: bit-identical reruns and resumes, maybe slower
+    finetune: int = 0  # pretrained models: epochs of training the whole network after the head (0: head only)
     tta: bool = False  # average the logits of each image and its mirror image in validation and predict
     pretrained: bool = True  # timm:NAME models: start from ImageNet weights (--weights FILE offline)
     weights: str | None = None  # timm:NAME models: local safetensors weights of the backbone
@@ -96,6 +97,8 @@ class TrainConfig:
             (0.0 < self.gamma <= 1.0, "--gamma must be in (0, 1]"),
             (self.eval_batch_size is None or self.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
             (self.workers >= 0, "--workers must be zero (all cores) or positive"),
+            (self.finetune >= 0, "--finetune must be zero (off) or a number of epochs"),
+            (self.finetune == 0 or self.model not in ("seed", "small"), "--finetune is for pretrained models"),
         ]
         for ok, message in checks:
             if not ok:

@@ -18,7 +18,7 @@ from .errors import BinclassError
 from .infer import predict_logits, prepare_model, probabilities
 from .loop import evaluate
 from .metrics import predict_labels
-from .modelio import load_model, resolve_device
+from .modelio import load_meta, load_model, resolve_device
 
 EVALUATION_FILE = "evaluation.json"
 CHUNK = 512  # images decoded at a time while predicting: bounds memory for folders of any size
@@ -48,7 +48,10 @@ class Predictor:
         return int(self.meta["image_size"])
 
 
-def load_predictor(run_dir: Path, checkpoint: str = "last", device: str = "auto") -> Predictor:
+def load_predictor(run_dir: Path, checkpoint: str = "auto", device: str = "auto") -> Predictor:
+    """checkpoint: last, best, or auto (what model.json's default_checkpoint names; last if it names none)."""
+    if checkpoint == "auto":
+        checkpoint = load_meta(Path(run_dir)).get("default_checkpoint", "last")
     model, meta = load_model(Path(run_dir), checkpoint)
     dev = resolve_device(device)
     # The batch size of training's validation pass: the same arithmetic, so the same probabilities.

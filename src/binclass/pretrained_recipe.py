@@ -104,4 +104,70 @@ def fit_pretrained(cfg: TrainConfig, device: torch.device, model: torch.nn.Modul
         if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
             log(f"early stop: validation loss has not improved for {cfg.early_stop} epochs")
             break
+    if cfg.finetune:
+        probs = finetune(cfg, device, model, run_dir, layout, train_x, val_x, meta, progress, epoch_doctor, log)
     return finish_run(run_dir, layout, probs, cfg.threshold, epoch_doctor, log)
+
+
+# The whole network trains at a tenth of the head's learning rate (ImageNet features need only a
+# nudge), warming up linearly over the first fine-tuning epoch so the fresh head's large gradients
+# do not wreck them, then following a cosine to zero.
+FINETUNE_LR_FACTOR = 0.1
+
+
+def finetune(cfg: TrainConfig, device: torch.device, model: torch.nn.Module, run_dir: Path, layout: DataLayout,
+             train_x: Source, val_x: Source, meta: dict, progress: Progress, epoch_doctor: EpochDoctor,
+             log: Callable[[str], None]) -> np.ndarray:  # fmt: skip
+    """Fine-tune every layer after the head; keep whichever of head-only and fine-tuned has the lower
+    validation loss (model.json's default_checkpoint then names best.safetensors). Returns the kept
+    model's validation probabilities."""
+    from . import history
+    from .data.augment import augment_batch
+    from .loop import Schedule, evaluate
+    from .modelio import BEST_FILE, load_model
+
+    mean, std = normalization(cfg.model)
+    lr = (cfg.lr or 1e-3) * FINETUNE_LR_FACTOR
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(layout.train) / cfg.batch_size)
+    total, warm = cfg.finetune * steps, steps
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+    schedule = Schedule(torch.optim.lr_scheduler.LambdaLR(optimizer, factor), per_step=True)
+    train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
+    val_y = np.asarray(layout.val.labels)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed + 2)
+    augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)
+    head_best = progress.best_loss
+    last = progress.epoch + cfg.finetune
+    for epoch in range(progress.epoch + 1, last + 1):
+        t0 = time.perf_counter()
+        stats = train_one_epoch(
+            model, train_x, train_y, inputs=lambda b: augment_batch(prepare(b, mean, std), "flip", augment_gen),
+            optimizer=optimizer, schedule=schedule, batch_size=cfg.batch_size, threshold=cfg.threshold,
+            pos_weight=resolve_pos_weight(cfg.pos_weight, layout.train.labels, device), shuffle_gen=shuffle_gen,
+            epoch=epoch, progress=terminal_progress(f"fine-tune epoch {epoch}/{last}"),
+        )  # fmt: skip
+        ev = evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
+                      batch_size=cfg.eval_batch_size, device=device, tta=cfg.tta)  # fmt: skip
+        row = epoch_row(epoch, stats, ev.metrics, time.perf_counter() - t0)
+        history.append_steps(run_dir, stats.steps)
+        history.append_epoch(run_dir, row)
+        checkpoint_epoch(run_dir, model, meta, progress, epoch, ev.metrics["loss"])
+        log_epoch(log, row, last)
+        for finding in epoch_doctor.after_epoch():
+            log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
+    kept = "fine-tuned" if progress.best_loss < head_best else "head only"
+    from .modelio import save_meta
+
+    meta.update(default_checkpoint="best", kept=kept)
+    save_meta(meta, run_dir)
+    log(f"kept the {kept} model (lowest validation loss, epoch {progress.best_epoch}): predict uses {BEST_FILE}")
+    best, _ = load_model(run_dir, "best")
+    best = prepare_model(best, device)
+    return evaluate(best, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold, batch_size=cfg.eval_batch_size,
+                    device=device, tta=cfg.tta).probs  # fmt: skip
