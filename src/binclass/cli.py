@@ -197,7 +197,7 @@ def lint(
 def bench(
     data_dir: Path = typer.Argument(..., help="train/ + validation/ folders (e.g. ../shared/data/cats_and_dogs_filtered)"),
     model: str = typer.Option("seed"),
-    epochs: int = typer.Option(2),
+    epochs: int = typer.Option(3, help="epochs per contender; s/epoch is the mean after the first"),
     batch_size: int = typer.Option(20),
     device: str = typer.Option("auto"),
     compile: bool = typer.Option(False, "--compile", help="also time a torch.compile floor (compile time included)"),
