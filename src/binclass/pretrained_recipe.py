@@ -15,16 +15,18 @@ import torch
 
 from . import metrics
 from .config import TrainConfig
+from .data.augment import augment_batch
 from .data.cache import TensorSource
 from .data.scan import DataLayout
 from .doctor.diagnosis import EpochDoctor
 from .infer import Source, predict_logits, prepare, prepare_model, probabilities
-from .loop import make_optimizer, make_scheduler, train_one_epoch
+from .loop import Schedule, evaluate, make_optimizer, make_scheduler, train_one_epoch
+from .modelio import BEST_FILE, load_model, save_meta
 from .models import build_model, normalization
 from .progress import terminal_progress
 from .state import Progress
-from .train import (CONFIG_FILE, checkpoint_epoch, environment, epoch_row, finish_run, log_epoch, model_meta,
-                    resolve_pos_weight, seed_everything)  # fmt: skip
+from .train import (CONFIG_FILE, environment, epoch_row, finish_run, model_meta, record_epoch, resolve_pos_weight,
+                    seed_everything)  # fmt: skip
 
 
 def extract_features(backbone: torch.nn.Module, source: Source, mean, std, batch_size: int, device: torch.device,
@@ -92,15 +94,8 @@ def fit_pretrained(cfg: TrainConfig, device: torch.device, model: torch.nn.Modul
         logits = head_logits(head, val_views, bs)
         probs = probabilities(torch.from_numpy(logits)).numpy()
         m = metrics.summarize(val_y, logits, probs, cfg.threshold)
-        row = epoch_row(epoch, stats, m, time.perf_counter() - t0)
-        from . import history
-
-        history.append_steps(run_dir, stats.steps)
-        history.append_epoch(run_dir, row)
-        checkpoint_epoch(run_dir, model, meta, progress, epoch, m["loss"])
-        log_epoch(log, row, cfg.epochs)
-        for finding in epoch_doctor.after_epoch():
-            log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
+        record_epoch(run_dir, epoch_row(epoch, stats, m, time.perf_counter() - t0), stats, model, meta, progress,
+                     epoch_doctor, log, cfg.epochs)  # fmt: skip
         if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
             log(f"early stop: validation loss has not improved for {cfg.early_stop} epochs")
             break
@@ -121,11 +116,6 @@ def finetune(cfg: TrainConfig, device: torch.device, model: torch.nn.Module, run
     """Fine-tune every layer after the head; keep whichever of head-only and fine-tuned has the lower
     validation loss (model.json's default_checkpoint then names best.safetensors). Returns the kept
     model's validation probabilities."""
-    from . import history
-    from .data.augment import augment_batch
-    from .loop import Schedule, evaluate
-    from .modelio import BEST_FILE, load_model
-
     mean, std = normalization(cfg.model)
     lr = (cfg.lr or 1e-3) * FINETUNE_LR_FACTOR
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
@@ -154,16 +144,9 @@ def finetune(cfg: TrainConfig, device: torch.device, model: torch.nn.Module, run
         )  # fmt: skip
         ev = evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
                       batch_size=cfg.eval_batch_size, device=device, tta=cfg.tta)  # fmt: skip
-        row = epoch_row(epoch, stats, ev.metrics, time.perf_counter() - t0)
-        history.append_steps(run_dir, stats.steps)
-        history.append_epoch(run_dir, row)
-        checkpoint_epoch(run_dir, model, meta, progress, epoch, ev.metrics["loss"])
-        log_epoch(log, row, last)
-        for finding in epoch_doctor.after_epoch():
-            log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
+        record_epoch(run_dir, epoch_row(epoch, stats, ev.metrics, time.perf_counter() - t0), stats, model, meta,
+                     progress, epoch_doctor, log, last)  # fmt: skip
     kept = "fine-tuned" if progress.best_loss < head_best else "head only"
-    from .modelio import save_meta
-
     meta.update(default_checkpoint="best", kept=kept)
     save_meta(meta, run_dir)
     log(f"kept the {kept} model (lowest validation loss, epoch {progress.best_epoch}): predict uses {BEST_FILE}")

@@ -18,18 +18,18 @@ import torch
 
 from . import __version__, history
 from .config import TrainConfig
+from .data.augment import augment_batch
 from .data.cache import make_source
-from .data.decode import default_workers
 from .data.check import describe_problems, strict_error
+from .data.decode import default_workers
 from .data.scan import DataLayout, Split, scan_dataset
 from .doctor.diagnosis import EpochDoctor, write_diagnosis
 from .errors import BinclassError
-from .loop import EpochStats, evaluate, make_optimizer, make_scheduler, train_one_epoch
-from .progress import terminal_progress
-from .data.augment import augment_batch
 from .infer import prepare, prepare_model
+from .loop import EpochStats, evaluate, make_optimizer, make_scheduler, train_one_epoch
 from .modelio import BEST_FILE, MODEL_FILE, resolve_device, resolve_precision, save_meta, save_weights
 from .models import build_model, normalization
+from .progress import terminal_progress
 from .state import STATE_FILE, Progress, load_state, save_state
 
 CONFIG_FILE = "config.json"
@@ -248,13 +248,8 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
         schedule.after_epoch()
         m = ev.metrics
         row = epoch_row(epoch, stats, m, time.perf_counter() - t0)
-        history.append_steps(run_dir, stats.steps)
-        history.append_epoch(run_dir, row)
-        checkpoint_epoch(run_dir, model, meta, progress, epoch, m["loss"])
+        record_epoch(run_dir, row, stats, model, meta, progress, epoch_doctor, log, cfg.epochs)
         save_state(run_dir, model, optimizer, schedule.scheduler, generators, progress)  # last: marks the epoch complete
-        log_epoch(log, row, cfg.epochs)
-        for finding in epoch_doctor.after_epoch():
-            log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
         if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
             log(f"early stop: validation loss has not improved for {cfg.early_stop} epochs (best: epoch {meta['best_epoch']})")
             break
@@ -298,6 +293,17 @@ def checkpoint_epoch(run_dir: Path, model: torch.nn.Module, meta: dict, progress
         progress.since_best += 1
     save_meta(meta, run_dir)
     progress.epoch = epoch
+
+
+def record_epoch(run_dir: Path, row: dict, stats: EpochStats, model: torch.nn.Module, meta: dict, progress: Progress,
+                 epoch_doctor: EpochDoctor, log: Callable[[str], None], epochs: int) -> None:  # fmt: skip
+    """History rows, checkpoints, the epoch's line and any new doctor finding: the same for every recipe."""
+    history.append_steps(run_dir, stats.steps)
+    history.append_epoch(run_dir, row)
+    checkpoint_epoch(run_dir, model, meta, progress, row["epoch"], row["val_loss"])
+    log_epoch(log, row, epochs)
+    for finding in epoch_doctor.after_epoch():
+        log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
 
 
 def finish_run(run_dir: Path, layout: DataLayout, probs: np.ndarray, threshold: float, epoch_doctor: EpochDoctor,
