@@ -63,3 +63,29 @@ def test_config_validation_and_round_trip(tmp_path):
     for bad in [dict(threshold=1.0), dict(epochs=0), dict(model="vgg"), dict(pos_weight="heavy"), dict(val_split=1.5)]:
         with pytest.raises(BinclassError):
             TrainConfig(data_dir="d", out="o", **bad).validate()
+
+
+def test_compiled_optimizer_step_matches_eager_and_follows_the_schedule():
+    from binclass.loop import make_optimizer, make_scheduler, step_function
+    from binclass.models import build_model
+
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = build_model("seed", 32)
+        cfg = TrainConfig(data_dir=".", out=".", optimizer="rmsprop", lr=1e-3, scheduler="cosine", epochs=1)
+        opt = make_optimizer(model, cfg, tensor_lr=compiled)
+        schedule = make_scheduler(opt, cfg, steps_per_epoch=6)
+        step = step_function(opt, compiled)
+        lrs = []
+        for i in range(6):
+            torch.manual_seed(100 + i)
+            opt.zero_grad()
+            model(torch.rand(4, 3, 32, 32)).sum().backward()
+            lrs.append(float(opt.param_groups[0]["lr"]))
+            step()
+            schedule.after_step()
+        results.append((torch.cat([p.detach().flatten() for p in model.parameters()]), lrs))
+    (eager, eager_lrs), (fused, fused_lrs) = results
+    assert eager_lrs == pytest.approx(fused_lrs) and eager_lrs[0] > eager_lrs[-1]
+    torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-6)

@@ -75,19 +75,23 @@ def _binclass(data_dir: Path, model: str, epochs: int, batch: int, device: str, 
 
 
 def _floor(model: str, size: int, n: int, epochs: int, batch: int, device: str, precision: str, channels_last: bool,
-           compile: bool = False) -> Row:  # fmt: skip
+           compile: bool = False, compile_step: bool = False) -> Row:  # fmt: skip
     cmd = ["binclass.bench", "--floor", model, str(size), str(n), str(epochs), str(batch), device,
-           precision, str(int(channels_last)), str(int(compile))]  # fmt: skip
+           precision, str(int(channels_last)), str(int(compile)), str(int(compile_step))]  # fmt: skip
     wall, rss, out = _run(cmd)
     spe = float(out.strip().splitlines()[-1])
-    layout = ("channels_last" if channels_last else "NCHW") + (" + torch.compile" if compile else "")
+    layout = ("channels_last" if channels_last else "NCHW") + (" + compiled model" if compile else "") + (
+        " + compiled step" if compile_step else ""
+    )
     return Row(f"c: compute floor {precision} {layout}", spe, n / spe, rss, wall,
                "training only" + (" (wall includes compiling)" if compile else ""))  # fmt: skip
 
 
 def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: int, device: str,
-                        precision: str, channels_last: bool, compile: bool = False) -> float:  # fmt: skip
+                        precision: str, channels_last: bool, compile: bool = False,
+                        compile_step: bool = False) -> float:  # fmt: skip
     """Mean seconds per epoch of forward + backward + RMSprop step over n in-memory images."""
+    from .loop import step_function
     from .models import build_model
 
     dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -99,7 +103,8 @@ def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: 
         model = torch.compile(model)
     x = torch.rand(n, 3, size, size, device=dev).contiguous(memory_format=fmt)
     y = (torch.rand(n, device=dev) < 0.5).float()
-    opt = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    opt = torch.optim.RMSprop(model.parameters(), lr=torch.tensor(1e-4) if compile_step else 1e-4)
+    opt_step = step_function(opt, compile_step)
     use_bf16 = precision == "bf16"
 
     def step(i: int) -> None:
@@ -107,7 +112,7 @@ def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: 
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = model(x[i : i + batch]).reshape(-1)
         torch.nn.functional.binary_cross_entropy_with_logits(out.float(), y[i : i + batch]).backward()
-        opt.step()
+        opt_step()
 
     for _ in range(5):  # warm-up: oneDNN primitive creation stays out of the timing
         step(0)
@@ -134,14 +139,16 @@ def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: 
         tmp = Path(tmp_name)
         rows = [_posted(data_dir, epochs, device, n_train, tmp)]
         rows += [_binclass(data_dir, model, epochs, batch_size, device, p, tmp) for p in precisions]
-        floors = [("fp32", False, False), ("fp32", True, False), ("bf16", True, False)]
+        floors = [("fp32", False, False, False), ("fp32", True, False, False), ("fp32", True, False, True),
+                  ("bf16", True, False, False), ("bf16", True, False, True)]  # fmt: skip
         if compile:
-            floors.append(("bf16", True, True))
-        rows += [_floor(model, image_size, n_train, epochs, batch_size, device, p, cl, c) for p, cl, c in floors]
+            floors.append(("bf16", True, True, False))
+        rows += [_floor(model, image_size, n_train, epochs, batch_size, device, *f) for f in floors]
     posted = rows[0].seconds_per_epoch
-    eager = [r for r in rows if r.name.startswith("c:") and "compile" not in r.name]
-    fp32_floor = min(r.seconds_per_epoch for r in eager if "fp32" in r.name)
-    bf16_floor = min(r.seconds_per_epoch for r in eager if "bf16" in r.name)
+    # b is compared with the fastest floor of its precision (a compiled model is not what b runs).
+    floors = [r for r in rows if r.name.startswith("c:") and "compiled model" not in r.name]
+    fp32_floor = min(r.seconds_per_epoch for r in floors if "fp32" in r.name)
+    bf16_floor = min(r.seconds_per_epoch for r in floors if "bf16" in r.name)
     ratios = {}
     for r in rows:
         if r.name.startswith("b:"):
@@ -170,9 +177,9 @@ def render(result: dict) -> str:
 
 
 if __name__ == "__main__":  # the floor's own process: python -m binclass.bench --floor ...
-    if len(sys.argv) == 11 and sys.argv[1] == "--floor":
-        _, _, m, s, n, e, b, d, p, cl, c = sys.argv
-        print(floor_epoch_seconds(m, int(s), int(n), int(e), int(b), d, p, bool(int(cl)), bool(int(c))))
+    if len(sys.argv) == 12 and sys.argv[1] == "--floor":
+        _, _, m, s, n, e, b, d, p, cl, c, cs = sys.argv
+        print(floor_epoch_seconds(m, int(s), int(n), int(e), int(b), d, p, bool(int(cl)), bool(int(c)), bool(int(cs))))
     else:
         sys.exit("internal entry point; use `binclass bench`")
 

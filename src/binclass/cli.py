@@ -60,6 +60,7 @@ def train(
     cache_dir: Optional[Path] = typer.Option(None, help="disk cache folder (default ~/.cache/binclass)"),
     strict: bool = typer.Option(False, help="stop on any bad image file instead of skipping it"),
     deterministic: bool = typer.Option(False, help="deterministic kernels only (bit-identical reruns and resumes)"),
+    compile_optimizer: str = typer.Option("auto", help="auto (CPU, 2M+ weights) | on | off: torch.compile the optimizer step"),
     overwrite: bool = typer.Option(False, help="replace a run already in --out"),
     resume: Optional[Path] = typer.Option(None, help="continue this run folder from its last completed epoch, with its own settings"),
     tta: bool = typer.Option(False, help="average each image with its mirror image in validation and predict"),
@@ -85,7 +86,7 @@ def train(
         weight_decay=weight_decay, scheduler=scheduler, step_size=step_size, gamma=gamma, seed=seed,
         device=device, early_stop=early_stop, pos_weight=pos_weight, threshold=threshold, workers=workers,
         precision=precision, cache=cache, cache_dir=str(cache_dir) if cache_dir else None, strict=strict,
-        deterministic=deterministic, tta=tta, finetune=finetune, pretrained=pretrained, weights=str(weights) if weights else None,
+        deterministic=deterministic, compile_optimizer=compile_optimizer, tta=tta, finetune=finetune, pretrained=pretrained, weights=str(weights) if weights else None,
     )  # fmt: skip
     fit(cfg, overwrite=overwrite)
 

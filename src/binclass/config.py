@@ -52,6 +52,7 @@ class TrainConfig:
     cache: str = "memory"  # decoded images: memory, disk (reused by the next run), none (decoded per batch)
     cache_dir: str | None = None  # disk cache location; None: $BINCLASS_CACHE or ~/.cache/binclass
     strict: bool = False  # any bad image file stops the run (default: skip it and name it)
+    compile_optimizer: str = "auto"  # auto: torch.compile the optimizer step on CPU for models of 2M+ weights
     deterministic: bool = False  # deterministic kernels only: bit-identical reruns and resumes, maybe slower
     finetune: int = 0  # pretrained models: epochs of training the whole network after the head (0: head only)
     tta: bool = False  # average the logits of each image and its mirror image in validation and predict
@@ -80,6 +81,7 @@ class TrainConfig:
         choice("device", DEVICES)
         choice("precision", PRECISIONS)
         choice("cache", CACHES)
+        choice("compile_optimizer", ("auto", "on", "off"))
         if self.image_size is None:
             from .models import default_image_size
 

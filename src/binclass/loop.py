@@ -16,9 +16,24 @@ from .config import TrainConfig
 from .infer import Source, predict_logits, probabilities
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+# The eager optimizer update makes several full passes over every weight (square average, sqrt, divide,
+# add). For a large layer on a CPU, like the seed network's 9.5M-weight fc1, that is a large share of
+# each step; compiled, it is one fused pass. Below this many parameters the eager update is already
+# cheap and compiling (seconds) would not pay for itself.
+COMPILE_STEP_MIN_PARAMS = 2_000_000
+
+
+def compile_step_wanted(setting: str, model: nn.Module, device: torch.device) -> bool:
+    if setting != "auto":
+        return setting == "on"
+    return device.type == "cpu" and sum(p.numel() for p in model.parameters()) >= COMPILE_STEP_MIN_PARAMS
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, tensor_lr: bool = False) -> torch.optim.Optimizer:
+    """tensor_lr: keep the learning rate in a 0-d tensor, so that a schedule changing it does not make a
+    compiled step recompile."""
     params = model.parameters()
-    lr, wd = cfg.lr, cfg.weight_decay
+    lr, wd = (torch.tensor(float(cfg.lr)) if tensor_lr else cfg.lr), cfg.weight_decay
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
     if cfg.optimizer == "adam":
@@ -54,6 +69,23 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
     return Schedule(None, per_step=False)
 
 
+def step_function(optimizer: torch.optim.Optimizer, compiled: bool) -> Callable[[], None]:
+    """optimizer.step, or a torch.compile'd version of it. The first step runs eagerly: it creates the
+    optimizer's state, which the compiled step then updates in place (compiling the creation would make
+    every later call fall back to slow code)."""
+    if not compiled:
+        return optimizer.step
+    fused = torch.compile(optimizer.step)
+
+    def step() -> None:
+        if optimizer.state:
+            fused()
+        else:
+            optimizer.step()
+
+    return step
+
+
 def current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
@@ -75,6 +107,7 @@ def train_one_epoch(
     inputs: Callable[[torch.Tensor], torch.Tensor],
     optimizer: torch.optim.Optimizer,
     schedule: Schedule,
+    optimizer_step: Callable[[], None] | None = None,
     batch_size: int,
     threshold: float,
     pos_weight: torch.Tensor | None,
@@ -106,7 +139,7 @@ def train_one_epoch(
         per_sample = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight, reduction="none")
         loss = per_sample.mean()
         loss.backward()
-        optimizer.step()
+        (optimizer_step or optimizer.step)()
         schedule.after_step()
         with torch.no_grad():
             correct = ((probabilities(logits.detach()) >= threshold) == (y > 0.5)).sum()

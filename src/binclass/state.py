@@ -29,8 +29,29 @@ class Progress:
     best_epoch: int | None
 
 
+def _to_json(value: object) -> object:
+    """JSON-able copy; 0-d tensors (a tensor learning rate) become {"__tensor__": x}."""
+    if isinstance(value, torch.Tensor):
+        return {"__tensor__": value.item()}
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _from_json(value: object) -> object:
+    if isinstance(value, dict):
+        if set(value) == {"__tensor__"}:
+            return torch.tensor(value["__tensor__"])
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
 def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, rest = {}, {"param_groups": state["param_groups"], "state": {}}
+    tensors, rest = {}, {"param_groups": _to_json(state["param_groups"]), "state": {}}
     for idx, entry in state["state"].items():
         rest["state"][str(idx)] = {}
         for name, value in entry.items():
@@ -47,7 +68,7 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
         if key.startswith("optim/"):
             _, idx, name = key.split("/", 2)
             state.setdefault(int(idx), {})[name] = value
-    return {"state": state, "param_groups": rest["param_groups"]}
+    return {"state": state, "param_groups": _from_json(rest["param_groups"])}
 
 
 def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: object | None,
@@ -65,7 +86,7 @@ def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     meta = {
         "progress": progress.__dict__,
         "optimizer": optim_rest,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scheduler": _to_json(scheduler.state_dict()) if scheduler is not None else None,
         "python_random": random.getstate(),
         "numpy_random": [np_state[0], np_state[1].tolist(), *np_state[2:]],
     }
@@ -93,7 +114,7 @@ def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
     optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
     if scheduler is not None and meta["scheduler"] is not None:
-        scheduler.load_state_dict(meta["scheduler"])
+        scheduler.load_state_dict(_from_json(meta["scheduler"]))
     torch.set_rng_state(tensors["rng/torch"])
     for name, gen in generators.items():
         gen.set_state(tensors[f"rng/{name}"])

@@ -26,7 +26,8 @@ from .data.scan import DataLayout, Split, scan_dataset
 from .doctor.diagnosis import EpochDoctor, write_diagnosis
 from .errors import BinclassError
 from .infer import prepare, prepare_model
-from .loop import EpochStats, evaluate, make_optimizer, make_scheduler, train_one_epoch
+from .loop import (EpochStats, compile_step_wanted, evaluate, make_optimizer, make_scheduler, step_function,
+                   train_one_epoch)  # fmt: skip
 from .modelio import BEST_FILE, MODEL_FILE, resolve_device, resolve_precision, save_meta, save_weights
 from .models import build_model, normalization
 from .progress import terminal_progress
@@ -206,16 +207,18 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     model = prepare_model(build_model(cfg.model, cfg.image_size), device)
     mean, std = normalization(cfg.model)
     precision = resolve_precision(cfg.precision, device)
+    compiled = compile_step_wanted(cfg.compile_optimizer, model, device)
     if cfg.eval_batch_size is None:
         cfg.eval_batch_size = 500 if device.type == "cuda" else 64
     if not resume:
-        cfg.extra = {**environment(device), "precision": precision}
+        cfg.extra = {**environment(device), "precision": precision, "compiled_optimizer_step": compiled}
         cfg.save(run_dir / CONFIG_FILE)
     meta = model_meta(cfg, layout)
 
     train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
     val_y = np.asarray(layout.val.labels)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg, tensor_lr=compiled)
+    optimizer_step = step_function(optimizer, compiled)
     steps_per_epoch = math.ceil(len(layout.train) / cfg.batch_size)
     schedule = make_scheduler(optimizer, cfg, steps_per_epoch)
     pos_weight = resolve_pos_weight(cfg.pos_weight, layout.train.labels, device)
@@ -237,8 +240,8 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
         t0 = time.perf_counter()
         stats = train_one_epoch(
             model, train_x, train_y, inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),
-            optimizer=optimizer, schedule=schedule, batch_size=cfg.batch_size, threshold=cfg.threshold,
-            pos_weight=pos_weight, shuffle_gen=shuffle_gen, epoch=epoch,
+            optimizer=optimizer, schedule=schedule, optimizer_step=optimizer_step, batch_size=cfg.batch_size,
+            threshold=cfg.threshold, pos_weight=pos_weight, shuffle_gen=shuffle_gen, epoch=epoch,
             autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
             progress=kill_hook(terminal_progress(f"epoch {epoch}/{cfg.epochs}"), epoch),
         )  # fmt: skip
