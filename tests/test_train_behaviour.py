@@ -1,5 +1,6 @@
 """Training behaviour that needs a real (tiny) run: learning, seeding, early stop, val split."""
 
+import contextlib
 import json
 
 import pytest
@@ -89,3 +90,26 @@ def test_compiled_optimizer_step_matches_eager_and_follows_the_schedule():
     (eager, eager_lrs), (fused, fused_lrs) = results
     assert eager_lrs == pytest.approx(fused_lrs) and eager_lrs[0] > eager_lrs[-1]
     torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_step_falls_back_to_eager_when_compiling_fails(monkeypatch):
+    from binclass import loop
+
+    def broken(fn):
+        def run():
+            raise RuntimeError("no C++ compiler")
+
+        return run
+
+    monkeypatch.setattr(loop.torch, "compile", broken)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = loop.step_function(opt, compiled=True)
+    before = model.weight.detach().clone()
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.ones(2, 3)).sum().backward()
+        with pytest.warns(UserWarning, match="eager") if opt.state else contextlib.nullcontext():
+            step()
+    assert not torch.equal(before, model.weight) and opt.state
+

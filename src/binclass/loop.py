@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -75,12 +76,17 @@ def step_function(optimizer: torch.optim.Optimizer, compiled: bool) -> Callable[
     every later call fall back to slow code)."""
     if not compiled:
         return optimizer.step
-    fused = torch.compile(optimizer.step)
+    fused: list[Callable[[], None]] = [torch.compile(optimizer.step)]
 
     def step() -> None:
-        if optimizer.state:
-            fused()
-        else:
+        if not optimizer.state:
+            optimizer.step()
+            return
+        try:
+            fused[0]()
+        except Exception as exc:  # no C++ compiler, unsupported platform: compilation fails before any update
+            warnings.warn(f"compiling the optimizer step failed ({type(exc).__name__}); using the eager step")
+            fused[0] = optimizer.step
             optimizer.step()
 
     return step
