@@ -25,8 +25,8 @@ from .modelio import BEST_FILE, load_model, save_meta
 from .models import build_model, normalization
 from .progress import terminal_progress
 from .state import Progress
-from .train import (CONFIG_FILE, environment, epoch_row, finish_run, model_meta, record_epoch, resolve_pos_weight,
-                    seed_everything)  # fmt: skip
+from .train import (CONFIG_FILE, default_eval_batch, environment, epoch_row, finish_run, model_meta, record_epoch,
+                    resolve_pos_weight, seed_everything)  # fmt: skip
 
 
 def extract_features(backbone: torch.nn.Module, source: Source, mean, std, batch_size: int, device: torch.device,
@@ -57,8 +57,7 @@ def pretrained_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
 def fit_pretrained(cfg: TrainConfig, device: torch.device, model: torch.nn.Module, run_dir: Path, layout: DataLayout,
                    train_x: Source, val_x: Source, log: Callable[[str], None]) -> Path:  # fmt: skip
     mean, std = normalization(cfg.model)
-    if cfg.eval_batch_size is None:
-        cfg.eval_batch_size = 500 if device.type == "cuda" else 64
+    cfg.eval_batch_size = cfg.eval_batch_size or default_eval_batch(device)
     cfg.extra = {**environment(device), "precision": "fp32", "recipe": "frozen features + linear head"}
     cfg.save(run_dir / CONFIG_FILE)
     meta = {**model_meta(cfg, layout), "tta": cfg.tta}

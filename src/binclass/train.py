@@ -54,6 +54,11 @@ def prepare_run_dir(out: Path, overwrite: bool) -> Path:
     return out
 
 
+def default_eval_batch(device: torch.device) -> int:
+    """Inference batch: 64 images on a CPU bounds activation memory at no speed cost; GPUs want more."""
+    return 500 if device.type == "cuda" else 64
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -208,8 +213,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     mean, std = normalization(cfg.model)
     precision = resolve_precision(cfg.precision, device)
     compiled = compile_step_wanted(cfg.compile_optimizer, model, device)
-    if cfg.eval_batch_size is None:
-        cfg.eval_batch_size = 500 if device.type == "cuda" else 64
+    cfg.eval_batch_size = cfg.eval_batch_size or default_eval_batch(device)
     if not resume:
         cfg.extra = {**environment(device), "precision": precision, "compiled_optimizer_step": compiled}
         cfg.save(run_dir / CONFIG_FILE)
