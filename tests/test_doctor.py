@@ -77,6 +77,12 @@ def test_constant_predictions_from_counts_and_from_logs():
     assert "constant-predictions" not in _ids(History(epochs=healthy_epochs()))
 
 
+def test_constant_epochs_are_listed_as_ranges():
+    from binclass.doctor.checks import _ranges
+
+    assert _ranges([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8" and _ranges([4]) == "4"
+
+
 def test_brief_collapse_that_recovers_is_not_reported():
     rows = healthy_epochs(8)
     for r in rows[:2]:

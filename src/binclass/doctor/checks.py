@@ -150,9 +150,15 @@ def _longest_run(epochs: list[int]) -> int:
 
 
 def _ranges(epochs: list[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> "1-3, 5, 7-8"."""
     if epochs == [-1]:
         return "all logged steps"
-    return f"{epochs[0]}-{epochs[-1]}" if len(epochs) > 1 else str(epochs[0])
+    parts, start = [], epochs[0]
+    for prev, cur in zip(epochs, epochs[1:] + [None]):
+        if cur is None or cur != prev + 1:
+            parts.append(f"{start}-{prev}" if prev != start else str(start))
+            start = cur
+    return ", ".join(parts)
 
 
 # --- not-learning -----------------------------------------------------------------------------------
