@@ -82,7 +82,7 @@ def test_reported_val_acc_equals_evaluate_and_predict(run_dir, tiny_data):
     result = runner.invoke(app, ["evaluate", str(run_dir), str(tiny_data / "validation")])
     assert result.exit_code == 0, result.output
     evaluation = json.loads(result.stdout)
-    assert evaluation["accuracy"] == last["val_acc"]
+    assert evaluation["accuracy"] == last["val_acc"] and evaluation["checkpoint"] == "last"
     assert evaluation["loss"] == pytest.approx(last["val_loss"], rel=1e-6)
     assert evaluation["confusion"] == [[last["val_tn"], last["val_fp"]], [last["val_fn"], last["val_tp"]]]
     assert json.loads((run_dir / "evaluation.json").read_text())["accuracy"] == last["val_acc"]

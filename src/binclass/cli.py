@@ -146,7 +146,6 @@ def evaluate(
     from .predict import evaluate_folder, load_predictor, write_evaluation
 
     result = evaluate_folder(load_predictor(run_dir, checkpoint, device), data_dir)
-    result["checkpoint"] = checkpoint
     write_evaluation(run_dir, result)
     typer.echo(json.dumps(result, indent=2))
 

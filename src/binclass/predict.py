@@ -30,6 +30,7 @@ class Predictor:
     meta: dict
     device: torch.device
     batch_size: int = 250
+    checkpoint: str = "last"  # which weights file was loaded: last or best
 
     @property
     def mean(self) -> list[float]:
@@ -55,7 +56,7 @@ def load_predictor(run_dir: Path, checkpoint: str = "auto", device: str = "auto"
     model, meta = load_model(Path(run_dir), checkpoint)
     dev = resolve_device(device)
     # The batch size of training's validation pass: the same arithmetic, so the same probabilities.
-    return Predictor(prepare_model(model, dev), meta, dev, int(meta.get("eval_batch_size", 64)))
+    return Predictor(prepare_model(model, dev), meta, dev, int(meta.get("eval_batch_size", 64)), checkpoint)
 
 
 def predict_paths(
@@ -96,7 +97,8 @@ def evaluate_folder(predictor: Predictor, data_dir: Path) -> dict:
     ev = evaluate(predictor.model, images, np.asarray(split.labels), mean=predictor.mean, std=predictor.std,
                   threshold=float(predictor.meta["threshold"]), batch_size=predictor.batch_size,
                   device=predictor.device, tta=predictor.tta)  # fmt: skip
-    return {"data_dir": str(data_dir), "classes": classes, "positive_class": classes[1], **ev.metrics}
+    return {"data_dir": str(data_dir), "classes": classes, "positive_class": classes[1],
+            "checkpoint": predictor.checkpoint, **ev.metrics}  # fmt: skip
 
 
 def write_evaluation(run_dir: Path, result: dict) -> Path:
