@@ -31,6 +31,13 @@ def plot_curves(epochs: list[dict], steps: list[dict], path: Path) -> None:
     ax_loss.plot(x, [r["train_loss"] for r in epochs], "o-", color="tab:blue", label="train (whole epoch)")
     ax_loss.plot(x, [r["val_loss"] for r in epochs], "o-", color="tab:orange", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="BCE loss", title="Loss")
+    # A few early batches can have losses 50x the rest: scale to the epoch curves, not to those spikes.
+    epoch_losses = [v for r in epochs for v in (r["train_loss"], r["val_loss"]) if np.isfinite(v)]
+    if epoch_losses:
+        top = 1.3 * max(epoch_losses)
+        if steps and max(s["loss"] for s in steps) > top:
+            ax_loss.set_ylim(0, top)
+            ax_loss.set_title("Loss (batch spikes above the frame are cut off)")
     ax_acc.fill_between(x, [r["val_acc_low"] for r in epochs], [r["val_acc_high"] for r in epochs],
                         color="tab:orange", alpha=0.2, label="validation 95% interval (Wilson)")  # fmt: skip
     ax_acc.plot(x, [r["train_acc"] for r in epochs], "o-", color="tab:blue", label="train (whole epoch)")
