@@ -114,9 +114,23 @@ def test_symlinks_leaving_data_dir_are_not_followed(tmp_path):
     (root / "train" / "squares" / "one.png").symlink_to(outside / "train" / "squares" / "squares_0000.png")
     inner = root / "train" / "circles" / "inner_link.png"
     inner.symlink_to(root / "validation" / "circles" / "circles_0000.png")
+    (root / "train" / "circles" / "loop").symlink_to(root / "train")  # a cycle inside the data folder
     layout = scan_dataset(root)
     assert len(layout.train) == 3 + 3 + 1  # the inside link is kept, the two outside links are not
     assert layout.ignored.outside_links == 2
+
+
+def test_class_folder_linked_outside_is_not_followed(tmp_path):
+    from binclass.errors import BinclassError
+
+    root = make_dataset(tmp_path / "d", n_train=3, n_val=2, size=16, seed=0)
+    outside = make_dataset(tmp_path / "elsewhere", n_train=3, n_val=1, size=16, seed=1)
+    import shutil
+
+    shutil.rmtree(root / "train" / "squares")
+    (root / "train" / "squares").symlink_to(outside / "train" / "squares")
+    with pytest.raises(BinclassError, match="holds no images"):
+        scan_dataset(root)
 
 
 # --- numeric faults ----------------------------------------------------------------------------------

@@ -57,11 +57,21 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def list_images(folder: Path, ignored: Ignored | None = None, root: Path | None = None) -> list[Path]:
+def list_images(
+    folder: Path, ignored: Ignored | None = None, root: Path | None = None, seen: set[Path] | None = None
+) -> list[Path]:
     """Image files under folder (recursively, sorted). Skips hidden files and folders, and symbolic
-    links that lead outside `root` (default: folder); counts what it skipped in `ignored`."""
+    links that lead outside `root` (default: folder); counts what it skipped in `ignored`. A linked
+    folder is walked once, so a link loop cannot recurse forever."""
     ignored = ignored if ignored is not None else Ignored()
     root = root or folder
+    seen = seen if seen is not None else set()
+    if not _inside(folder, root):  # e.g. a class folder that is a link to somewhere else
+        ignored.outside_links += 1
+        return []
+    if folder.resolve() in seen:
+        return []
+    seen.add(folder.resolve())
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         here = Path(dirpath)
@@ -71,10 +81,10 @@ def list_images(folder: Path, ignored: Ignored | None = None, root: Path | None 
         for d in list(dirnames):  # symlinked folders inside the root are followed once, by hand
             if (here / d).is_symlink():
                 dirnames.remove(d)
-                if _inside(here / d, root):
-                    found += list_images(here / d, ignored, root)
-                else:
-                    ignored.outside_links += 1
+                target = (here / d).resolve()
+                if target == here.resolve() or target in here.resolve().parents:
+                    continue  # a link to a folder it is in: a cycle
+                found += list_images(here / d, ignored, root, seen)
         for name in filenames:
             path = here / name
             if name.startswith("."):
@@ -85,7 +95,7 @@ def list_images(folder: Path, ignored: Ignored | None = None, root: Path | None 
                 ignored.outside_links += 1
             elif path.is_file():
                 found.append(path)
-    return sorted(found)
+    return sorted(set(found))
 
 
 def subfolders(folder: Path) -> list[str]:
