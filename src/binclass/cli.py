@@ -224,6 +224,32 @@ def scale_bench(
     typer.echo(json.dumps(results, indent=2) if as_json else render_scale(results))
 
 
+@app.command("lr-find")
+@user_errors
+def lr_find(
+    data_dir: Path = typer.Argument(..., help="the folder you would train on"),
+    model: str = typer.Option("small"),
+    optimizer: str = typer.Option("adamw"),
+    batch_size: int = typer.Option(32),
+    image_size: Optional[int] = typer.Option(None),
+    augment: str = typer.Option("none"),
+    steps: int = typer.Option(100, help="batches, the learning rate growing from --start to --end"),
+    start: float = typer.Option(1e-7),
+    end: float = typer.Option(10.0),
+    seed: int = typer.Option(0),
+    plot: Path = typer.Option(Path("lr_find.png"), help="where to draw loss against learning rate"),
+) -> None:
+    """The learning-rate range test: loss against an exponentially growing learning rate, and a suggestion."""
+    from .lrfind import lr_range_test, plot_lr_find
+
+    cfg = TrainConfig(data_dir=str(data_dir), out=".", model=model, optimizer=optimizer, batch_size=batch_size,
+                      image_size=image_size, augment=augment, seed=seed)  # fmt: skip
+    result = lr_range_test(cfg, start, end, steps)
+    plot_lr_find(result, plot, f"lr-find: {model}, {optimizer}, batch {batch_size}")
+    typer.echo(f"suggested learning rate: {result.suggestion:.2g} ({result.rule}); the loss starts to rise at "
+               f"{result.rise_lr:.2g}; {len(result.lrs)} steps up to {result.lrs[-1]:.2g}; plot: {plot}")  # fmt: skip
+
+
 @app.command()
 @user_errors
 def demo(
