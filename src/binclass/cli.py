@@ -224,6 +224,21 @@ def scale_bench(
     typer.echo(json.dumps(results, indent=2) if as_json else render_scale(results))
 
 
+@app.command()
+@user_errors
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="two or more finished run folders on the same validation data"),
+    plot: Path = typer.Option(Path("compare.png"), help="validation curves of all runs overlaid"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Overlay runs' curves and test, pair by pair, whether their validation accuracies really differ."""
+    from .compare import compare_runs, plot_compare, render
+
+    result = compare_runs(run_dirs)
+    plot_compare(run_dirs, plot)
+    typer.echo(json.dumps(result, indent=2) if as_json else render(result) + f"\nplot: {plot}")
+
+
 @app.command("lr-find")
 @user_errors
 def lr_find(

@@ -1,0 +1,100 @@
+"""binclass compare: do two or more runs really differ? Curves overlaid, and for each pair McNemar's
+exact test on the per-image correctness over the same validation images (a paired test: far more
+sensitive than comparing two accuracies with their separate intervals)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from . import history
+from .errors import BinclassError
+from .metrics import wilson_interval
+
+ALPHA = 0.05  # significance level of the per-pair test
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: b images only the first model gets right, c only the second.
+    Under 'no difference' each discordant image is a fair coin: p = 2 * P(Binomial(b + c, 1/2) <= min(b, c))."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def correctness(run_dir: Path) -> dict[str, bool]:
+    path = Path(run_dir) / "val_predictions.csv"
+    if not path.exists():
+        raise BinclassError(f"{path}: not found; compare needs finished binclass runs")
+    with path.open(newline="") as f:
+        return {r["path"]: r["true_label"] == r["pred_label"] for r in csv.DictReader(f)}
+
+
+def compare_runs(run_dirs: list[Path]) -> dict:
+    if len(run_dirs) < 2:
+        raise BinclassError("compare needs at least two run folders")
+    runs, correct = [], {}
+    for run in map(Path, run_dirs):
+        rows = history.read_epochs(run)
+        if not rows:
+            raise BinclassError(f"{run}: no metrics.csv rows; compare needs finished binclass runs")
+        correct[run] = correctness(run)
+        n, k = len(correct[run]), sum(correct[run].values())
+        low, high = wilson_interval(k, n)
+        runs.append({"run": str(run), "n": n, "accuracy": k / n if n else float("nan"), "low": low, "high": high,
+                     "best_val_loss": min(r["val_loss"] for r in rows), "epochs": len(rows)})  # fmt: skip
+    pairs = []
+    names = [Path(r["run"]) for r in runs]
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            common = sorted(set(correct[a]) & set(correct[b]))
+            if not common:
+                raise BinclassError(f"{a} and {b} share no validation images; compare runs on the same data")
+            a_only = sum(correct[a][p] and not correct[b][p] for p in common)
+            b_only = sum(correct[b][p] and not correct[a][p] for p in common)
+            p = mcnemar_exact(a_only, b_only)
+            pairs.append({"a": str(a), "b": str(b), "common_images": len(common), "only_a_right": a_only,
+                          "only_b_right": b_only, "p_value": p, "differ": p < ALPHA})  # fmt: skip
+    return {"runs": runs, "pairs": pairs, "alpha": ALPHA}
+
+
+def render(result: dict) -> str:
+    lines = [f"{'run':40} {'val acc':>8} {'95% interval':>16} {'best val loss':>14}"]
+    for r in result["runs"]:
+        lines.append(f"{r['run'][-40:]:40} {r['accuracy']:8.3f} {r['low']:7.3f}-{r['high']:.3f} {r['best_val_loss']:14.4f}")
+    for p in result["pairs"]:
+        verdict = "differ beyond noise" if p["differ"] else "not distinguishable from noise"
+        lines.append(
+            f"{Path(p['a']).name} vs {Path(p['b']).name}: on {p['common_images']} images, {p['only_a_right']} only the "
+            f"first gets right, {p['only_b_right']} only the second; McNemar exact p = {p['p_value']:.3g}: {verdict} "
+            f"(alpha {result['alpha']})"
+        )
+    return "\n".join(lines)
+
+
+def plot_compare(run_dirs: list[Path], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for run in map(Path, run_dirs):
+        rows = history.read_epochs(run)
+        x = [r["epoch"] for r in rows]
+        line = ax_loss.plot(x, [r["val_loss"] for r in rows], "o-", label=run.name)[0]
+        ax_acc.plot(x, [r["val_acc"] for r in rows], "o-", color=line.get_color(), label=run.name)
+        ax_acc.fill_between(x, [r["val_acc_low"] for r in rows], [r["val_acc_high"] for r in rows],
+                            color=line.get_color(), alpha=0.12)  # fmt: skip
+    ax_loss.set(xlabel="epoch", ylabel="validation loss", title="Validation loss")
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy (95% bands)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
