@@ -113,3 +113,12 @@ def test_compiled_step_falls_back_to_eager_when_compiling_fails(monkeypatch):
             step()
     assert not torch.equal(before, model.weight) and opt.state
 
+
+
+def test_pos_weight_auto_balances_the_classes():
+    from binclass.train import resolve_pos_weight
+
+    weight = resolve_pos_weight("auto", [0] * 30 + [1] * 10, torch.device("cpu"))
+    assert float(weight) == pytest.approx(3.0)  # 30 negatives / 10 positives
+    assert resolve_pos_weight("none", [0, 1], torch.device("cpu")) is None
+    assert float(resolve_pos_weight("2.5", [0, 1], torch.device("cpu"))) == 2.5
