@@ -122,3 +122,25 @@ def test_pos_weight_auto_balances_the_classes():
     assert float(weight) == pytest.approx(3.0)  # 30 negatives / 10 positives
     assert resolve_pos_weight("none", [0, 1], torch.device("cpu")) is None
     assert float(resolve_pos_weight("2.5", [0, 1], torch.device("cpu"))) == 2.5
+
+
+def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
+    import statistics
+
+    from typer.testing import CliRunner
+
+    from binclass.cli import app
+
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "seed", "--image-size",
+                                      "32", "--epochs", "2", "--batch-size", "16", "--seeds", "0,1,2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "seeds.json").read_text())
+    accs = [history.read_epochs(out / f"seed-{s}")[-1]["val_acc"] for s in (0, 1, 2)]
+    assert [r["val_acc"] for r in summary["seeds"]] == accs
+    assert summary["mean_val_acc"] == pytest.approx(statistics.fmean(accs))
+    assert summary["std_val_acc"] == pytest.approx(statistics.stdev(accs))
+    assert json.loads((out / "seed-1" / "config.json").read_text())["seed"] == 1
+    assert "over 3 seeds" in result.output
+    bad = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "x"), "--seeds", "a,b"])
+    assert bad.exit_code == 2 and "--seeds" in bad.output

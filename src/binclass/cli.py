@@ -67,6 +67,7 @@ def train(
     finetune: int = typer.Option(0, help="pretrained models: epochs of fine-tuning the whole network after the head"),
     pretrained: bool = typer.Option(True, help="timm:NAME models: start from ImageNet weights"),
     weights: Optional[Path] = typer.Option(None, help="timm:NAME models: local backbone weights (safetensors)"),
+    seeds: Optional[str] = typer.Option(None, help="e.g. 0,1,2: one run per seed in OUT/seed-N, summarized in OUT/seeds.json"),
 ) -> None:
     """Train a classifier and write a run folder (metrics, model, plots, report)."""
     from .train import CONFIG_FILE, fit
@@ -86,8 +87,18 @@ def train(
         weight_decay=weight_decay, scheduler=scheduler, step_size=step_size, gamma=gamma, seed=seed,
         device=device, early_stop=early_stop, pos_weight=pos_weight, threshold=threshold, workers=workers,
         precision=precision, cache=cache, cache_dir=str(cache_dir) if cache_dir else None, strict=strict,
-        deterministic=deterministic, compile_optimizer=compile_optimizer, tta=tta, finetune=finetune, pretrained=pretrained, weights=str(weights) if weights else None,
+        deterministic=deterministic, compile_optimizer=compile_optimizer, tta=tta, finetune=finetune,
+        pretrained=pretrained, weights=str(weights) if weights else None,
     )  # fmt: skip
+    if seeds:
+        from .repeat import render, run_seeds
+
+        try:
+            seed_list = [int(s) for s in seeds.split(",")]
+        except ValueError:
+            raise BinclassError(f"--seeds {seeds!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
+        typer.echo(render(run_seeds(cfg, seed_list, overwrite=overwrite)))
+        return
     fit(cfg, overwrite=overwrite)
 
 

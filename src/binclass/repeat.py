@@ -1,0 +1,45 @@
+"""Several seeds of one recipe: how much of a difference between two runs is just the seed?"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+from . import history
+from .config import TrainConfig
+
+SEEDS_FILE = "seeds.json"
+
+
+def run_seeds(cfg: TrainConfig, seeds: list[int], overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Train cfg once per seed into OUT/seed-N, then summarize the final validation accuracies in OUT/seeds.json."""
+    from .train import fit
+
+    out = Path(cfg.out)
+    per_seed = []
+    for seed in seeds:
+        run_cfg = dataclasses.replace(cfg, seed=seed, out=str(out / f"seed-{seed}"), extra={})
+        log(f"== seed {seed}")
+        fit(run_cfg, overwrite=overwrite, log=log)
+        last = history.read_epochs(run_cfg.out)[-1]
+        per_seed.append({"seed": seed, "run": run_cfg.out, "val_acc": last["val_acc"], "val_loss": last["val_loss"]})
+    accs = [r["val_acc"] for r in per_seed]
+    summary = {
+        "seeds": per_seed,
+        "mean_val_acc": statistics.fmean(accs),
+        "std_val_acc": statistics.stdev(accs) if len(accs) > 1 else 0.0,  # sample standard deviation
+        "min_val_acc": min(accs),
+        "max_val_acc": max(accs),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SEEDS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def render(summary: dict) -> str:
+    each = ", ".join(f"seed {r['seed']}: {r['val_acc']:.3f}" for r in summary["seeds"])
+    return (f"validation accuracy over {len(summary['seeds'])} seeds: mean {summary['mean_val_acc']:.3f}, "
+            f"sd {summary['std_val_acc'] * 100:.1f} points ({each})")  # fmt: skip
