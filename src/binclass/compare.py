@@ -77,9 +77,8 @@ def render(result: dict) -> str:
 
 
 def plot_compare(run_dirs: list[Path], path: Path) -> None:
-    import matplotlib
+    from .report.plots import finish_figure  # first: it selects the Agg backend
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -92,9 +91,4 @@ def plot_compare(run_dirs: list[Path], path: Path) -> None:
                             color=line.get_color(), alpha=0.12)  # fmt: skip
     ax_loss.set(xlabel="epoch", ylabel="validation loss", title="Validation loss")
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy (95% bands)")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, path, (ax_loss, ax_acc))

@@ -100,9 +100,8 @@ def suggest(lrs: list[float], losses: list[float]) -> tuple[float, float, str]:
 
 
 def plot_lr_find(result: LrFind, path: Path, title: str) -> None:
-    import matplotlib
+    from .report.plots import finish_figure  # first: it selects the Agg backend
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -110,8 +109,4 @@ def plot_lr_find(result: LrFind, path: Path, title: str) -> None:
     ax.axvline(result.suggestion, color="tab:orange", ls="--", label=f"suggested {result.suggestion:.2g}")
     ax.axvline(result.rise_lr, color="grey", ls=":", label=f"loss starts to rise {result.rise_lr:.2g}")
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed training loss", title=title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, path, (ax,))

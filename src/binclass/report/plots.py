@@ -14,6 +14,16 @@ import numpy as np  # noqa: E402
 from ..metrics import roc_auc, roc_curve  # noqa: E402
 
 
+def finish_figure(fig: "plt.Figure", path: Path, axes: tuple = ()) -> None:
+    """Grid and legend on the given axes, then tight layout, save as PNG and free the figure."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _step_positions(steps: list[dict]) -> np.ndarray:
     """x position of each step in epochs: step k of an epoch with K steps sits at epoch - 1 + k/K."""
     per_epoch = Counter(s["epoch"] for s in steps)
@@ -43,12 +53,7 @@ def plot_curves(epochs: list[dict], steps: list[dict], path: Path) -> None:
     ax_acc.plot(x, [r["train_acc"] for r in epochs], "o-", color="tab:blue", label="train (whole epoch)")
     ax_acc.plot(x, [r["val_acc"] for r in epochs], "o-", color="tab:orange", label="validation")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, path, (ax_loss, ax_acc))
 
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path) -> None:
@@ -62,9 +67,7 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path) -
     ax.set_xticks([0, 1], classes)
     ax.set_yticks([0, 1], classes)
     ax.set(xlabel="predicted", ylabel="true", title="Validation confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, path)
 
 
 def plot_roc(labels: np.ndarray, probs: np.ndarray, path: Path) -> None:
@@ -73,8 +76,4 @@ def plot_roc(labels: np.ndarray, probs: np.ndarray, path: Path) -> None:
     ax.plot(fpr, tpr, color="tab:orange", label=f"AUC {roc_auc(labels, probs):.3f}")
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8, label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Validation ROC", xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, path, (ax,))
