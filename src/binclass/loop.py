@@ -131,7 +131,6 @@ def train_one_epoch(
     device = labels.device
     order = torch.randperm(n, generator=shuffle_gen).to(device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct_sum = torch.zeros((), dtype=torch.int64, device=device)
     step_losses, step_correct, step_sizes, step_lrs = [], [], [], []
     n_steps = math.ceil(n / batch_size)
     for step in range(n_steps):
@@ -150,7 +149,6 @@ def train_one_epoch(
         with torch.no_grad():
             correct = ((probabilities(logits.detach()) >= threshold) == (y > 0.5)).sum()
             loss_sum += per_sample.detach().double().sum()
-            correct_sum += correct
         step_losses.append(loss.detach())
         step_correct.append(correct)
         step_sizes.append(len(idx))
@@ -164,7 +162,7 @@ def train_one_epoch(
          "batch_size": step_sizes[i], "lr": step_lrs[i]}
         for i in range(n_steps)
     ]  # fmt: skip
-    return EpochStats(loss=float(loss_sum.item()) / n, accuracy=int(correct_sum.item()) / n, n=n, steps=steps,
+    return EpochStats(loss=float(loss_sum.item()) / n, accuracy=sum(corrects) / n, n=n, steps=steps,
                       order=order.tolist())  # fmt: skip
 
 
