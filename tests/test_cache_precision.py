@@ -76,3 +76,17 @@ def test_bad_cache_and_precision_values_are_refused():
         TrainConfig(data_dir="d", out="o", cache="ram").validate()
     with pytest.raises(BinclassError, match="--precision"):
         TrainConfig(data_dir="d", out="o", precision="fp8").validate()
+
+
+def test_disk_cache_names_a_file_that_vanished(tiny_data, tmp_path):
+    import shutil
+
+    src = list_images(tiny_data / "validation")[:3]
+    copies = []
+    for p in src:
+        shutil.copy(p, tmp_path / p.name)
+        copies.append(tmp_path / p.name)
+    copies[1].unlink()
+    images, good, problems, _ = decode_cached(copies, 16, tmp_path / "cache")
+    assert good == [0, 2] and images.shape[0] == 2
+    assert problems[0].path == copies[1] and problems[0].kind == "unreadable"

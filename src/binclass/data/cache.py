@@ -41,11 +41,13 @@ def decode_cached(
 ) -> tuple[torch.Tensor, list[int], list[ImageProblem], int]:
     """Like decode_checked, reading what the cache holds and decoding (then storing) the rest.
     Also returns the number of cache hits. Bad files are never cached: they are reported every run."""
-    entries = [_entry(cache_dir, file_key(p, size)) for p in paths]
     hits = [False] * len(paths)
 
     def load_or_decode(i: int) -> np.ndarray:
-        entry = entries[i]
+        try:  # in the worker thread: the stat is I/O too, and a file gone since the scan is a bad file
+            entry = _entry(cache_dir, file_key(paths[i], size))
+        except OSError as exc:
+            raise ImageProblem(paths[i], "unreadable", exc.strerror or str(exc)) from None
         if entry.exists():
             try:
                 arr = np.load(entry, allow_pickle=False)
