@@ -201,7 +201,8 @@ def test_no_torch_load_without_weights_only():
 @pytest.mark.parametrize("compiled", ["off", "on"])  # on: a compiled optimizer step and a tensor learning rate
 def test_killed_and_resumed_run_equals_uninterrupted(tiny_data, tmp_path, compiled):
     args = ["--model", "small", "--image-size", "32", "--epochs", "4", "--batch-size", "16", "--augment", "standard",
-            "--scheduler", "cosine", "--deterministic", "--precision", "fp32", "--compile-optimizer", compiled]  # fmt: skip
+            "--scheduler", "cosine", "--deterministic", "--precision", "fp32", "--compile-optimizer", compiled,
+            "--save-every", "0"]  # fmt: skip
     cli = [sys.executable, "-m", "binclass.cli", "train", str(tiny_data)]
     env = {k: v for k, v in os.environ.items() if k != "BINCLASS_KILL_AT"}
     whole = subprocess.run(cli + ["--out", str(tmp_path / "a"), *args], env=env, capture_output=True, text=True)

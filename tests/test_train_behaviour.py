@@ -3,6 +3,7 @@
 import contextlib
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,7 +56,7 @@ def test_cosine_is_stepped_per_batch():
 
 
 def test_config_validation_and_round_trip(tmp_path):
-    cfg = TrainConfig(data_dir="d", out="o", optimizer="rmsprop")
+    cfg = TrainConfig(data_dir="d", out="o", optimizer="rmsprop").validate()
     assert cfg.lr == 1e-4
     cfg.save(tmp_path / "c.json")
     assert TrainConfig.load(tmp_path / "c.json") == cfg
@@ -74,7 +75,7 @@ def test_compiled_optimizer_step_matches_eager_and_follows_the_schedule():
     for compiled in (False, True):
         torch.manual_seed(0)
         model = build_model("seed", 32)
-        cfg = TrainConfig(data_dir=".", out=".", optimizer="rmsprop", lr=1e-3, scheduler="cosine", epochs=1)
+        cfg = TrainConfig(data_dir=".", out=".", optimizer="rmsprop", lr=1e-3, scheduler="cosine", epochs=1).validate()
         opt = make_optimizer(model, cfg, tensor_lr=compiled)
         schedule = make_scheduler(opt, cfg, steps_per_epoch=6)
         step = step_function(opt, compiled)
@@ -144,3 +145,32 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
     assert "over 3 seeds" in result.output
     bad = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "x"), "--seeds", "a,b"])
     assert bad.exit_code == 2 and "--seeds" in bad.output
+
+
+@pytest.mark.parametrize("every, writes", [(0.0, 5), (1e9, 1)])
+def test_checkpoints_are_written_every_epoch_or_at_most_every_n_seconds(tiny_data, tmp_path, monkeypatch, every, writes):
+    import binclass.train as train_mod
+    from binclass.modelio import load_model
+
+    saved = []
+    real = train_mod.save_state
+    monkeypatch.setattr(train_mod, "save_state", lambda run_dir, *a: saved.append(a[-2].epoch) or real(run_dir, *a))
+    out = tmp_path / "r"
+    fit(_cfg(tiny_data, out, epochs=5, save_every=every), log=lambda s: None)
+    assert len(saved) == writes and saved[-1] == 5  # the last epoch is always saved
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["epoch"] == 5 and (out / "best.safetensors").exists()
+    rows = history.read_epochs(out)
+    best_epoch = min(rows, key=lambda r: r["val_loss"])["epoch"]
+    assert meta["best_epoch"] == best_epoch
+    # best.safetensors holds the weights of that epoch, also when it was kept in memory until the end
+    model, _ = load_model(out, "best")
+    from binclass.loop import evaluate
+    from binclass.data.cache import make_source
+    from binclass.data.scan import scan_dataset
+
+    layout = scan_dataset(tiny_data)
+    src, *_ = make_source(layout.val.paths, 32, "memory", torch.device("cpu"), 1)
+    ev = evaluate(model, src, np.asarray(layout.val.labels), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                  threshold=0.5, batch_size=64, device=torch.device("cpu"), tta=True)
+    assert ev.metrics["loss"] == pytest.approx(rows[best_epoch - 1]["val_loss"], rel=1e-5)

@@ -14,6 +14,7 @@ from torch import nn
 
 from . import metrics
 from .config import TrainConfig
+from .ema import WeightAverage
 from .infer import Source, predict_logits, probabilities
 
 
@@ -58,12 +59,26 @@ class Schedule:
             self.scheduler.step()
 
 
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """lr factor at step t: a linear rise over warmup_steps, then a half cosine to 0 at total_steps."""
+
+    def factor(t: int) -> float:
+        if t < warmup_steps:
+            return (t + 1) / (warmup_steps + 1)
+        span = max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - warmup_steps) / span)))
+
+    return factor
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Schedule:
-    """cosine anneals over every optimizer step of the run (smooth, to ~0 at the last step);
-    step decays by gamma every step_size epochs, so it is stepped once per epoch, as its definition means."""
+    """cosine: after --warmup epochs of linear rise, anneals over every optimizer step of the run
+    (smooth, to 0 at the last step); step decays by gamma every step_size epochs, so it is stepped
+    once per epoch, as its definition means."""
     if cfg.scheduler == "cosine":
         total = max(1, cfg.epochs * steps_per_epoch)
-        return Schedule(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total), per_step=True)
+        warmup = round(float(cfg.warmup or 0) * steps_per_epoch)
+        return Schedule(torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup)), per_step=True)
     if cfg.scheduler == "step":
         step = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(cfg.step_size or 1), gamma=cfg.gamma)
         return Schedule(step, per_step=False)
@@ -120,12 +135,15 @@ def train_one_epoch(
     shuffle_gen: torch.Generator,
     epoch: int,
     autocast_dtype: torch.dtype | None = None,
+    label_smoothing: float = 0.0,
+    ema: WeightAverage | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EpochStats:
     """One pass over the training set; `inputs` turns a raw batch from the source into model input
     (for images: normalize and augment). Per-step values stay on the device until the epoch ends:
     one host sync per epoch, not one per step. autocast_dtype=torch.bfloat16 runs the forward pass
-    in bf16 (the loss and the optimizer stay in fp32)."""
+    in bf16 (the loss and the optimizer stay in fp32). label_smoothing moves the BCE targets to
+    eps/2 and 1 - eps/2; ema, if given, is updated after every optimizer step."""
     model.train()
     n = len(source)
     device = labels.device
@@ -137,15 +155,18 @@ def train_one_epoch(
         idx = order[step * batch_size : (step + 1) * batch_size]
         x = inputs(source.batch(idx))
         y = labels[idx]
+        target = y * (1.0 - label_smoothing) + 0.5 * label_smoothing if label_smoothing else y
         lr = current_lr(optimizer)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
             logits = model(x).reshape(-1)
-        per_sample = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight, reduction="none")
+        per_sample = F.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=pos_weight, reduction="none")
         loss = per_sample.mean()
         loss.backward()
         (optimizer_step or optimizer.step)()
         schedule.after_step()
+        if ema is not None:
+            ema.update()
         with torch.no_grad():
             correct = ((probabilities(logits.detach()) >= threshold) == (y > 0.5)).sum()
             loss_sum += per_sample.detach().double().sum()

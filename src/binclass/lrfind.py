@@ -43,7 +43,7 @@ def lr_range_test(cfg: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0
     source, good, _, _ = make_source(layout.train.paths, cfg.image_size, cfg.cache, device, cfg.workers)
     labels = torch.tensor([layout.train.labels[i] for i in good], dtype=torch.float32, device=device)
     seed_everything(cfg.seed)
-    model = prepare_model(build_model(cfg.model, cfg.image_size), device).train()
+    model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device).train()
     mean, std = normalization(cfg.model)
     cfg.lr = start_lr
     optimizer = make_optimizer(model, cfg)

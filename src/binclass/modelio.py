@@ -24,9 +24,11 @@ def _replace_atomically(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def save_weights(model: nn.Module, path: Path) -> None:
-    """Write to a temporary file in the same folder, flush, then rename: a crash never leaves half a file."""
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+def save_weights(model: nn.Module | dict[str, torch.Tensor], path: Path) -> None:
+    """Write a model's (or a state dict's) weights to a temporary file in the same folder, flush, then
+    rename: a crash never leaves half a file."""
+    state = model if isinstance(model, dict) else model.state_dict()
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp))
     _replace_atomically(tmp, path)
@@ -60,7 +62,7 @@ def load_model(run_dir: Path, checkpoint: str = "last") -> tuple[nn.Module, dict
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for malformed files
         raise BinclassError(f"{weights}: not a valid safetensors file ({exc}); retrain or restore it") from None
-    model = build_model(meta["architecture"], int(meta["image_size"]))
+    model = build_model(meta["architecture"], int(meta["image_size"]), width=meta.get("width"))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

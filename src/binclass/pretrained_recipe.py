@@ -20,12 +20,12 @@ from .data.cache import TensorSource
 from .data.scan import DataLayout
 from .doctor.diagnosis import EpochDoctor
 from .infer import Source, predict_logits, prepare, prepare_model, probabilities
-from .loop import Schedule, evaluate, make_optimizer, make_scheduler, train_one_epoch
+from .loop import Schedule, evaluate, make_optimizer, make_scheduler, train_one_epoch, warmup_cosine
 from .modelio import BEST_FILE, load_model, save_meta
 from .models import build_model, normalization
 from .progress import terminal_progress
 from .state import Progress
-from .train import (CONFIG_FILE, default_eval_batch, environment, epoch_row, finish_run, model_meta, record_epoch,
+from .train import (CONFIG_FILE, Checkpoints, default_eval_batch, environment, epoch_row, finish_run, model_meta, record_epoch,
                     resolve_pos_weight, seed_everything)  # fmt: skip
 
 
@@ -81,6 +81,7 @@ def fit_pretrained(cfg: TrainConfig, device: torch.device, model: torch.nn.Modul
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     progress = Progress(epoch=0, best_loss=math.inf, since_best=0, best_epoch=None)
     epoch_doctor = EpochDoctor(run_dir)
+    checkpoints = Checkpoints(run_dir)
     probs = None
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -94,7 +95,8 @@ def fit_pretrained(cfg: TrainConfig, device: torch.device, model: torch.nn.Modul
         probs = probabilities(torch.from_numpy(logits)).numpy()
         m = metrics.summarize(val_y, logits, probs, cfg.threshold)
         record_epoch(run_dir, epoch_row(epoch, stats, m, time.perf_counter() - t0), stats, model, meta, progress,
-                     epoch_doctor, log, cfg.epochs)  # fmt: skip
+                     epoch_doctor, log, cfg.epochs, checkpoints)  # fmt: skip
+        checkpoints.write(model, meta, epoch)  # a head epoch takes a fraction of a second: the write is cheap
         if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
             log(f"early stop: validation loss has not improved for {cfg.early_stop} epochs")
             break
@@ -119,14 +121,9 @@ def finetune(cfg: TrainConfig, device: torch.device, model: torch.nn.Module, run
     lr = (cfg.lr or 1e-3) * FINETUNE_LR_FACTOR
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(layout.train) / cfg.batch_size)
-    total, warm = cfg.finetune * steps, steps
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
+    factor = warmup_cosine(total_steps=cfg.finetune * steps, warmup_steps=steps)
     schedule = Schedule(torch.optim.lr_scheduler.LambdaLR(optimizer, factor), per_step=True)
+    checkpoints = Checkpoints(run_dir)
     train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
     val_y = np.asarray(layout.val.labels)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed + 2)
@@ -144,7 +141,8 @@ def finetune(cfg: TrainConfig, device: torch.device, model: torch.nn.Module, run
         ev = evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
                       batch_size=cfg.eval_batch_size, device=device, tta=cfg.tta)  # fmt: skip
         record_epoch(run_dir, epoch_row(epoch, stats, ev.metrics, time.perf_counter() - t0), stats, model, meta,
-                     progress, epoch_doctor, log, last)  # fmt: skip
+                     progress, epoch_doctor, log, last, checkpoints)  # fmt: skip
+        checkpoints.write(model, meta, epoch)
     kept = "fine-tuned" if progress.best_loss < head_best else "head only"
     meta.update(default_checkpoint="best", kept=kept)
     save_meta(meta, run_dir)

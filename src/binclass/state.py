@@ -1,4 +1,4 @@
-"""The full training state after each completed epoch, for --resume: model, optimizer, scheduler,
+"""The full training state after each completed epoch, for --resume: model, weight average, optimizer, scheduler,
 best metric, early-stop counter and every RNG state. One safetensors file (tensors) whose metadata
 holds the rest as JSON, written to a temporary file, flushed and renamed: it is always complete."""
 
@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from .ema import WeightAverage
 from .errors import BinclassError
 
 STATE_FILE = "state.safetensors"
@@ -72,8 +73,10 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
 
 
 def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: object | None,
-               generators: dict[str, torch.Generator], progress: Progress) -> None:  # fmt: skip
+               generators: dict[str, torch.Generator], progress: Progress, ema: WeightAverage | None = None) -> None:  # fmt: skip
     tensors = {f"model/{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema/{k}": v.detach().contiguous().cpu() for k, v in ema.model.state_dict().items()})
     optim_tensors, optim_rest = _split_optimizer(optimizer.state_dict())
     tensors.update(optim_tensors)
     tensors["rng/torch"] = torch.get_rng_state()
@@ -85,6 +88,7 @@ def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     np_state = np.random.get_state()
     meta = {
         "progress": progress.__dict__,
+        "ema_updates": ema.updates if ema is not None else None,
         "optimizer": optim_rest,
         "scheduler": _to_json(scheduler.state_dict()) if scheduler is not None else None,
         "python_random": random.getstate(),
@@ -99,7 +103,7 @@ def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 
 
 def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: object | None,
-               generators: dict[str, torch.Generator]) -> Progress:  # fmt: skip
+               generators: dict[str, torch.Generator], ema: WeightAverage | None = None) -> Progress:  # fmt: skip
     """Restore everything save_state wrote. Only safetensors is read: a pickle in its place is refused
     without being run."""
     path = Path(run_dir) / STATE_FILE
@@ -112,6 +116,9 @@ def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     except (SafetensorError, KeyError, ValueError, OSError) as exc:
         raise BinclassError(f"{path}: not a binclass training state ({exc}); it was not loaded") from None
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
+    if ema is not None:
+        ema.model.load_state_dict({k[len("ema/"):]: v for k, v in tensors.items() if k.startswith("ema/")}, strict=True)
+        ema.updates = int(meta["ema_updates"])
     optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
     if scheduler is not None and meta["scheduler"] is not None:
         scheduler.load_state_dict(_from_json(meta["scheduler"]))

@@ -24,6 +24,7 @@ from .data.check import describe_problems, strict_error
 from .data.decode import default_workers
 from .data.scan import DataLayout, Split, scan_dataset
 from .doctor.diagnosis import EpochDoctor, write_diagnosis
+from .ema import WeightAverage
 from .errors import BinclassError
 from .infer import prepare, prepare_model
 from .loop import (EpochStats, compile_step_wanted, evaluate, make_optimizer, make_scheduler, step_function,
@@ -99,6 +100,8 @@ def model_meta(cfg: TrainConfig, layout: DataLayout) -> dict:
         "format": "binclass-model/1",
         "architecture": cfg.model,
         "image_size": cfg.image_size,
+        "width": cfg.width,
+        "tta": bool(cfg.tta),
         "classes": layout.classes,
         "positive_class": layout.classes[1],
         "normalization": {"mean": list(mean), "std": list(std), "scale": "pixels / 255 first"},
@@ -106,7 +109,8 @@ def model_meta(cfg: TrainConfig, layout: DataLayout) -> dict:
         "threshold": cfg.threshold,
         "eval_batch_size": cfg.eval_batch_size,
         "output": "one logit; probability of positive_class = sigmoid(logit); class 1 if probability >= threshold",
-        "weights": {MODEL_FILE: "last completed epoch", BEST_FILE: "epoch with the lowest validation loss"},
+        "weights": {MODEL_FILE: "last completed epoch", BEST_FILE: "epoch with the lowest validation loss",
+                    "averaged": bool(cfg.ema)},  # --ema: both files hold the weight average, the model that was scored
         "binclass": __version__,
     }
 
@@ -209,7 +213,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     run_dir, layout, train_x, val_x = prepare_data(cfg, device, resume, overwrite, log)
 
     seed_everything(cfg.seed)
-    model = prepare_model(build_model(cfg.model, cfg.image_size), device)
+    model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device)
     mean, std = normalization(cfg.model)
     precision = resolve_precision(cfg.precision, device)
     compiled = compile_step_wanted(cfg.compile_optimizer, model, device)
@@ -222,9 +226,11 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
     val_y = np.asarray(layout.val.labels)
     optimizer = make_optimizer(model, cfg, tensor_lr=compiled)
-    optimizer_step = step_function(optimizer, compiled)
     steps_per_epoch = math.ceil(len(layout.train) / cfg.batch_size)
     schedule = make_scheduler(optimizer, cfg, steps_per_epoch)
+    optimizer_step = step_function(optimizer, compiled)  # after the scheduler, which wraps optimizer.step
+    ema = WeightAverage(model, float(cfg.ema) * steps_per_epoch) if cfg.ema else None
+    scored = ema.model if ema is not None else model  # validated, checkpointed and saved
     pos_weight = resolve_pos_weight(cfg.pos_weight, layout.train.labels, device)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -232,11 +238,12 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     generators = {"shuffle": shuffle_gen, "augment": augment_gen}
     progress = Progress(epoch=0, best_loss=math.inf, since_best=0, best_epoch=None)
     if resume:
-        progress = load_state(run_dir, model, optimizer, schedule.scheduler, generators)
+        progress = load_state(run_dir, model, optimizer, schedule.scheduler, generators, ema)
         history.truncate(run_dir, progress.epoch)  # rows of an epoch that did not complete
         meta.update(epoch=progress.epoch, best_epoch=progress.best_epoch, best_val_loss=progress.best_loss)
         log(f"resuming after epoch {progress.epoch} of {cfg.epochs}")
     epoch_doctor = EpochDoctor(run_dir)
+    checkpoints = Checkpoints(run_dir, cfg.save_every)
     ev = None
     for epoch in range(progress.epoch + 1, cfg.epochs + 1):
         if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
@@ -247,23 +254,27 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
             optimizer=optimizer, schedule=schedule, optimizer_step=optimizer_step, batch_size=cfg.batch_size,
             threshold=cfg.threshold, pos_weight=pos_weight, shuffle_gen=shuffle_gen, epoch=epoch,
             autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
+            label_smoothing=float(cfg.label_smoothing or 0.0), ema=ema,
             progress=kill_hook(terminal_progress(f"epoch {epoch}/{cfg.epochs}"), epoch),
         )  # fmt: skip
         check_finite(stats, layout.train.paths, cfg.batch_size, run_dir)
-        ev = evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
-                      batch_size=cfg.eval_batch_size, device=device)  # fmt: skip
+        ev = evaluate(scored, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
+                      batch_size=cfg.eval_batch_size, device=device, tta=bool(cfg.tta))  # fmt: skip
         schedule.after_epoch()
         m = ev.metrics
         row = epoch_row(epoch, stats, m, time.perf_counter() - t0)
-        record_epoch(run_dir, row, stats, model, meta, progress, epoch_doctor, log, cfg.epochs)
-        save_state(run_dir, model, optimizer, schedule.scheduler, generators, progress)  # last: marks the epoch complete
-        if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
+        record_epoch(run_dir, row, stats, scored, meta, progress, epoch_doctor, log, cfg.epochs, checkpoints)
+        stop = cfg.early_stop is not None and progress.since_best >= cfg.early_stop
+        if checkpoints.due(force=stop or epoch == cfg.epochs):
+            checkpoints.write(scored, meta, epoch)
+            save_state(run_dir, model, optimizer, schedule.scheduler, generators, progress, ema)  # last: marks the epoch complete
+        if stop:
             log(f"early stop: validation loss has not improved for {cfg.early_stop} epochs (best: epoch {meta['best_epoch']})")
             break
 
     if ev is None:  # resumed a run whose epochs were all complete: score the saved model once more
-        ev = evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
-                      batch_size=cfg.eval_batch_size, device=device)  # fmt: skip
+        ev = evaluate(scored, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
+                      batch_size=cfg.eval_batch_size, device=device, tta=bool(cfg.tta))  # fmt: skip
     return finish_run(run_dir, layout, ev.probs, cfg.threshold, epoch_doctor, log)
 
 
@@ -287,27 +298,47 @@ def log_epoch(log: Callable[[str], None], row: dict, epochs: int) -> None:
     )
 
 
-def checkpoint_epoch(run_dir: Path, model: torch.nn.Module, meta: dict, progress: Progress, epoch: int,
-                     val_loss: float) -> None:  # fmt: skip
-    """model.safetensors every epoch; best.safetensors when the validation loss is a finite new low."""
-    save_weights(model, run_dir / MODEL_FILE)
-    meta["epoch"] = epoch
-    if math.isfinite(val_loss) and val_loss < progress.best_loss:
-        progress.best_loss, progress.since_best, progress.best_epoch = val_loss, 0, epoch
-        save_weights(model, run_dir / BEST_FILE)
-        meta.update(best_epoch=epoch, best_val_loss=val_loss)
-    else:
-        progress.since_best += 1
-    save_meta(meta, run_dir)
-    progress.epoch = epoch
+class Checkpoints:
+    """model.safetensors, best.safetensors and model.json, written at most every `every` seconds (and
+    whenever forced: the last epoch, an early stop). Between writes the best weights wait in memory.
+    Writing every epoch would cost more than a whole epoch of a small model on a GPU."""
+
+    def __init__(self, run_dir: Path, every: float = 0.0) -> None:
+        self.run_dir, self.every = run_dir, every
+        self.last_write = time.perf_counter()
+        self.best: dict[str, torch.Tensor] | None = None
+
+    def track(self, model: torch.nn.Module, meta: dict, progress: Progress, epoch: int, val_loss: float) -> None:
+        """Update the best-so-far (lowest finite validation loss) and the early-stop counter."""
+        if math.isfinite(val_loss) and val_loss < progress.best_loss:
+            progress.best_loss, progress.since_best, progress.best_epoch = val_loss, 0, epoch
+            self.best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            meta.update(best_epoch=epoch, best_val_loss=val_loss)
+        else:
+            progress.since_best += 1
+        progress.epoch = epoch
+
+    def due(self, force: bool = False) -> bool:
+        return force or self.every <= 0 or time.perf_counter() - self.last_write >= self.every
+
+    def write(self, model: torch.nn.Module, meta: dict, epoch: int) -> None:
+        save_weights(model, self.run_dir / MODEL_FILE)
+        if self.best is not None:
+            save_weights(self.best, self.run_dir / BEST_FILE)
+            self.best = None
+        meta["epoch"] = epoch
+        save_meta(meta, self.run_dir)
+        self.last_write = time.perf_counter()
 
 
 def record_epoch(run_dir: Path, row: dict, stats: EpochStats, model: torch.nn.Module, meta: dict, progress: Progress,
-                 epoch_doctor: EpochDoctor, log: Callable[[str], None], epochs: int) -> None:  # fmt: skip
-    """History rows, checkpoints, the epoch's line and any new doctor finding: the same for every recipe."""
+                 epoch_doctor: EpochDoctor, log: Callable[[str], None], epochs: int,
+                 checkpoints: Checkpoints) -> None:  # fmt: skip
+    """History rows, best-model tracking, the epoch's line and any new doctor finding: the same for every
+    recipe. Weights are written by checkpoints.write, when the caller decides it is due."""
     history.append_steps(run_dir, stats.steps)
     history.append_epoch(run_dir, row)
-    checkpoint_epoch(run_dir, model, meta, progress, row["epoch"], row["val_loss"])
+    checkpoints.track(model, meta, progress, row["epoch"], row["val_loss"])
     log_epoch(log, row, epochs)
     for finding in epoch_doctor.after_epoch():
         log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")

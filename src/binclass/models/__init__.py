@@ -18,7 +18,7 @@ NORMALIZATION = {
     "small": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "efficientnet_lite0": ((0.498, 0.498, 0.498), (0.502, 0.502, 0.502)),
 }
-DEFAULT_IMAGE_SIZE = {"seed": 150, "small": 150}  # pretrained backbones: their own input size (224 for Lite0)
+DEFAULT_IMAGE_SIZE = {"seed": 150, "small": 128}  # pretrained backbones: their own input size (224 for Lite0)
 _BUILDERS = {"seed": SeedNet, "small": SmallNet}
 
 
@@ -38,9 +38,12 @@ def _timm_name(name: str) -> str:
     return name.split(":", 1)[1] if name.startswith("timm:") else name
 
 
-def build_model(name: str, image_size: int, pretrained: bool = False, weights: Path | None = None) -> nn.Module:
+def build_model(name: str, image_size: int, pretrained: bool = False, weights: Path | None = None,
+                width: int | None = None) -> nn.Module:  # fmt: skip
     """The network, untrained unless pretrained=True (backbones only: weights from the packaged Lite0 file,
-    a local --weights file, or timm's hub when online)."""
+    a local --weights file, or timm's hub when online). width: the small network's first-stage channels."""
+    if name == "small" and width is not None:
+        return SmallNet(image_size, width)
     if name in _BUILDERS:
         return _BUILDERS[name](image_size)
     from . import pretrained as pre

@@ -1,0 +1,93 @@
+"""The from-scratch recipe's parts: defaults per model and device, warm-up + cosine, label smoothing,
+the weight average, and the crop augmentation."""
+
+import math
+
+import pytest
+import torch
+
+from binclass.config import TrainConfig
+from binclass.data.augment import augment_batch
+from binclass.ema import WeightAverage
+from binclass.loop import make_scheduler, warmup_cosine
+from binclass.recipe import SMALL, SMALL_BY_DEVICE, recipe_for
+
+
+def test_small_defaults_fill_only_what_the_user_left_unset():
+    cfg = TrainConfig(data_dir="d", out="o", device="cpu").validate()
+    cpu = SMALL_BY_DEVICE["cpu"]
+    assert (cfg.image_size, cfg.epochs) == (cpu["image_size"], cpu["epochs"])
+    assert (cfg.optimizer, cfg.lr, cfg.augment, cfg.tta) == (SMALL["optimizer"], SMALL["lr"], SMALL["augment"], True)
+    assert cfg.warmup == pytest.approx(0.1 * cfg.epochs) and cfg.ema == pytest.approx(0.05 * cfg.epochs)
+    gpu = TrainConfig(data_dir="d", out="o", device="cuda").validate()
+    assert (gpu.image_size, gpu.epochs) == (SMALL_BY_DEVICE["cuda"]["image_size"], SMALL_BY_DEVICE["cuda"]["epochs"])
+    mine = TrainConfig(data_dir="d", out="o", device="cpu", epochs=20, optimizer="adamw", ema=0.0, tta=False).validate()
+    assert (mine.epochs, mine.warmup, mine.ema, mine.tta) == (20, 2.0, 0.0, False)
+    assert mine.lr == 1e-3  # the recipe's SGD rate does not carry over to another optimizer
+
+
+def test_other_models_keep_the_generic_defaults():
+    cfg = TrainConfig(data_dir="d", out="o", model="seed", device="cpu").validate()
+    assert (cfg.epochs, cfg.optimizer, cfg.label_smoothing, cfg.ema, cfg.tta, cfg.image_size) == (
+        15, "adamw", 0.0, 0.0, False, 150)
+    assert recipe_for("seed", "cuda") == recipe_for("seed", "cpu")
+
+
+def test_saved_config_is_complete_and_reloads_unchanged(tmp_path):
+    cfg = TrainConfig(data_dir="d", out="o", device="cpu").validate()
+    cfg.save(tmp_path / "c.json")
+    again = TrainConfig.load(tmp_path / "c.json")
+    assert again == cfg and again.validate() == cfg
+
+
+def test_warmup_then_cosine_to_zero():
+    f = warmup_cosine(total_steps=100, warmup_steps=10)
+    rise = [f(t) for t in range(10)]
+    assert all(a < b for a, b in zip(rise, rise[1:])) and rise[0] < 0.2
+    assert f(10) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert f(100) == pytest.approx(0.0, abs=1e-12)
+    opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.2)
+    cfg = TrainConfig(data_dir=".", out=".", scheduler="cosine", epochs=4, warmup=1.0)
+    schedule = make_scheduler(opt, cfg, steps_per_epoch=5)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.after_step()
+    assert lrs[:6] == pytest.approx([0.2 * (t + 1) / 6 for t in range(5)] + [0.2])
+    assert max(lrs) == pytest.approx(0.2) and lrs[-1] < 0.01
+
+
+def test_weight_average_follows_its_half_life():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightAverage(model, half_life_steps=50.0)
+    decay = 0.5 ** (1 / 50)
+    expected = [p.detach().clone() for p in model.state_dict().values()]
+    for step in range(1, 200):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.randn(8, 3))  # train mode: batch norm updates its running statistics
+        ema.update()
+        d = min(decay, (1 + step) / (10 + step))
+        expected = [e.lerp(v, 1 - d) if e.is_floating_point() else v.clone()
+                    for e, v in zip(expected, model.state_dict().values())]  # fmt: skip
+    got = list(ema.model.state_dict().values())
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e)
+    assert not torch.equal(got[0], model.state_dict()["0.weight"])  # an average, not a copy
+    assert all(not p.requires_grad for p in ema.model.parameters())
+
+
+def test_crop_zooms_and_shifts_each_image_differently_and_is_seeded():
+    x = torch.rand(1, 3, 32, 32).expand(16, -1, -1, -1).contiguous()
+    a = augment_batch(x, "crop", torch.Generator().manual_seed(3))
+    b = augment_batch(x, "crop", torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == x.shape and torch.isfinite(a).all()
+    assert len({tuple(img.flatten()[:40].tolist()) for img in a}) == 16
+    # no rotation: a horizontal gradient stays constant along every column after the crop
+    ramp = torch.linspace(0, 1, 32).view(1, 1, 32, 1).expand(8, 3, 32, 32).contiguous()
+    out = augment_batch(ramp, "crop", torch.Generator().manual_seed(4))
+    assert (out - out[..., :1]).abs().max() < 1e-5
