@@ -154,7 +154,8 @@ def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: 
         if r.name.startswith("b:"):
             floor = bf16_floor if r.note == "bf16" else fp32_floor
             ratios[r.name] = {"speedup_vs_posted (a/b)": posted / r.seconds_per_epoch,
-                              f"vs_{r.note}_floor (b/c)": r.seconds_per_epoch / floor}  # fmt: skip
+                              f"vs_{r.note}_floor (b/c)": r.seconds_per_epoch / floor,
+                              "whole-run speedup (a wall / b wall)": rows[0].wall_seconds / r.wall_seconds}  # fmt: skip
     info = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     if torch.cuda.is_available() and device != "cpu":
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -55,7 +55,7 @@ def pretrained_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
 
 
 def fit_pretrained(cfg: TrainConfig, device: torch.device, model: torch.nn.Module, run_dir: Path, layout: DataLayout,
-                   train_x: Source, val_x: Source, log: Callable[[str], None]) -> Path:  # fmt: skip
+                   train_x: Source, val_x: Source, log: Callable[[str], None], started: float) -> Path:  # fmt: skip
     mean, std = normalization(cfg.model)
     cfg.eval_batch_size = cfg.eval_batch_size or default_eval_batch(device)
     cfg.extra = {**environment(device), "precision": "fp32", "recipe": "frozen features + linear head"}
@@ -102,7 +102,7 @@ def fit_pretrained(cfg: TrainConfig, device: torch.device, model: torch.nn.Modul
             break
     if cfg.finetune:
         probs = finetune(cfg, device, model, run_dir, layout, train_x, val_x, meta, progress, epoch_doctor, log)
-    return finish_run(run_dir, layout, probs, cfg.threshold, epoch_doctor, log)
+    return finish_run(run_dir, layout, probs, cfg.threshold, epoch_doctor, log, started)
 
 
 # The whole network trains at a tenth of the head's learning rate (ImageNet features need only a

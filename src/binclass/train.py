@@ -198,6 +198,7 @@ def check_finite(stats: EpochStats, paths: list[Path], batch_size: int, run_dir:
 def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Callable[[str], None] = print) -> Path:
     """Train and write the run folder. resume=True continues cfg.out from its last completed epoch
     (cfg is then the run's own config.json)."""
+    started = time.perf_counter()
     cfg.validate()
     device = resolve_device(cfg.device)
     if cfg.deterministic:
@@ -209,7 +210,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
         from .pretrained_recipe import fit_pretrained, pretrained_model
 
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
-        return fit_pretrained(cfg, device, model, *prepare_data(cfg, device, resume, overwrite, log), log)
+        return fit_pretrained(cfg, device, model, *prepare_data(cfg, device, resume, overwrite, log), log, started)
     run_dir, layout, train_x, val_x = prepare_data(cfg, device, resume, overwrite, log)
 
     seed_everything(cfg.seed)
@@ -275,7 +276,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     if ev is None:  # resumed a run whose epochs were all complete: score the saved model once more
         ev = evaluate(scored, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
                       batch_size=cfg.eval_batch_size, device=device, tta=bool(cfg.tta))  # fmt: skip
-    return finish_run(run_dir, layout, ev.probs, cfg.threshold, epoch_doctor, log)
+    return finish_run(run_dir, layout, ev.probs, cfg.threshold, epoch_doctor, log, started)
 
 
 def epoch_row(epoch: int, stats: EpochStats, m: dict, seconds: float) -> dict:
@@ -345,11 +346,11 @@ def record_epoch(run_dir: Path, row: dict, stats: EpochStats, model: torch.nn.Mo
 
 
 def finish_run(run_dir: Path, layout: DataLayout, probs: np.ndarray, threshold: float, epoch_doctor: EpochDoctor,
-               log: Callable[[str], None]) -> Path:  # fmt: skip
+               log: Callable[[str], None], started: float) -> Path:  # fmt: skip
     write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
     write_diagnosis(run_dir, epoch_doctor.findings)
     from .report.html import write_report  # matplotlib import is slow; only needed here
 
     report = write_report(run_dir)
-    log(f"run folder: {run_dir}  report: {report}")
+    log(f"run folder: {run_dir}  report: {report}  ({time.perf_counter() - started:.1f}s since the start)")
     return run_dir
