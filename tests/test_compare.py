@@ -33,5 +33,12 @@ def test_compare_two_runs(tiny_data, tmp_path):
         (pair["only_a_right"] - pair["only_b_right"]) / 30
     )
     assert pair["p_value"] == pytest.approx(mcnemar_exact(pair["only_a_right"], pair["only_b_right"]))
+    assert pair["seed_noise_sd"] is None and pair["beyond_seed_noise"] is None  # no --seeds runs: spread unknown
+    text = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(plot)])
+    assert "seed-to-seed spread unknown" in text.output
+    given = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(plot),
+                                "--seed-sd", "0"])  # fmt: skip
+    diff = acc[str(tmp_path / "a")] - acc[str(tmp_path / "b")]
+    assert ("beyond seed-to-seed noise" in given.output) == (diff != 0)
     one = runner.invoke(app, ["compare", str(tmp_path / "a")])
     assert one.exit_code == 2 and "at least two" in one.output

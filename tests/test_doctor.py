@@ -95,7 +95,14 @@ def test_not_learning():
     flat = [{"epoch": e, "train_loss": 0.693 + 0.002 * (-1) ** e, "train_acc": 0.5, "val_loss": 0.694, "val_acc": 0.51 + 0.01 * (e % 2)}
             for e in range(1, 9)]  # fmt: skip
     assert "not-learning" in _ids(History(epochs=flat))
+    assert "not-learning" in _ids(History(epochs=flat, val_n=1000))  # 0.52 on 1000 images: chance
     assert "not-learning" not in _ids(History(epochs=healthy_epochs()))
+    # A warm-up: the loss hovers at ln 2 for three epochs while validation accuracy already climbs.
+    warm = [dict(r) for r in flat[:3]]
+    for r, acc in zip(warm, (0.57, 0.67, 0.62)):
+        r["val_acc"] = acc
+    assert "not-learning" not in _ids(History(epochs=warm, val_n=1000))
+    assert "not-learning" in _ids(History(epochs=warm, val_n=20))  # on 20 images 0.62 proves nothing
 
 
 # --- diverging
@@ -137,7 +144,11 @@ def test_overfitting_from_keras_csvlogger(tmp_path):
 def test_overfitting_from_accuracy_gap():
     rows = healthy_epochs(4)
     rows[-1].update(train_acc=0.99, val_acc=0.70, train_n=2000)
-    assert "overfitting" in _ids(History(epochs=rows, val_n=1000))
+    (gap,) = [f for f in diagnose(History(epochs=rows, val_n=1000)) if f.id == "overfitting"]
+    assert gap.severity == "info" and gap.evidence["val_loss_rising"] is False  # val loss still at its lowest
+    rows[-1]["val_loss"] = rows[0]["val_loss"] + 0.1
+    (worse,) = [f for f in diagnose(History(epochs=rows, val_n=1000)) if f.id == "overfitting"]
+    assert worse.severity == "warning" and worse.evidence["val_loss_rising"] is True
     rows[-1].update(train_acc=0.72)
     assert "overfitting" not in _ids(History(epochs=rows, val_n=1000))
 
@@ -211,3 +222,33 @@ def test_argmax_silent_on_a_real_accuracy_that_rises_from_chance():
     rows = [{"epoch": e + 1, "val_loss": l, "val_acc": a}
             for e, (l, a) in enumerate([(0.70, 0.5), (0.69, 0.5), (0.55, 0.533), (0.40, 0.833)])]  # fmt: skip
     assert "metric-argmax-single-output" not in _ids(History(epochs=rows))
+
+
+# --- seed-spread: fires only with a seeds.json summary; its numbers are the summary's -------------------
+def test_seed_spread_reports_mean_sd_and_where_this_run_lies():
+    from binclass.doctor.checks import check_seed_spread
+
+    accs = [0.90, 0.92, 0.94]
+    summary = {"seeds": [{"seed": i, "val_acc": a} for i, a in enumerate(accs)]}
+    rows = healthy_epochs()
+    rows[-1]["val_acc"] = 0.90
+    (f,) = check_seed_spread(History(epochs=rows), summary)
+    sd = float(np.std(accs, ddof=1))
+    assert f.id == "seed-spread" and f.severity == "info"
+    assert f.evidence["mean"] == pytest.approx(0.92) and f.evidence["sd"] == pytest.approx(sd)
+    assert f.evidence["pair_sd"] == pytest.approx(math.sqrt(2) * sd)
+    assert "-1.0 sd from their mean" in f.message
+    assert check_seed_spread(History(epochs=rows), {"seeds": summary["seeds"][:1]}) == []
+
+
+def test_seed_spread_is_silent_without_a_seeds_file(tmp_path):
+    from binclass.doctor.diagnosis import doctor
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_csv(run / "metrics.csv", healthy_epochs())
+    assert "seed-spread" not in {f.id for f in doctor(run)}
+    (tmp_path / "seeds.json").write_text(json.dumps({"seeds": [{"val_acc": 0.7}, {"val_acc": 0.74}], "std_val_acc": 0.028}))
+    assert "seed-spread" in {f.id for f in doctor(run)}
+    (tmp_path / "seeds.json").write_text("not json")
+    assert "seed-spread" not in {f.id for f in doctor(run)}  # a damaged summary is ignored, not a crash

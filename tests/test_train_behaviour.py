@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import math
 
 import numpy as np
 import pytest
@@ -145,6 +146,21 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
     assert "over 3 seeds" in result.output
     bad = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "x"), "--seeds", "a,b"])
     assert bad.exit_code == 2 and "--seeds" in bad.output
+
+    # The doctor and compare use that spread as the run-to-run noise.
+    doc = CliRunner().invoke(app, ["doctor", str(out / "seed-1"), "--json"])
+    spread = [f for f in json.loads(doc.stdout)["findings"] if f["id"] == "seed-spread"]
+    assert len(spread) == 1 and spread[0]["evidence"]["sd"] == pytest.approx(statistics.stdev(accs), abs=1e-6)
+    assert spread[0]["evidence"]["val_acc"] == pytest.approx(accs[1])
+    cmp = CliRunner().invoke(app, ["compare", str(out / "seed-0"), str(out / "seed-2"), "--plot",
+                                   str(tmp_path / "c.png"), "--json"])  # fmt: skip
+    pair = json.loads(cmp.stdout)["pairs"][0]
+    noise = math.sqrt(2) * statistics.stdev(accs)
+    assert pair["seed_noise_sd"] == pytest.approx(noise, abs=1e-9)
+    assert pair["beyond_seed_noise"] == (abs(accs[0] - accs[2]) > 2 * noise)
+    fixed = CliRunner().invoke(app, ["compare", str(out / "seed-0"), str(out / "seed-2"), "--plot",
+                                     str(tmp_path / "c.png"), "--seed-sd", "3", "--json"])  # fmt: skip
+    assert json.loads(fixed.stdout)["pairs"][0]["seed_noise_sd"] == pytest.approx(math.sqrt(2) * 0.03)
 
 
 @pytest.mark.parametrize("every, writes", [(0.0, 5), (1e9, 1)])

@@ -42,7 +42,7 @@ def train(
     val_split: float = typer.Option(0.2, help="fraction held out when there is no validation folder"),
     positive: Optional[str] = typer.Option(None, help="class folder that is the positive class (index 1)"),
     augment: Optional[str] = typer.Option(None, help="none | flip | crop | standard (default: small crop, others flip)"),
-    epochs: Optional[int] = typer.Option(None, help="default: small 100 on a GPU, 60 on a CPU; others 15"),
+    epochs: Optional[int] = typer.Option(None, help="default: small 200 on a GPU, 90 on a CPU; others 15"),
     batch_size: Optional[int] = typer.Option(None, help="default: small 64, others 32"),
     lr: Optional[float] = typer.Option(None, help="peak lr; default: small sgd 0.1; rmsprop 1e-4, adam/adamw 1e-3, sgd 0.05"),
     optimizer: Optional[str] = typer.Option(None, help="rmsprop | adam | adamw | sgd (default: small sgd, others adamw)"),
@@ -246,12 +246,17 @@ def scale_bench(
 def compare(
     run_dirs: list[Path] = typer.Argument(..., help="two or more finished run folders on the same validation data"),
     plot: Path = typer.Option(Path("compare.png"), help="validation curves of all runs overlaid"),
+    seed_sd: Optional[float] = typer.Option(None, help="seed-to-seed sd of validation accuracy in points, for every "
+                                            "run (default: from the seeds.json of --seeds runs)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Overlay runs' curves and test, pair by pair, whether their validation accuracies really differ."""
+    """Overlay runs' curves and test, pair by pair, whether their validation accuracies really differ:
+    McNemar's exact test on the same images, and the difference against the seed-to-seed spread."""
     from .compare import compare_runs, plot_compare, render
 
-    result = compare_runs(run_dirs)
+    if seed_sd is not None and not seed_sd >= 0:
+        raise BinclassError("--seed-sd must be zero or a positive number of points")
+    result = compare_runs(run_dirs, None if seed_sd is None else seed_sd / 100)
     plot_compare(run_dirs, plot)
     typer.echo(json.dumps(result, indent=2) if as_json else render(result) + f"\nplot: {plot}")
 

@@ -34,9 +34,28 @@ def correctness(run_dir: Path) -> dict[str, bool]:
         return {r["path"]: r["true_label"] == r["pred_label"] for r in csv.DictReader(f)}
 
 
-def compare_runs(run_dirs: list[Path]) -> dict:
+# Two single runs of recipes whose seed-to-seed standard deviations are sd_a and sd_b differ by chance
+# with sd sqrt(sd_a^2 + sd_b^2); beyond 2 of those (about 95% for a normal spread) the seed alone is an
+# unlikely explanation.
+SEED_Z = 2.0
+
+
+def seed_noise(sd_a: float | None, sd_b: float | None) -> float | None:
+    """Standard deviation of the accuracy difference of two single runs; one known spread stands for both."""
+    known = [sd for sd in (sd_a, sd_b) if sd is not None]
+    if not known:
+        return None
+    a, b = (sd_a if sd_a is not None else known[0]), (sd_b if sd_b is not None else known[0])
+    return math.sqrt(a * a + b * b)
+
+
+def compare_runs(run_dirs: list[Path], seed_sd: float | None = None) -> dict:
+    """seed_sd: the seed-to-seed standard deviation of validation accuracy (a fraction) for every run;
+    None: each run's own, from the seeds.json of a `--seeds` run it belongs to, where there is one."""
     if len(run_dirs) < 2:
         raise BinclassError("compare needs at least two run folders")
+    from .repeat import find_seed_summary
+
     runs, correct = [], {}
     for run in map(Path, run_dirs):
         rows = history.read_epochs(run)
@@ -45,10 +64,14 @@ def compare_runs(run_dirs: list[Path]) -> dict:
         correct[run] = correctness(run)
         n, k = len(correct[run]), sum(correct[run].values())
         low, high = wilson_interval(k, n)
+        summary = find_seed_summary(run) if seed_sd is None else None
+        sd = seed_sd if seed_sd is not None else (summary["std_val_acc"] if summary else None)
         runs.append({"run": str(run), "n": n, "accuracy": k / n if n else float("nan"), "low": low, "high": high,
-                     "best_val_loss": min(r["val_loss"] for r in rows), "epochs": len(rows)})  # fmt: skip
+                     "best_val_loss": min(r["val_loss"] for r in rows), "epochs": len(rows), "seed_sd": sd,
+                     "seeds": len(summary["seeds"]) if summary else None})  # fmt: skip
     pairs = []
     names = [Path(r["run"]) for r in runs]
+    by_name = {Path(r["run"]): r for r in runs}
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             common = sorted(set(correct[a]) & set(correct[b]))
@@ -57,8 +80,12 @@ def compare_runs(run_dirs: list[Path]) -> dict:
             a_only = sum(correct[a][p] and not correct[b][p] for p in common)
             b_only = sum(correct[b][p] and not correct[a][p] for p in common)
             p = mcnemar_exact(a_only, b_only)
+            diff = by_name[a]["accuracy"] - by_name[b]["accuracy"]
+            noise = seed_noise(by_name[a]["seed_sd"], by_name[b]["seed_sd"])
             pairs.append({"a": str(a), "b": str(b), "common_images": len(common), "only_a_right": a_only,
-                          "only_b_right": b_only, "p_value": p, "differ": p < ALPHA})  # fmt: skip
+                          "only_b_right": b_only, "p_value": p, "differ": p < ALPHA, "difference": diff,
+                          "seed_noise_sd": noise,
+                          "beyond_seed_noise": None if noise is None else abs(diff) > SEED_Z * noise})  # fmt: skip
     return {"runs": runs, "pairs": pairs, "alpha": ALPHA}
 
 
@@ -73,6 +100,16 @@ def render(result: dict) -> str:
             f"first gets right, {p['only_b_right']} only the second; McNemar exact p = {p['p_value']:.3g}: {verdict} "
             f"(alpha {result['alpha']})"
         )
+        if p["seed_noise_sd"] is not None:
+            beyond = "beyond" if p["beyond_seed_noise"] else "within"
+            lines.append(
+                f"  difference {p['difference'] * 100:+.1f} points; two single runs of these recipes differ by "
+                f"{p['seed_noise_sd'] * 100:.1f} points (sd) from the seed alone: {beyond} seed-to-seed noise "
+                f"(|difference| {'>' if p['beyond_seed_noise'] else '<='} {SEED_Z:g} sd)"
+            )
+        else:
+            lines.append("  seed-to-seed spread unknown: train each with --seeds 0,1,2 (or pass --seed-sd) to "
+                         "tell a better recipe from a lucky seed")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -43,3 +43,17 @@ def render(summary: dict) -> str:
     each = ", ".join(f"seed {r['seed']}: {r['val_acc']:.3f}" for r in summary["seeds"])
     return (f"validation accuracy over {len(summary['seeds'])} seeds: mean {summary['mean_val_acc']:.3f}, "
             f"sd {summary['std_val_acc'] * 100:.1f} points ({each})")  # fmt: skip
+
+
+def find_seed_summary(run_dir: Path) -> dict | None:
+    """The seeds.json of a --seeds run: in the folder itself (OUT) or its parent (OUT/seed-N)."""
+    for folder in (Path(run_dir), Path(run_dir).parent):
+        path = folder / SEEDS_FILE
+        if path.is_file():
+            try:
+                summary = json.loads(path.read_text())
+                if len(summary["seeds"]) >= 2 and summary["std_val_acc"] >= 0:
+                    return summary
+            except (OSError, ValueError, KeyError, TypeError):
+                return None  # not ours or damaged: no spread rather than a crash
+    return None

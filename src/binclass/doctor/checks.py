@@ -171,6 +171,13 @@ def check_not_learning(h: History) -> list[Finding]:
         return []
     rate = 0.5 if h.val_positive_rate is None else h.val_positive_rate
     floor = entropy(rate)
+    last = h.epochs[-1] if h.epochs else {}
+    if last.get("val_acc") is not None and h.val_n:
+        # Validation accuracy clearly above always answering the majority class: something was learned,
+        # whatever the loss does (early epochs of a warm-up hover near ln 2 while accuracy already rises).
+        majority = max(rate, 1 - rate)
+        if last["val_acc"] > majority + max(0.05, 2 * math.sqrt(majority * (1 - majority) / h.val_n)):
+            return []
     tail = losses[len(losses) // 2 :]
     # Three quarters of the second half within 0.02 of the constant-prediction loss: no signal learned
     # (a quarter may be spikes, as when a too-high learning rate kicks the weights now and then).
@@ -266,12 +273,21 @@ def check_overfitting(h: History) -> list[Finding]:
         else:
             se, significant = None, gap > 0.15
         if significant:
+            # Still at (or within noise of) its lowest validation loss, the model generalizes as well as it
+            # ever did: the gap is worth knowing (info), but stopping earlier would not help.
+            rising = len(val) > 0 and val[-1] > float(np.min(val)) + max(0.02, 0.05 * float(np.min(val)))
+            evidence = {"train_acc": last["train_acc"], "val_acc": last["val_acc"], "gap": gap,
+                        "gap_standard_error": se, "val_loss_rising": bool(rising)}  # fmt: skip
+            message = (f"Training accuracy ({last['train_acc']:.3f}) is {gap * 100:.1f} points above validation "
+                       f"accuracy ({last['val_acc']:.3f}), far more than sampling noise explains")  # fmt: skip
+            if rising:
+                return [Finding("overfitting", "warning", evidence, message + ", and validation loss is above its best.",
+                                "Regularize (augmentation, dropout, weight decay), stop earlier, or get more training images.")]  # fmt: skip
             return [Finding(
-                "overfitting", "warning",
-                {"train_acc": last["train_acc"], "val_acc": last["val_acc"], "gap": gap, "gap_standard_error": se},
-                f"Training accuracy ({last['train_acc']:.3f}) is {gap * 100:.1f} points above validation accuracy "
-                f"({last['val_acc']:.3f}), far more than sampling noise explains.",
-                "Regularize (augmentation, dropout, weight decay), stop earlier, or get more training images.",
+                "overfitting", "info", evidence,
+                message + ": the model fits its training images better than new ones. Validation loss is still at "
+                "its lowest, so the gap is not costing accuracy yet.",
+                "More data or stronger augmentation may narrow the gap; stopping earlier would not help.",
             )]  # fmt: skip
     return []
 
@@ -328,6 +344,29 @@ def check_small_validation(h: History) -> list[Finding]:
         f"With {h.val_n} validation images, accuracy {p:.3f} is only known to within ±{half * 100:.1f} points "
         f"(95% interval {lo:.3f}-{hi:.3f}).",
         f"Treat differences under {half * 100:.1f} points as noise; about {needed} validation images would give ±2 points.",
+    )]  # fmt: skip
+
+
+# --- seed-spread ------------------------------------------------------------------------------------
+def check_seed_spread(h: History, summary: dict) -> list[Finding]:
+    """summary: a seeds.json (binclass train --seeds) of the recipe this run belongs to."""
+    val = _values(h.epochs, "val_acc")
+    accs = [float(r["val_acc"]) for r in summary["seeds"]]
+    if not len(val) or len(accs) < 2:
+        return []
+    mean, sd = float(np.mean(accs)), float(np.std(accs, ddof=1))
+    acc = float(val[-1])
+    pair_sd = math.sqrt(2) * sd  # two single runs of one recipe differ by this much (sd) from the seed alone
+    where = f"{(acc - mean) / sd:+.1f} sd from their mean" if sd > 0 else "at their common value"
+    return [Finding(
+        "seed-spread", "info",
+        {"seeds": len(accs), "mean": mean, "sd": sd, "min": min(accs), "max": max(accs), "val_acc": acc,
+         "pair_sd": pair_sd},
+        f"Across {len(accs)} seeds of this recipe, validation accuracy was {mean:.3f} ± {sd * 100:.1f} points (sd; "
+        f"{min(accs):.3f}-{max(accs):.3f}); this run's {acc:.3f} is {where}. Two single runs of one recipe differ "
+        f"by {pair_sd * 100:.1f} points (sd) from the seed alone.",
+        f"Call a change of recipe an improvement only when it moves the seed mean by more than about "
+        f"{2 * pair_sd * 100:.1f} points, or compare the runs with `binclass compare`, which accounts for this spread.",
     )]  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checks import diagnose
+from .checks import check_seed_spread, diagnose
 from .findings import Finding, sort_findings
 from .logs import from_run_folder, load_history
 
@@ -19,7 +19,14 @@ def doctor(target: Path, batch_size: int | None = None, val_n: int | None = None
         h.batch_size = batch_size
     if val_n:
         h.val_n = val_n
-    return diagnose(h)
+    findings = diagnose(h)
+    if Path(target).is_dir():
+        from ..repeat import find_seed_summary
+
+        summary = find_seed_summary(Path(target))
+        if summary is not None:
+            findings += check_seed_spread(h, summary)
+    return findings
 
 
 def write_diagnosis(run_dir: Path, findings: list[Finding]) -> Path:

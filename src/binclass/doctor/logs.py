@@ -117,10 +117,11 @@ def from_run_folder(run_dir: Path) -> History:
         hist.batch_size = int(json.loads((run_dir / "config.json").read_text())["batch_size"])
     except (OSError, KeyError, ValueError):
         hist.batch_size = max((s["batch_size"] for s in steps), default=None)
-    if epochs:
+    if epochs and epochs[-1].get("val_n"):  # absent in a hand-made or foreign metrics.csv: no counts, no crash
         last = epochs[-1]
         hist.val_n = int(last["val_n"])
-        hist.val_positive_rate = (last["val_tp"] + last["val_fn"]) / last["val_n"] if last["val_n"] else None
+        if last.get("val_tp") is not None and last.get("val_fn") is not None:
+            hist.val_positive_rate = (last["val_tp"] + last["val_fn"]) / last["val_n"]
     return hist
 
 
