@@ -83,6 +83,25 @@ def test_constant_epochs_are_listed_as_ranges():
     assert _ranges([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8" and _ranges([4]) == "4"
 
 
+def test_one_constant_first_epoch_is_too_early_to_call_but_two_are_not():
+    def rows(n_constant, n):
+        out = []
+        for r in healthy_epochs(n):
+            if r["epoch"] <= n_constant:
+                r.update(val_n=100, val_tn=50, val_fp=0, val_fn=50, val_tp=0, val_acc=0.5)
+            else:
+                r.update(val_n=100, val_tn=40, val_fp=10, val_fn=10, val_tp=40, val_acc=0.8)
+            out.append(r)
+        return History(epochs=out, counts=True, val_n=100, val_positive_rate=0.5)
+
+    assert "constant-predictions" not in _ids(rows(1, 1))  # what training's doctor sees after epoch 1
+    assert "constant-predictions" in _ids(rows(2, 2))
+    late = rows(3, 3)
+    for r in late.epochs[:2]:  # only the last of three epochs constant: a collapse at the end is reported
+        r.update(val_fp=10, val_tp=40, val_tn=40, val_fn=10)
+    assert "constant-predictions" in _ids(late)
+
+
 def test_brief_collapse_that_recovers_is_not_reported():
     rows = healthy_epochs(8)
     for r in rows[:2]:

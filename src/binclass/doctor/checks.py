@@ -125,6 +125,11 @@ def check_constant_predictions(h: History) -> list[Finding]:
     longest = _longest_run(stuck)
     if last_epoch not in stuck and longest < 3:
         return []  # a brief dip the run recovered from
+    trailing = 0
+    while last_epoch - trailing in stuck:
+        trailing += 1
+    if longest < 3 and trailing < 2 and len(h.epochs) < 3:
+        return []  # one constant epoch at the very start (a warm-up, a fresh weight average): too early to call
     last = h.epochs[-1] if h.epochs else {}
     evidence = {"epochs": stuck, "reason": epochs[-1][1], "saturated_steps": saturated_steps}
     if last.get("val_acc") is not None:
