@@ -190,7 +190,7 @@ def check_finite(stats: EpochStats, paths: list[Path], batch_size: int, run_dir:
             names = ", ".join(str(paths[i]) for i in batch[:4]) + (f" and {len(batch) - 4} more" if len(batch) > 4 else "")
             raise BinclassError(
                 f"non-finite training loss ({s['loss']}) at epoch {s['epoch']}, step {s['step']} (batch: {names}); "
-                f"nothing of this epoch was saved, {run_dir / MODEL_FILE} holds the last good epoch; "
+                f"nothing of this epoch was saved, {run_dir / MODEL_FILE} holds the last checkpoint (model.json names its epoch); "
                 "lower --lr (or check those files) and start again"
             )
 
