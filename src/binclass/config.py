@@ -48,7 +48,7 @@ class TrainConfig:
     early_stop: int | None = None  # epochs without a lower validation loss before stopping
     pos_weight: str = "none"  # "none", "auto" (negatives/positives in train) or a number
     threshold: float = 0.5  # predicted class = probability >= threshold
-    eval_batch_size: int | None = None  # inference batch; None: 64 on CPU (bounds activation memory), 500 on GPU
+    eval_batch_size: int | None = None  # inference batch; None: 32 on CPU (bounds activation memory), 500 on GPU
     workers: int = 0  # decode threads; 0: one per CPU core
     precision: str = "auto"  # training forward pass: bf16 autocast where the hardware has bf16 units, else fp32
     cache: str = "memory"  # decoded images: memory, disk (reused by the next run), none (decoded per batch)

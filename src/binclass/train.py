@@ -56,8 +56,10 @@ def prepare_run_dir(out: Path, overwrite: bool) -> Path:
 
 
 def default_eval_batch(device: torch.device) -> int:
-    """Inference batch: 64 images on a CPU bounds activation memory at no speed cost; GPUs want more."""
-    return 500 if device.type == "cuda" else 64
+    """Inference batch. On the 2-core CPU, 32 images were faster than 64 (1000 validation images, fp32:
+    seed network 1.6 vs 2.4 s, small network with TTA 3.5 vs 4.0 s) and kept the seed run's peak memory
+    150 MB lower; GPUs want more."""
+    return 500 if device.type == "cuda" else 32
 
 
 def seed_everything(seed: int) -> None:
