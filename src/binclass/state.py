@@ -1,4 +1,4 @@
-"""The full training state after each completed epoch, for --resume: model, weight average, optimizer, scheduler,
+"""The full training state at each checkpoint (train.Checkpoints), for --resume: model, weight average, optimizer, scheduler,
 best metric, early-stop counter and every RNG state. One safetensors file (tensors) whose metadata
 holds the rest as JSON, written to a temporary file, flushed and renamed: it is always complete."""
 
