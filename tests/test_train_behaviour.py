@@ -190,3 +190,14 @@ def test_checkpoints_are_written_every_epoch_or_at_most_every_n_seconds(tiny_dat
     ev = evaluate(model, src, np.asarray(layout.val.labels), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                   threshold=0.5, batch_size=64, device=torch.device("cpu"), tta=True)
     assert ev.metrics["loss"] == pytest.approx(rows[best_epoch - 1]["val_loss"], rel=1e-5)
+
+
+def test_training_doctor_sees_exactly_what_the_files_say(tiny_data, tmp_path):
+    # The doctor inside training keeps the appended rows in memory; `binclass doctor RUN` reads the files.
+    from binclass.doctor.diagnosis import doctor, read_diagnosis
+    from binclass.doctor.findings import sort_findings
+
+    out = tmp_path / "r"
+    fit(_cfg(tiny_data, out, epochs=6, lr=0.5, optimizer="sgd", save_every=1e9), log=lambda s: None)
+    from_files = [f.to_dict() for f in sort_findings(doctor(out))]
+    assert from_files and read_diagnosis(out) == json.loads(json.dumps(from_files))

@@ -28,5 +28,5 @@ class WeightAverage:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         if self._float:
             torch._foreach_lerp_([a for a, _ in self._float], [b for _, b in self._float], 1.0 - decay)
-        for a, b in self._other:
-            a.copy_(b)
+        if self._other:  # one multi-tensor launch rather than one per batch-norm layer
+            torch._foreach_copy_([a for a, _ in self._other], [b for _, b in self._other])

@@ -45,11 +45,20 @@ def append_steps(run_dir: Path, rows: list[dict]) -> None:
     _append(Path(run_dir) / STEPS_FILE, STEP_COLUMNS, rows)
 
 
+def _parse(row: dict) -> dict:
+    return {k: (int(v) if k in INT_COLUMNS else float(v)) for k, v in row.items()}
+
+
+def as_read(row: dict, columns: list[str]) -> dict:
+    """A row as read_epochs/read_steps would return it after it was appended (repr round-trips floats)."""
+    return _parse({c: _fmt(row[c]) for c in columns})
+
+
 def _read(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with path.open(newline="") as f:
-        return [{k: (int(v) if k in INT_COLUMNS else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [_parse(row) for row in csv.DictReader(f)]
 
 
 def read_epochs(run_dir: Path) -> list[dict]:

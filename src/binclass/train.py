@@ -343,7 +343,7 @@ def record_epoch(run_dir: Path, row: dict, stats: EpochStats, model: torch.nn.Mo
     history.append_epoch(run_dir, row)
     checkpoints.track(model, meta, progress, row["epoch"], row["val_loss"])
     log_epoch(log, row, epochs)
-    for finding in epoch_doctor.after_epoch():
+    for finding in epoch_doctor.after_epoch(row, stats.steps):
         log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .checks import check_seed_spread, diagnose
 from .findings import Finding, sort_findings
-from .logs import from_run_folder, load_history
+from .. import history as run_history
+from .logs import fill_counts, from_run_folder, load_history
 
 DIAGNOSIS_FILE = "diagnosis.json"
 
@@ -43,15 +44,24 @@ def read_diagnosis(run_dir: Path) -> list[dict] | None:
 
 
 class EpochDoctor:
-    """Used by `binclass train`: after each epoch, the findings whose id has not been reported yet."""
+    """Used by `binclass train`: after each epoch, the findings whose id has not been reported yet.
+    It reads the run's history files once (a resumed run's earlier epochs) and then keeps the rows that
+    training appends, exactly as they read back, so it does not re-parse a growing steps.csv every epoch."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         self.seen: set[str] = set()
         self.findings: list[Finding] = []
+        self.history = from_run_folder(self.run_dir)
 
-    def after_epoch(self) -> list[Finding]:
-        self.findings = diagnose(from_run_folder(self.run_dir))
+    def after_epoch(self, row: dict, steps: list[dict]) -> list[Finding]:
+        """row, steps: what was just appended to metrics.csv and steps.csv."""
+        self.history.epochs.append(run_history.as_read(row, run_history.METRIC_COLUMNS))
+        self.history.steps += [run_history.as_read(s, run_history.STEP_COLUMNS) for s in steps]
+        fill_counts(self.history)
+        if self.history.batch_size is None:  # no config.json: the largest batch, as from_run_folder does
+            self.history.batch_size = max((s["batch_size"] for s in self.history.steps), default=None)
+        self.findings = diagnose(self.history)
         new = [f for f in self.findings if f.id not in self.seen]
         self.seen |= {f.id for f in new}
         return new

@@ -112,17 +112,23 @@ def from_rows(rows: list[dict], source: str) -> History:
 def from_run_folder(run_dir: Path) -> History:
     epochs = run_history.read_epochs(run_dir)
     steps = run_history.read_steps(run_dir)
-    hist = History(epochs=epochs, steps=steps, source=str(run_dir), counts=bool(epochs))
+    hist = History(epochs=epochs, steps=steps, source=str(run_dir))
     try:
         hist.batch_size = int(json.loads((run_dir / "config.json").read_text())["batch_size"])
     except (OSError, KeyError, ValueError):
         hist.batch_size = max((s["batch_size"] for s in steps), default=None)
-    if epochs and epochs[-1].get("val_n"):  # absent in a hand-made or foreign metrics.csv: no counts, no crash
-        last = epochs[-1]
+    fill_counts(hist)
+    return hist
+
+
+def fill_counts(hist: History) -> None:
+    """val_n and the positive share from the last epoch of a binclass history."""
+    hist.counts = bool(hist.epochs)
+    if hist.epochs and hist.epochs[-1].get("val_n"):  # absent in a hand-made or foreign metrics.csv: no counts, no crash
+        last = hist.epochs[-1]
         hist.val_n = int(last["val_n"])
         if last.get("val_tp") is not None and last.get("val_fn") is not None:
             hist.val_positive_rate = (last["val_tp"] + last["val_fn"]) / last["val_n"]
-    return hist
 
 
 def load_history(target: Path) -> History:
