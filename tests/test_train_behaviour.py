@@ -161,6 +161,8 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
     fixed = CliRunner().invoke(app, ["compare", str(out / "seed-0"), str(out / "seed-2"), "--plot",
                                      str(tmp_path / "c.png"), "--seed-sd", "3", "--json"])  # fmt: skip
     assert json.loads(fixed.stdout)["pairs"][0]["seed_noise_sd"] == pytest.approx(math.sqrt(2) * 0.03)
+    whole = CliRunner().invoke(app, ["compare", str(out), str(out / "seed-0")])
+    assert whole.exit_code == 2 and "seed-N" in whole.output
 
 
 @pytest.mark.parametrize("every, writes", [(0.0, 5), (1e9, 1)])

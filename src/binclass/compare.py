@@ -59,6 +59,9 @@ def compare_runs(run_dirs: list[Path], seed_sd: float | None = None) -> dict:
     runs, correct = [], {}
     for run in map(Path, run_dirs):
         rows = history.read_epochs(run)
+        if not rows and (run / "seeds.json").is_file():
+            raise BinclassError(f"{run}: holds a --seeds run; compare its seed folders ({run}/seed-N), which "
+                                "then carry that recipe's seed spread")  # fmt: skip
         if not rows:
             raise BinclassError(f"{run}: no metrics.csv rows; compare needs finished binclass runs")
         correct[run] = correctness(run)
