@@ -23,14 +23,16 @@ GENERIC: dict[str, Any] = {
 }  # fmt: skip
 
 SMALL: dict[str, Any] = {
-    "augment": "crop",  # random zoom/shift + flip per image: the main defence against overfitting 2000 images
+    "augment": "crop",  # random zoom/shift + flip per image: +1.7 points over flip alone (README ablation)
     "batch_size": 64,  # images per step: enough for stable batch-norm statistics, many steps per epoch
     "optimizer": "sgd",  # Nesterov momentum 0.9
     "lr": 0.1,  # peak, per step; batch norm makes this stable after the warm-up
     "weight_decay": 5e-4,  # L2 per step; the usual value for SGD-trained residual nets
     "scheduler": "cosine",  # to zero at the last step: the last epochs settle into a minimum
-    "label_smoothing": 0.1,  # targets 0.05/0.95: no reward for ever-larger logits on memorized images
-    "tta": True,  # averaging the logits of an image and its mirror image costs one more forward pass
+    # Targets 0.05/0.95: no reward for ever-larger logits on memorized images. The ablation saw no effect
+    # beyond seed noise; kept because the recipe's measured figures include it.
+    "label_smoothing": 0.1,
+    "tta": True,  # mirror-image logits averaged in: +0.7 points (ablation) for one more forward pass
     "width": 32,  # channels 32-64-128-256
 }  # fmt: skip
 # Sized by device (README, "From scratch"): on an H200, 200 epochs at 128 px gave 0.921 mean over 3 seeds
@@ -42,7 +44,9 @@ SMALL_BY_DEVICE: dict[str, dict[str, Any]] = {
     "cpu": {"image_size": 80, "epochs": 90},
 }
 WARMUP_FRACTION = 0.1  # of the epochs: lr rises linearly from ~0, so early large gradients do no harm
-EMA_FRACTION = 0.05  # half-life of the weight average as a fraction of the epochs
+# Half-life of the weight average as a fraction of the epochs. Like smoothing: no effect beyond seed noise
+# in the ablation, kept because the measured figures include it.
+EMA_FRACTION = 0.05
 
 
 def recipe_for(model: str, device_type: str) -> dict[str, Any]:
