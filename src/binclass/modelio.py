@@ -18,7 +18,7 @@ BEST_FILE = "best.safetensors"  # weights of the epoch with the lowest finite va
 META_FILE = "model.json"
 
 
-def _replace_atomically(tmp: Path, final: Path) -> None:
+def replace_atomically(tmp: Path, final: Path) -> None:
     with tmp.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, final)
@@ -31,14 +31,14 @@ def save_weights(model: nn.Module | dict[str, torch.Tensor], path: Path) -> None
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp))
-    _replace_atomically(tmp, path)
+    replace_atomically(tmp, path)
 
 
 def save_meta(meta: dict, run_dir: Path) -> None:
     path = Path(run_dir) / META_FILE
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    _replace_atomically(tmp, path)
+    replace_atomically(tmp, path)
 
 
 def load_meta(run_dir: Path) -> dict:

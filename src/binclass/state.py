@@ -5,7 +5,6 @@ holds the rest as JSON, written to a temporary file, flushed and renamed: it is 
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch import nn
 
 from .ema import WeightAverage
 from .errors import BinclassError
+from .modelio import replace_atomically
 
 STATE_FILE = "state.safetensors"
 
@@ -97,9 +97,7 @@ def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     path = Path(run_dir) / STATE_FILE
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"binclass_state": json.dumps(meta)})
-    with tmp.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    replace_atomically(tmp, path)
 
 
 def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: object | None,
