@@ -49,12 +49,15 @@ WARMUP_FRACTION = 0.1  # of the epochs: lr rises linearly from ~0, so early larg
 EMA_FRACTION = 0.05
 
 
-def recipe_for(model: str, device_type: str) -> dict[str, Any]:
+def recipe_for(model: str, device_type: str, epochs: int | None = None) -> dict[str, Any]:
+    """The model's defaults. Epoch-based ones (warm-up, EMA half-life) follow `epochs` when the user
+    chose it, so `--epochs 20` gets a 2-epoch warm-up."""
     if model != "small":
         return dict(GENERIC)
     values = {**GENERIC, **SMALL, **SMALL_BY_DEVICE["cuda" if device_type == "cuda" else "cpu"]}
-    values["warmup"] = round(WARMUP_FRACTION * values["epochs"], 2)
-    values["ema"] = round(EMA_FRACTION * values["epochs"], 2)
+    n = epochs if epochs is not None else values["epochs"]
+    values["warmup"] = round(WARMUP_FRACTION * n, 2)
+    values["ema"] = round(EMA_FRACTION * n, 2)
     return values
 
 
@@ -67,14 +70,10 @@ def device_type(setting: str) -> str:
 
 
 def apply_recipe(cfg: "TrainConfig") -> None:
-    """Fill every None setting of cfg from its model's recipe. Epoch-based defaults (warm-up, EMA
-    half-life) follow the epochs actually chosen, so `--epochs 20` gets a 2-epoch warm-up."""
-    values = recipe_for(cfg.model, device_type(cfg.device))
+    """Fill every None setting of cfg from its model's recipe."""
+    values = recipe_for(cfg.model, device_type(cfg.device), cfg.epochs)
     if cfg.epochs is None:
         cfg.epochs = values["epochs"]
-    elif cfg.model == "small":
-        values["warmup"] = round(WARMUP_FRACTION * cfg.epochs, 2)
-        values["ema"] = round(EMA_FRACTION * cfg.epochs, 2)
     for name in ("augment", "batch_size", "optimizer", "weight_decay", "scheduler", "warmup", "label_smoothing",
                  "ema", "tta", "width"):  # fmt: skip
         if getattr(cfg, name) is None and name in values:
