@@ -59,8 +59,6 @@ class EpochDoctor:
         self.history.epochs.append(run_history.as_read(row, run_history.METRIC_COLUMNS))
         self.history.steps += [run_history.as_read(s, run_history.STEP_COLUMNS) for s in steps]
         fill_counts(self.history)
-        if self.history.batch_size is None:  # no config.json: the largest batch, as from_run_folder does
-            self.history.batch_size = max((s["batch_size"] for s in self.history.steps), default=None)
         self.findings = diagnose(self.history)
         new = [f for f in self.findings if f.id not in self.seen]
         self.seen |= {f.id for f in new}

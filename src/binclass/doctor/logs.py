@@ -116,13 +116,16 @@ def from_run_folder(run_dir: Path) -> History:
     try:
         hist.batch_size = int(json.loads((run_dir / "config.json").read_text())["batch_size"])
     except (OSError, KeyError, ValueError):
-        hist.batch_size = max((s["batch_size"] for s in steps), default=None)
+        pass  # fill_counts falls back to the largest batch in steps.csv
     fill_counts(hist)
     return hist
 
 
 def fill_counts(hist: History) -> None:
-    """val_n and the positive share from the last epoch of a binclass history."""
+    """val_n and the positive share from the last epoch of a binclass history; the batch size from
+    its steps when config.json did not give it."""
+    if hist.batch_size is None:
+        hist.batch_size = max((s["batch_size"] for s in hist.steps), default=None)
     hist.counts = bool(hist.epochs)
     if hist.epochs and hist.epochs[-1].get("val_n"):  # absent in a hand-made or foreign metrics.csv: no counts, no crash
         last = hist.epochs[-1]
