@@ -21,6 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from binclass import history
+
 
 def run_one(data: str, out: Path, name: str, args: list[str]) -> dict:
     run_dir = out / name
@@ -30,13 +32,9 @@ def run_one(data: str, out: Path, name: str, args: list[str]) -> dict:
     wall = time.perf_counter() - start
     (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
     row = {"name": name, "args": " ".join(args), "wall_s": round(wall, 1), "rc": proc.returncode}
-    metrics = run_dir / "metrics.csv"
-    if proc.returncode == 0 and metrics.exists():
-        import csv
-
-        rows = list(csv.DictReader(metrics.open()))
-        row.update(val_acc=float(rows[-1]["val_acc"]), epochs=len(rows),
-                   train_s=round(sum(float(r["seconds"]) for r in rows), 1))  # fmt: skip
+    rows = history.read_epochs(run_dir) if proc.returncode == 0 else []
+    if rows:
+        row.update(val_acc=rows[-1]["val_acc"], epochs=len(rows), train_s=round(sum(r["seconds"] for r in rows), 1))
     else:
         row["error"] = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
     print(json.dumps(row), flush=True)
