@@ -26,17 +26,20 @@ def run_seeds(cfg: TrainConfig, seeds: list[int], overwrite: bool = False, log: 
         fit(run_cfg, overwrite=overwrite, log=log)
         last = history.read_epochs(run_cfg.out)[-1]
         per_seed.append({"seed": seed, "run": run_cfg.out, "val_acc": last["val_acc"], "val_loss": last["val_loss"]})
-    accs = [r["val_acc"] for r in per_seed]
-    summary = {
-        "seeds": per_seed,
+    summary = {"seeds": per_seed, **seed_stats([r["val_acc"] for r in per_seed])}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SEEDS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def seed_stats(accs: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation, min and max of per-seed validation accuracies."""
+    return {
         "mean_val_acc": statistics.fmean(accs),
         "std_val_acc": statistics.stdev(accs) if len(accs) > 1 else 0.0,  # sample standard deviation
         "min_val_acc": min(accs),
         "max_val_acc": max(accs),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SEEDS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
 
 
 def render(summary: dict) -> str:

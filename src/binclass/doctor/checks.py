@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..metrics import Z95, wilson_interval
+from ..repeat import seed_stats
 from .findings import Finding
 from .logs import History
 
@@ -359,16 +360,17 @@ def check_seed_spread(h: History, summary: dict) -> list[Finding]:
     accs = [float(r["val_acc"]) for r in summary["seeds"]]
     if not len(val) or len(accs) < 2:
         return []
-    mean, sd = float(np.mean(accs)), float(np.std(accs, ddof=1))
+    stats = seed_stats(accs)  # the statistics seeds.json holds, computed the same way
+    mean, sd = stats["mean_val_acc"], stats["std_val_acc"]
     acc = float(val[-1])
     pair_sd = math.sqrt(2) * sd  # two single runs of one recipe differ by this much (sd) from the seed alone
     where = f"{(acc - mean) / sd:+.1f} sd from their mean" if sd > 0 else "at their common value"
     return [Finding(
         "seed-spread", "info",
-        {"seeds": len(accs), "mean": mean, "sd": sd, "min": min(accs), "max": max(accs), "val_acc": acc,
+        {"seeds": len(accs), "mean": mean, "sd": sd, "min": stats["min_val_acc"], "max": stats["max_val_acc"], "val_acc": acc,
          "pair_sd": pair_sd},
         f"Across {len(accs)} seeds of this recipe, validation accuracy was {mean:.3f} ± {sd * 100:.1f} points (sd; "
-        f"{min(accs):.3f}-{max(accs):.3f}); this run's {acc:.3f} is {where}. Two single runs of one recipe differ "
+        f"{stats['min_val_acc']:.3f}-{stats['max_val_acc']:.3f}); this run's {acc:.3f} is {where}. Two single runs of one recipe differ "
         f"by {pair_sd * 100:.1f} points (sd) from the seed alone.",
         f"Call a change of recipe an improvement only when it moves the seed mean by more than about "
         f"{2 * pair_sd * 100:.1f} points, or compare the runs with `binclass compare`, which accounts for this spread.",
