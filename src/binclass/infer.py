@@ -3,7 +3,7 @@ go through these functions, so the same image always gets the same probability."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import torch
@@ -28,6 +28,13 @@ def prepare(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
     return x.sub_(m).div_(s)
 
 
+def inference_batches(source: Source, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """The source in order, batch_size items at a time, on the device: the batching that validation,
+    predict and feature extraction share (in fp32, batch composition can move the last bits)."""
+    for start in range(0, len(source), batch_size):
+        yield source.batch(slice(start, start + batch_size)).to(device, non_blocking=True)
+
+
 def predict_logits(
     model: nn.Module,
     source: Source,
@@ -45,8 +52,7 @@ def predict_logits(
     model.eval()
     out = []
     with torch.inference_mode():
-        for start in range(0, len(source), batch_size):
-            batch = source.batch(slice(start, start + batch_size)).to(device, non_blocking=True)
+        for batch in inference_batches(source, batch_size, device):
             x = inputs(batch) if inputs is not None else prepare(batch, mean, std)
             logits = model(x).float().reshape(-1)
             if tta:

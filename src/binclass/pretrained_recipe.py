@@ -19,7 +19,7 @@ from .data.augment import augment_batch
 from .data.cache import TensorSource
 from .data.scan import DataLayout
 from .doctor.diagnosis import EpochDoctor
-from .infer import Source, predict_logits, prepare, prepare_model, probabilities
+from .infer import Source, inference_batches, predict_logits, prepare, prepare_model, probabilities
 from .loop import Schedule, evaluate, make_optimizer, make_scheduler, train_one_epoch, warmup_cosine
 from .modelio import BEST_FILE, load_model, save_meta
 from .models import build_model, normalization
@@ -35,8 +35,8 @@ def extract_features(backbone: torch.nn.Module, source: Source, mean, std, batch
     backbone.eval()
     out = []
     with torch.inference_mode():
-        for start in range(0, len(source), batch_size):
-            x = prepare(source.batch(slice(start, start + batch_size)).to(device), mean, std)
+        for batch in inference_batches(source, batch_size, device):
+            x = prepare(batch, mean, std)
             out.append(backbone(x.flip(-1) if flip else x).float())
     return torch.cat(out)
 
