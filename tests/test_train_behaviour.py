@@ -144,6 +144,7 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
     assert summary["std_val_acc"] == pytest.approx(statistics.stdev(accs))
     assert json.loads((out / "seed-1" / "config.json").read_text())["seed"] == 1
     assert "over 3 seeds" in result.output
+    assert all(r["seconds"] > 0 for r in summary["seeds"]) and f"in {summary['seeds'][2]['seconds']:.0f} s" in result.output
     bad = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "x"), "--seeds", "a,b"])
     assert bad.exit_code == 2 and "--seeds" in bad.output
 

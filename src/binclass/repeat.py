@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,9 +24,12 @@ def run_seeds(cfg: TrainConfig, seeds: list[int], overwrite: bool = False, log: 
     for seed in seeds:
         run_cfg = dataclasses.replace(cfg, seed=seed, out=str(out / f"seed-{seed}"), extra={})
         log(f"== seed {seed}")
+        start = time.perf_counter()
         fit(run_cfg, overwrite=overwrite, log=log)
+        seconds = time.perf_counter() - start  # the whole run: decoding, training, report
         last = history.read_epochs(run_cfg.out)[-1]
-        per_seed.append({"seed": seed, "run": run_cfg.out, "val_acc": last["val_acc"], "val_loss": last["val_loss"]})
+        per_seed.append({"seed": seed, "run": run_cfg.out, "val_acc": last["val_acc"], "val_loss": last["val_loss"],
+                         "seconds": seconds})  # fmt: skip
     summary = {"seeds": per_seed, **seed_stats([r["val_acc"] for r in per_seed])}
     out.mkdir(parents=True, exist_ok=True)
     (out / SEEDS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
@@ -43,7 +47,7 @@ def seed_stats(accs: list[float]) -> dict[str, float]:
 
 
 def render(summary: dict) -> str:
-    each = ", ".join(f"seed {r['seed']}: {r['val_acc']:.3f}" for r in summary["seeds"])
+    each = ", ".join(f"seed {r['seed']}: {r['val_acc']:.3f} in {r['seconds']:.0f} s" for r in summary["seeds"])
     return (f"validation accuracy over {len(summary['seeds'])} seeds: mean {summary['mean_val_acc']:.3f}, "
             f"sd {summary['std_val_acc'] * 100:.1f} points ({each})")  # fmt: skip
 
