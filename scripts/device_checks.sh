@@ -15,10 +15,10 @@ export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
   timeout 300 python3 -m binclass.cli bench "$DATA" --epochs 15 --device cuda --json > "$OUT/bench.json"
   python3 -c "import json,sys; from binclass.bench import render; print(render(json.load(open(sys.argv[1]))))" "$OUT/bench.json"
   echo "== #7 default recipe, three seeds, one at a time (timed alone)"
-  timeout 150 python3 scripts/sweep.py "$DATA" /tmp/seeds --plan scripts/gpu_seeds.txt --parallel 1
+  timeout 280 python3 scripts/sweep.py "$DATA" /tmp/seeds --plan scripts/gpu_seeds.txt --parallel 1
   cp /tmp/seeds/sweep.json "$OUT/seeds.json"
-  echo "== #7 sweep: ablations and CPU-budget candidates, 8 at a time"
-  timeout "${SWEEP_LIMIT:-260}" python3 scripts/sweep.py "$DATA" /tmp/sweep --plan scripts/gpu_plan.txt --parallel 8
+  echo "== #7 sweep: what the default was not measured against (gpu_next.txt), 8 at a time"
+  timeout "${SWEEP_LIMIT:-200}" python3 scripts/sweep.py "$DATA" /tmp/sweep --plan "${PLAN:-scripts/gpu_next.txt}" --parallel 8
   cp /tmp/sweep/sweep.json "$OUT/sweep.json"
   date -u
 } 2>&1 | tee "$OUT/log.txt"
