@@ -35,7 +35,7 @@ SMALL: dict[str, Any] = {
     "width": 32,  # channels 32-64-128-256
 }  # fmt: skip
 # Sized by device (README, "From scratch"): on an H200, 200 epochs at 128 px gave 0.921 mean over 3 seeds
-# (100 epochs: 0.887). A 2-core CPU must finish within 20 minutes: of the budget candidates (96 px x 60,
+# (100 epochs: 0.887; both still with label smoothing and a weight average). A 2-core CPU must finish within 20 minutes: of the budget candidates (96 px x 60,
 # 112 px x 40, 64 px x 100, 80 px x 80 epochs), 80 px scored best; at about 11 s per epoch there, 90
 # epochs leave a few minutes of margin.
 SMALL_BY_DEVICE: dict[str, dict[str, Any]] = {
