@@ -72,6 +72,9 @@ def test_constant_predictions_from_counts_and_from_logs():
     assert "constant-predictions" in _ids(h)
     collapsed = [{"epoch": e, "loss": 49.6, "accuracy": 0.5, "val_loss": 50.0, "val_accuracy": 0.5} for e in range(6)]
     assert "constant-predictions" in _ids(from_rows(collapsed, "keras"))
+    saturated_steps = [{"step": i + 1, "loss": 49.6} for i in range(40)]  # a script that logs only its loss
+    (steps,) = [f for f in diagnose(History(steps=saturated_steps)) if f.id == "constant-predictions"]
+    assert steps.severity == "error" and steps.evidence["saturated_steps"] == 40
     frozen = [{"epoch": e, "loss": 0.6931, "val_loss": 0.6932, "val_accuracy": 0.5} for e in range(6)]
     assert "constant-predictions" in _ids(from_rows(frozen, "keras"))
     assert "constant-predictions" not in _ids(History(epochs=healthy_epochs()))
@@ -96,10 +99,13 @@ def test_one_constant_first_epoch_is_too_early_to_call_but_two_are_not():
 
     assert "constant-predictions" not in _ids(rows(1, 1))  # what training's doctor sees after epoch 1
     assert "constant-predictions" in _ids(rows(2, 2))
-    late = rows(3, 3)
-    for r in late.epochs[:2]:  # only the last of three epochs constant: a collapse at the end is reported
+    late = rows(4, 4)
+    for r in late.epochs[:2]:  # the last two of four epochs constant: a collapse at the end is an error
         r.update(val_fp=10, val_tp=40, val_tn=40, val_fn=10)
-    assert "constant-predictions" in _ids(late)
+    assert [f.severity for f in diagnose(late) if f.id == "constant-predictions"] == ["error"]
+    late.epochs[2].update(val_fp=10, val_tp=40, val_tn=40, val_fn=10)  # only the latest: a warning, no verdict
+    (one,) = [f for f in diagnose(late) if f.id == "constant-predictions"]
+    assert one.severity == "warning" and one.evidence["epochs"] == [4] and "epoch 4" in one.message
 
 
 def test_brief_collapse_that_recovers_is_not_reported():
@@ -150,26 +156,65 @@ def test_overfitting_from_keras_csvlogger(tmp_path):
     lines = ["epoch,accuracy,loss,val_accuracy,val_loss"]
     for e in range(12):
         val_loss = 0.62 - 0.03 * e if e <= 4 else 0.50 + 0.05 * (e - 4)
-        lines.append(f"{e},{0.6 + 0.035 * e:.3f},{0.66 - 0.05 * e:.3f},{0.70 + 0.01 * min(e, 4):.3f},{val_loss:.3f}")
+        val_acc = 0.70 + 0.01 * e if e <= 4 else 0.74 - 0.005 * (e - 4)
+        lines.append(f"{e},{0.6 + 0.035 * e:.3f},{0.66 - 0.05 * e:.3f},{val_acc:.3f},{val_loss:.3f}")
     path = tmp_path / "training.log"
     path.write_text("\n".join(lines) + "\n")
     h = load_history(path)
     assert len(h.epochs) == 12 and h.epochs[0]["val_loss"] == 0.62
-    found = [f for f in diagnose(h) if f.id == "overfitting"]
-    assert found and found[0].evidence["best_epoch"] == 4
+    (found,) = [f for f in diagnose(h) if f.id == "overfitting"]
+    assert found.severity == "warning" and found.evidence["best_epoch"] == 4
     assert "overfitting" not in _ids(History(epochs=healthy_epochs()))
+
+
+def test_rising_val_loss_with_rising_val_accuracy_does_not_advise_going_back():
+    # As in a from-scratch run without label smoothing: the loss turns up while accuracy keeps climbing, so
+    # the best-loss epoch's weights would be the less accurate ones.
+    rows = [{"epoch": e, "train_loss": 0.6 - 0.04 * e, "val_loss": 0.5 - 0.02 * e if e <= 5 else 0.4 + 0.02 * (e - 5),
+             "val_acc": 0.70 + 0.01 * e} for e in range(1, 13)]  # fmt: skip
+    (found,) = [f for f in diagnose(History(epochs=rows)) if f.id == "overfitting"]
+    assert found.severity == "warning" and found.evidence["best_epoch"] == 5
+    assert (found.evidence["val_acc_at_best"], found.evidence["val_acc_last"]) == (rows[4]["val_acc"], rows[-1]["val_acc"])
+    assert "would not raise accuracy" in found.fix and "best.safetensors" not in found.fix
+    rows[-1]["val_acc"] = rows[4]["val_acc"] - 0.01  # accuracy below its value at the best loss: go back to it
+    (back,) = [f for f in diagnose(History(epochs=rows)) if f.id == "overfitting"]
+    assert "best.safetensors" in back.fix and "val_acc_at_best" not in back.evidence
+
+
+def test_unsteady_val_loss_is_not_overfitting():
+    # A warm-up at a high learning rate: validation loss jumps around while training loss barely moves.
+    val = [0.71, 0.70, 0.64, 0.98, 0.75, 0.90, 0.85]
+    rows = [{"epoch": e + 1, "train_loss": 0.685 - 0.0005 * e, "val_loss": v} for e, v in enumerate(val)]
+    assert "overfitting" not in _ids(History(epochs=rows))
+    for e, r in enumerate(rows):
+        r["train_loss"] = 0.685 - 0.05 * e  # a falling training loss, but the validation loss only jitters
+    assert "overfitting" not in _ids(History(epochs=rows))
+    for e, r in enumerate(rows[3:], start=1):
+        r["val_loss"] = 0.64 + 0.06 * e  # the same rise, steady: a trend
+    (found,) = [f for f in diagnose(History(epochs=rows)) if f.id == "overfitting"]
+    assert found.evidence["best_epoch"] == 3
 
 
 def test_overfitting_from_accuracy_gap():
     rows = healthy_epochs(4)
-    rows[-1].update(train_acc=0.99, val_acc=0.70, train_n=2000)
+    for r in rows[-3:]:
+        r.update(train_acc=0.99, val_acc=0.70, train_n=2000)
     (gap,) = [f for f in diagnose(History(epochs=rows, val_n=1000)) if f.id == "overfitting"]
     assert gap.severity == "info" and gap.evidence["val_loss_rising"] is False  # val loss still at its lowest
     rows[-1]["val_loss"] = rows[0]["val_loss"] + 0.1
     (worse,) = [f for f in diagnose(History(epochs=rows, val_n=1000)) if f.id == "overfitting"]
     assert worse.severity == "warning" and worse.evidence["val_loss_rising"] is True
-    rows[-1].update(train_acc=0.72)
-    assert "overfitting" not in _ids(History(epochs=rows, val_n=1000))
+    for i in (-3, -2, -1):  # a gap missing from any of the last three epochs: validation dips, no finding
+        rows[i].update(train_acc=0.72)
+        assert "overfitting" not in _ids(History(epochs=rows, val_n=1000))
+        rows[i].update(train_acc=0.99)
+    jumpy = healthy_epochs(6)
+    for r, acc in zip(jumpy[-5:], (0.85, 0.55, 0.80, 0.60, 0.75)):  # a gap in each epoch, but val acc jumps more
+        r.update(train_acc=0.99, val_acc=acc, train_n=2000)
+    assert "overfitting" not in _ids(History(epochs=jumpy, val_n=1000))
+    for r in jumpy[-5:]:
+        r.update(val_acc=0.75)  # the same last epoch, steady: a gap
+    assert "overfitting" in _ids(History(epochs=jumpy, val_n=1000))
 
 
 # --- within-sampling-noise and small-validation-set
