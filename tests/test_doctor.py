@@ -316,3 +316,22 @@ def test_seed_spread_is_silent_without_a_seeds_file(tmp_path):
     assert "seed-spread" in {f.id for f in doctor(run)}
     (tmp_path / "seeds.json").write_text("not json")
     assert "seed-spread" not in {f.id for f in doctor(run)}  # a damaged summary is ignored, not a crash
+
+
+def test_training_doctor_reports_a_finding_again_when_it_becomes_graver(tmp_path):
+    from binclass.doctor.diagnosis import EpochDoctor
+    from binclass.history import METRIC_COLUMNS
+
+    doc = EpochDoctor(tmp_path)  # a fresh run folder: no history yet
+    doc.history.counts, doc.history.val_n, doc.history.val_positive_rate = True, 100, 0.5
+
+    def epoch(e, constant):
+        tp, fp = (0, 0) if constant else (40, 10)
+        row = dict.fromkeys(METRIC_COLUMNS, 1) | {"epoch": e, "train_loss": 0.6, "val_loss": 0.6, "val_n": 100,
+               "val_acc": 0.5 if constant else 0.8, "val_tp": tp, "val_fp": fp, "val_tn": 50 - fp, "val_fn": 50 - tp}  # fmt: skip
+        return [(f.id, f.severity) for f in doc.after_epoch(row, []) if f.id == "constant-predictions"]
+
+    assert epoch(1, False) == [] and epoch(2, False) == [] and epoch(3, False) == []
+    assert epoch(4, True) == [("constant-predictions", "warning")]  # one constant epoch after good ones
+    assert epoch(5, True) == [("constant-predictions", "error")]  # it lasts: reported again, graver
+    assert epoch(6, True) == []  # already reported at this severity

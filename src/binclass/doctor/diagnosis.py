@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .checks import check_seed_spread, diagnose
-from .findings import Finding, sort_findings
+from .findings import SEVERITIES, Finding, sort_findings
 from .. import history as run_history
 from .logs import fill_counts, from_run_folder, load_history
 
@@ -44,13 +44,14 @@ def read_diagnosis(run_dir: Path) -> list[dict] | None:
 
 
 class EpochDoctor:
-    """Used by `binclass train`: after each epoch, the findings whose id has not been reported yet.
+    """Used by `binclass train`: after each epoch, the findings whose id has not been reported yet, or
+    not at this severity or a graver one (a warning that becomes an error is reported again).
     It reads the run's history files once (a resumed run's earlier epochs) and then keeps the rows that
     training appends, exactly as they read back, so it does not re-parse a growing steps.csv every epoch."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        self.seen: set[str] = set()
+        self.seen: dict[str, int] = {}  # id -> gravest severity reported (index in SEVERITIES: 0 is error)
         self.findings: list[Finding] = []
         self.history = from_run_folder(self.run_dir)
 
@@ -60,6 +61,6 @@ class EpochDoctor:
         self.history.steps += [run_history.as_read(s, run_history.STEP_COLUMNS) for s in steps]
         fill_counts(self.history)
         self.findings = diagnose(self.history)
-        new = [f for f in self.findings if f.id not in self.seen]
-        self.seen |= {f.id for f in new}
+        new = [f for f in self.findings if SEVERITIES.index(f.severity) < self.seen.get(f.id, len(SEVERITIES))]
+        self.seen.update({f.id: SEVERITIES.index(f.severity) for f in new})
         return new
