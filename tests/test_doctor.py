@@ -335,3 +335,21 @@ def test_training_doctor_reports_a_finding_again_when_it_becomes_graver(tmp_path
     assert epoch(4, True) == [("constant-predictions", "warning")]  # one constant epoch after good ones
     assert epoch(5, True) == [("constant-predictions", "error")]  # it lasts: reported again, graver
     assert epoch(6, True) == []  # already reported at this severity
+
+
+# --- unstable-validation
+def test_unstable_validation_fires_on_jumps_beyond_sampling_noise():
+    # Epochs 3-8 of a from-scratch run at lr 0.1 without a weight average (1000 validation images).
+    accs = [0.590, 0.542, 0.645, 0.565, 0.631, 0.538, 0.468, 0.565]
+    rows = [{"epoch": e + 1, "train_loss": 0.68, "val_loss": 0.7, "val_acc": a} for e, a in enumerate(accs)]
+    (found,) = [f for f in diagnose(History(epochs=rows, val_n=1000)) if f.id == "unstable-validation"]
+    window = np.array(accs[-6:])
+    p = window.mean()
+    assert found.evidence["noise_limit"] == pytest.approx(3 * math.sqrt(2 * p * (1 - p) / 1000))
+    assert found.evidence["epochs"] == [3, 8] and found.evidence["largest_change"] == pytest.approx(0.097)
+    assert "unstable-validation" not in _ids(History(epochs=rows))  # without the number of images: no noise scale
+    steady = [dict(r, val_acc=0.60 + 0.01 * (-1) ** r["epoch"]) for r in rows]  # +-1 point: sampling noise
+    assert "unstable-validation" not in _ids(History(epochs=steady, val_n=1000))
+    rising = [dict(r, val_acc=0.30 + 0.07 * r["epoch"]) for r in rows]  # 7-point steps, but one way only
+    assert "unstable-validation" not in _ids(History(epochs=rising, val_n=1000))
+    assert "unstable-validation" not in _ids(History(epochs=healthy_epochs(), val_n=1000))

@@ -386,6 +386,34 @@ def check_sampling_noise(h: History) -> list[Finding]:
     return out
 
 
+# --- unstable-validation ----------------------------------------------------------------------------
+def check_unstable_validation(h: History) -> list[Finding]:
+    """Validation accuracy that jumps up and down between recent epochs by more than the sampling of the
+    validation images explains: the model itself changes a lot from one epoch to the next."""
+    rows = [r for r in h.epochs[-6:] if r.get("val_acc") is not None]
+    if not h.val_n or len(rows) < 3:
+        return []
+    acc = np.array([r["val_acc"] for r in rows], dtype=float)
+    p = float(np.clip(acc.mean(), 0.01, 0.99))
+    # A change between two epochs' accuracies on the same n images, if the model did not change: sd at most
+    # sqrt(2 p (1-p) / n) (less, as the two share the images). 3 sd: rarely crossed by chance.
+    limit = 3 * math.sqrt(2 * p * (1 - p) / h.val_n)
+    changes = np.diff(acc)
+    if not (changes.max() > limit and changes.min() < -limit):
+        return []
+    first, last = int(rows[0]["epoch"]), int(rows[-1]["epoch"])
+    return [Finding(
+        "unstable-validation", "info",
+        {"epochs": [first, last], "val_acc": [float(a) for a in acc], "largest_change": float(np.abs(changes).max()),
+         "noise_limit": limit, "val_n": h.val_n, "lr": rows[-1].get("lr")},  # fmt: skip
+        f"Validation accuracy jumps both ways in epochs {first}-{last} ({', '.join(f'{a:.3f}' for a in acc)}), by up "
+        f"to {np.abs(changes).max() * 100:.1f} points, while sampling {h.val_n} images explains changes of at most "
+        f"about {limit * 100:.1f}: the model itself changes a lot from one epoch to the next.",
+        "Expected at the peak of a warm-up or one-cycle schedule if it settles as the learning rate falls. If it "
+        "lasts, lower the learning rate, average the weights (--ema), and keep batches of 32+ for batch norm.",
+    )]  # fmt: skip
+
+
 # --- small-validation-set ---------------------------------------------------------------------------
 def check_small_validation(h: History) -> list[Finding]:
     val = _values(h.epochs, "val_acc")
@@ -432,7 +460,7 @@ def check_seed_spread(h: History, summary: dict) -> list[Finding]:
 
 CHECKS: list[Callable[[History], list[Finding]]] = [
     check_argmax, check_constant_predictions, check_not_learning, check_diverging, check_lr_collapse,
-    check_overfitting, check_sampling_noise, check_small_validation,
+    check_overfitting, check_sampling_noise, check_unstable_validation, check_small_validation,
 ]  # fmt: skip
 
 
