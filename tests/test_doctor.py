@@ -339,7 +339,8 @@ def test_training_doctor_reports_a_finding_again_when_it_becomes_graver(tmp_path
 
 # --- unstable-validation
 def test_unstable_validation_fires_on_jumps_beyond_sampling_noise():
-    # Epochs 3-8 of a from-scratch run at lr 0.1 without a weight average (1000 validation images).
+    # The first 8 epochs of a from-scratch run at lr 0.1 without a weight average (1000 validation images);
+    # the check looks at the last 6.
     accs = [0.590, 0.542, 0.645, 0.565, 0.631, 0.538, 0.468, 0.565]
     rows = [{"epoch": e + 1, "train_loss": 0.68, "val_loss": 0.7, "val_acc": a} for e, a in enumerate(accs)]
     (found,) = [f for f in diagnose(History(epochs=rows, val_n=1000)) if f.id == "unstable-validation"]
