@@ -10,7 +10,7 @@ import numpy as np
 from ..metrics import Z95, wilson_interval
 from ..repeat import seed_stats
 from .findings import Finding
-from .logs import History
+from .logs import History, finite
 
 LN2 = math.log(2)
 SATURATED_LOSS = 5.0  # BCE above this means confident, wrong outputs: BCELoss clamps log at -100, so a
@@ -123,32 +123,33 @@ def check_constant_predictions(h: History) -> list[Finding]:
         return []
     last_epoch = int(h.epochs[-1]["epoch"]) if h.epochs else -1
     stuck = [e for e, _ in epochs]
-    from_steps = stuck == [-1]  # judged on the last quarter of all logged steps, not on single epochs
-    longest = 3 if from_steps else _longest_run(stuck)
-    if last_epoch not in stuck and longest < 3:
-        return []  # a brief dip the run recovered from
-    trailing = 0
-    while last_epoch - trailing in stuck:
-        trailing += 1
-    if longest < 3 and trailing < 2 and len(h.epochs) < 3:
-        return []  # one constant epoch at the very start (a warm-up, a fresh weight average): too early to call
     last = h.epochs[-1] if h.epochs else {}
     evidence = {"epochs": stuck, "reason": epochs[-1][1], "saturated_steps": saturated_steps}
     if last.get("val_acc") is not None:
         evidence["val_acc"] = last["val_acc"]
     if h.val_positive_rate is not None:
         evidence["val_class_rate"] = max(h.val_positive_rate, 1 - h.val_positive_rate)
-    if trailing == 1 and longest < 3:
-        # Only the latest epoch, after epochs that told the classes apart: batch norm at a high learning rate
-        # can do this for an epoch and recover (seen in the small recipe's warm-up), so no verdict yet.
-        return [Finding(
-            "constant-predictions", "warning", evidence,
-            f"The latest epoch's model predicts one class for everything ({epochs[-1][1]}; epoch {last_epoch}), "
-            "after epochs that told the classes apart. A high learning rate can do this for an epoch and recover; "
-            "if it is the run's last epoch, it is the model you have.",
-            "Watch the next epochs; if it lasts, lower the learning rate (10x). A finished run's best.safetensors "
-            "holds the epoch of lowest validation loss.",
-        )]  # fmt: skip
+    # Step-based evidence (stuck == [-1]) already spans the last quarter of all steps; epoch-based evidence
+    # without a collapse of 3+ epochs is judged by the latest epochs.
+    if stuck != [-1] and _longest_run(stuck) < 3:
+        trailing = 0
+        while last_epoch - trailing in stuck:
+            trailing += 1
+        if trailing == 0:
+            return []  # a brief dip the run recovered from
+        if trailing < 2 and len(h.epochs) < 3:
+            return []  # one constant epoch at the very start (a warm-up, a fresh weight average): too early to call
+        if trailing == 1:
+            # Only the latest epoch, after epochs that told the classes apart: batch norm at a high learning
+            # rate can do this for an epoch and recover (seen in the small recipe's warm-up): no verdict yet.
+            return [Finding(
+                "constant-predictions", "warning", evidence,
+                f"The latest epoch's model predicts one class for everything ({epochs[-1][1]}; epoch {last_epoch}), "
+                "after epochs that told the classes apart. A high learning rate can do this for an epoch and "
+                "recover; if it is the run's last epoch, it is the model you have.",
+                "Watch the next epochs; if it lasts, lower the learning rate (10x). A finished run's "
+                "best.safetensors holds the epoch of lowest validation loss.",
+            )]  # fmt: skip
     return [Finding(
         "constant-predictions", "error", evidence,
         f"The model predicts one class for everything ({epochs[-1][1]}; epochs {_ranges(stuck)}). Its accuracy is "
@@ -262,7 +263,7 @@ def check_lr_collapse(h: History) -> list[Finding]:
 
 # --- overfitting ------------------------------------------------------------------------------------
 def check_overfitting(h: History) -> list[Finding]:
-    rows = [r for r in h.epochs if _finite(r.get("train_loss")) and _finite(r.get("val_loss"))]
+    rows = [r for r in h.epochs if finite([r.get("train_loss"), r.get("val_loss")])]
     train, val = _values(rows, "train_loss"), _values(rows, "val_loss")
     if len(val) >= 5:
         best = int(np.argmin(val))
@@ -305,12 +306,13 @@ def check_overfitting(h: History) -> list[Finding]:
     last = h.epochs[-1] if h.epochs else {}
     if last.get("train_acc") is not None and last.get("val_acc") is not None:
         gap = last["train_acc"] - last["val_acc"]
-        se = _gap_noise(h, last)[0]
+        recent = [_gap_noise(h, r) for r in h.epochs[-3:]]
+        se = recent[-1][0]
         # One or two epochs' gap can be validation dips (batch norm at a high learning rate); a gap is a
         # finding when each of the last three epochs shows it and it is larger than twice the typical jump
         # of validation accuracy from one of the last five epochs to the next.
         recent_acc = _values(h.epochs[-5:], "val_acc")
-        if all(_gap_noise(h, r)[1] for r in h.epochs[-3:]) and gap > 2 * _jitter(recent_acc):
+        if all(significant for _, significant in recent) and gap > 2 * _jitter(recent_acc):
             # Still at (or within noise of) its lowest validation loss, the model generalizes as well as it
             # ever did: the gap is worth knowing (info), but stopping earlier would not help.
             rising = len(val) > 0 and val[-1] > float(np.min(val)) + max(0.02, 0.05 * float(np.min(val)))
@@ -333,10 +335,6 @@ def check_overfitting(h: History) -> list[Finding]:
 def _jitter(values: np.ndarray) -> float:
     """Median epoch-to-epoch change: how much a curve moves without any trend."""
     return float(np.median(np.abs(np.diff(values)))) if len(values) > 1 else 0.0
-
-
-def _finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def _gap_noise(h: History, row: dict) -> tuple[float | None, bool]:
