@@ -54,12 +54,12 @@ def compare_runs(run_dirs: list[Path], seed_sd: float | None = None) -> dict:
     None: each run's own, from the seeds.json of a `--seeds` run it belongs to, where there is one."""
     if len(run_dirs) < 2:
         raise BinclassError("compare needs at least two run folders")
-    from .repeat import find_seed_summary
+    from .repeat import SEEDS_FILE, find_seed_summary
 
     runs, correct = [], {}
     for run in map(Path, run_dirs):
         rows = history.read_epochs(run)
-        if not rows and (run / "seeds.json").is_file():
+        if not rows and (run / SEEDS_FILE).is_file():
             raise BinclassError(f"{run}: holds a --seeds run; compare its seed folders ({run}/seed-N), which "
                                 "then carry that recipe's seed spread")  # fmt: skip
         if not rows:
