@@ -1,5 +1,6 @@
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,16 @@ def test_disk_cache_names_a_file_that_vanished(tiny_data, tmp_path):
     images, good, problems, _ = decode_cached(copies, 16, tmp_path / "cache")
     assert good == [0, 2] and images.shape[0] == 2
     assert problems[0].path == copies[1] and problems[0].kind == "unreadable"
+
+
+def test_prepare_normalizes_uint8_images_like_the_formula():
+    from binclass.infer import prepare
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (5, 3, 9, 7), dtype=torch.uint8, generator=gen)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    x = prepare(images, mean, std)
+    want = (images.numpy().astype(np.float64) / 255.0 - np.array(mean).reshape(1, 3, 1, 1)) / np.array(std).reshape(1, 3, 1, 1)
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(x.numpy(), want, rtol=0, atol=2e-6)
+    assert x.abs().max() > 1.0  # the scale of normalized pixels, not of 0..1 or 0..255

@@ -91,9 +91,11 @@ def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: 
                         precision: str, channels_last: bool, compile: bool = False,
                         compile_step: bool = False) -> float:  # fmt: skip
     """Mean seconds per epoch of forward + backward + RMSprop step over n in-memory images."""
+    from .allocator import keep_freed_memory
     from .loop import step_function
     from .models import build_model
 
+    keep_freed_memory()  # as binclass train does
     dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
     model = build_model(model_name, size).to(dev)

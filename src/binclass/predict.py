@@ -18,6 +18,7 @@ from .errors import BinclassError
 from .infer import predict_logits, prepare_model, probabilities
 from .loop import evaluate
 from .metrics import predict_labels
+from .allocator import keep_freed_memory
 from .modelio import load_meta, load_model, resolve_device
 
 EVALUATION_FILE = "evaluation.json"
@@ -53,6 +54,7 @@ def load_predictor(run_dir: Path, checkpoint: str = "auto", device: str = "auto"
     """checkpoint: last, best, or auto (what model.json's default_checkpoint names; last if it names none)."""
     if checkpoint == "auto":
         checkpoint = load_meta(Path(run_dir)).get("default_checkpoint", "last")
+    keep_freed_memory()
     model, meta = load_model(Path(run_dir), checkpoint)
     dev = resolve_device(device)
     # The batch size of training's validation pass: the same arithmetic, so the same probabilities.

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import metrics
+from .allocator import release_free_memory
 from .config import TrainConfig
 from .data.augment import augment_batch
 from .data.cache import TensorSource
@@ -84,6 +85,7 @@ def fit_pretrained(cfg: TrainConfig, device: torch.device, model: torch.nn.Modul
     checkpoints = Checkpoints(run_dir)
     probs = None
     for epoch in range(1, cfg.epochs + 1):
+        release_free_memory()  # see train.fit
         t0 = time.perf_counter()
         stats = train_one_epoch(head, train_f, train_y, inputs=lambda b: b, optimizer=optimizer, schedule=schedule,
                                 batch_size=cfg.batch_size, threshold=cfg.threshold, pos_weight=pos_weight,
@@ -131,6 +133,7 @@ def finetune(cfg: TrainConfig, device: torch.device, model: torch.nn.Module, run
     head_best = progress.best_loss
     last = progress.epoch + cfg.finetune
     for epoch in range(progress.epoch + 1, last + 1):
+        release_free_memory()
         t0 = time.perf_counter()
         stats = train_one_epoch(
             model, train_x, train_y, inputs=lambda b: augment_batch(prepare(b, mean, std), "flip", augment_gen),

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__, history
+from .allocator import keep_freed_memory, release_free_memory
 from .config import TrainConfig
 from .data.augment import augment_batch
 from .data.cache import make_source
@@ -202,6 +203,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     (cfg is then the run's own config.json)."""
     started = time.perf_counter()
     cfg.validate()
+    keep_freed_memory()
     device = resolve_device(cfg.device)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -251,6 +253,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     for epoch in range(progress.epoch + 1, cfg.epochs + 1):
         if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
             break  # a resumed run that had already stopped early
+        release_free_memory()  # what the last epoch freed (steps, validation, checkpoint): kept, it adds up
         t0 = time.perf_counter()
         stats = train_one_epoch(
             model, train_x, train_y, inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),

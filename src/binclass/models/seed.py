@@ -1,5 +1,7 @@
 """The network of the posted script, unchanged except: it returns the logit (the loss applies the
-sigmoid, which is numerically safe) and its flatten size follows from the image size."""
+sigmoid, which is numerically safe), its flatten size follows from the image size, and each block
+pools before its ReLU. ReLU and 2x2 max pooling commute (both are monotone), so outputs and gradients
+are the same, but the ReLU then runs on a quarter of the values."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from torch import nn
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=3), nn.ReLU(), nn.MaxPool2d(2))
+    # The conv stays at index 0, so weights saved with the posted (conv, ReLU, pool) order load unchanged.
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=3), nn.MaxPool2d(2), nn.ReLU())
 
 
 def side_after_blocks(image_size: int, blocks: int = 3) -> int:
