@@ -18,7 +18,7 @@ from .errors import BinclassError
 from .infer import predict_logits, prepare_model, probabilities
 from .loop import evaluate
 from .metrics import predict_labels
-from .allocator import keep_freed_memory
+from .allocator import keep_freed_memory, release_free_memory
 from .modelio import load_meta, load_model, resolve_device
 
 EVALUATION_FILE = "evaluation.json"
@@ -71,6 +71,7 @@ def predict_paths(
     for start in range(0, len(paths), CHUNK):
         if progress is not None:
             progress(start, len(paths))
+        release_free_memory()  # the last chunk's blocks: kept (see allocator), they would add up
         chunk = paths[start : start + CHUNK]
         images = TensorSource(decode_many(chunk, predictor.size))
         logits = predict_logits(predictor.model, images, predictor.mean, predictor.std, predictor.batch_size,
