@@ -4,12 +4,13 @@ glibc's malloc serves each request above its mmap threshold (at most 32 MiB) wit
 unmaps it on free, and trims the top of its heap as soon as enough of it is free. A CPU training step
 allocates and frees the same large tensors every time (the seed network's activations, its 9.5M-weight
 fc1's bf16 copy and fp32 gradient), so every step paid for page faults that zero-fill those pages
-again: on the 2-core development machine, forward + backward of the seed network in bf16 spent 6.3 of
-its 8.7 s per epoch in the kernel, and took 4.3 s once freed memory was kept (README, Speed).
+again: on the 2-core development machine, forward + backward of the seed network in bf16 took 8.7 s
+per epoch, with 6.3 s of kernel CPU time, and 4.3 s once freed memory was kept (README, Speed).
 
 Kept memory has a cost: freed blocks between live ones add up, and over 8 epochs the seed run's
-resident memory grew from 1.35 to 1.52 GB. `release_free_memory` (malloc_trim) after each epoch hands
-the free pages back, which kept it flat (about 1.3 GB) at the price of one step's page faults per epoch."""
+resident memory grew from 1.35 to 1.52 GB. `release_free_memory` (malloc_trim) before each epoch hands
+the free pages back; with it the same run stayed between 1.26 and 1.38 GB, at the price of one step's
+page faults per epoch."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ def _glibc() -> ctypes.CDLL | None:
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version, libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc only)
-    except (OSError, AttributeError):
+    except OSError:
+        return None
+    if not all(hasattr(libc, name) for name in ("gnu_get_libc_version", "mallopt", "malloc_trim")):
         return None
     libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int

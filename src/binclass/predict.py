@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .allocator import keep_freed_memory, release_free_memory
 from .data.cache import TensorSource
 from .data.decode import decode_many
 from .data.scan import find_images, scan_labeled
@@ -18,7 +19,6 @@ from .errors import BinclassError
 from .infer import predict_logits, prepare_model, probabilities
 from .loop import evaluate
 from .metrics import predict_labels
-from .allocator import keep_freed_memory, release_free_memory
 from .modelio import load_meta, load_model, resolve_device
 
 EVALUATION_FILE = "evaluation.json"

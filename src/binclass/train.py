@@ -203,7 +203,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     (cfg is then the run's own config.json)."""
     started = time.perf_counter()
     cfg.validate()
-    keep_freed_memory()
+    keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
     device = resolve_device(cfg.device)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
