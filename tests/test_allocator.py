@@ -5,7 +5,7 @@ import pytest
 
 from binclass.allocator import keep_freed_memory
 
-# Training steps of the seed network: after three warm-up steps, count the page faults of five more
+# Training steps of the seed network: after five warm-up steps, count the page faults of five more
 # (without kept memory, its 38 MB fc1 gradient alone is a fresh mmap, 9,300 pages, at every step).
 # Then free a batch of 40 MB blocks and measure how much resident memory release_free_memory gives back.
 _PROGRAM = """
@@ -19,7 +19,7 @@ model, x = SeedNet(150), torch.rand(4, 3, 150, 150)
 def step():
     model.zero_grad(set_to_none=True)
     model(x).sum().backward()
-for _ in range(3):
+for _ in range(5):
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(5):
