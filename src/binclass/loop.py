@@ -149,8 +149,12 @@ def train_one_epoch(
     device = labels.device
     order = torch.randperm(n, generator=shuffle_gen).to(device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    step_losses, step_correct, step_sizes, step_lrs = [], [], [], []
     n_steps = math.ceil(n / batch_size)
+    # Filled in place: a new 0-d tensor per step would leave hundreds of small long-lived blocks
+    # scattered through the kept heap (see allocator), splitting the holes the next step's activations need.
+    step_losses = torch.empty(n_steps, dtype=torch.float32, device=device)
+    step_correct = torch.empty(n_steps, dtype=torch.int64, device=device)
+    step_sizes, step_lrs = [], []
     for step in range(n_steps):
         idx = order[step * batch_size : (step + 1) * batch_size]
         x = inputs(source.batch(idx))
@@ -170,14 +174,14 @@ def train_one_epoch(
         with torch.no_grad():
             correct = ((probabilities(logits.detach()) >= threshold) == (y > 0.5)).sum()
             loss_sum += per_sample.detach().double().sum()
-        step_losses.append(loss.detach())
-        step_correct.append(correct)
+        step_losses[step] = loss.detach()
+        step_correct[step] = correct
         step_sizes.append(len(idx))
         step_lrs.append(lr)
         if progress is not None:
             progress(step + 1, n_steps)
-    losses = torch.stack(step_losses).tolist()
-    corrects = torch.stack(step_correct).tolist()
+    losses = step_losses.tolist()
+    corrects = step_correct.tolist()
     steps = [
         {"epoch": epoch, "step": i + 1, "loss": float(losses[i]), "batch_acc": corrects[i] / step_sizes[i],
          "batch_size": step_sizes[i], "lr": step_lrs[i]}
