@@ -310,7 +310,16 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """Console entry point (and `python -m binclass.cli`): the command, then an exit that skips the
+    interpreter's teardown (see fastexit). Tests call `app` through a CLI runner instead."""
+    from .fastexit import exit_without_teardown
+
+    try:
+        app()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    exit_without_teardown(code)
 
 
 if __name__ == "__main__":
