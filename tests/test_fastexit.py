@@ -5,7 +5,8 @@ import pytest
 
 from binclass.fastexit import exit_code
 
-# A thread still writing, an atexit handler and buffered output must all survive the fast exit.
+# A thread still writing, an atexit handler and buffered output must all survive the fast exit, and an
+# idle thread pool (as torch.compile leaves one) must not keep it waiting.
 _WORK = """
 import atexit, sys, threading, time
 from pathlib import Path
@@ -16,6 +17,9 @@ def late():
     time.sleep(0.3)
     (out / "thread").write_text("done")
 threading.Thread(target=late).start()
+from concurrent.futures import ThreadPoolExecutor
+pool = ThreadPoolExecutor(1)  # never shut down: its idle worker waits for the interpreter's signal
+pool.submit(print, end="")
 sys.stdout.write("x" * 200_000)
 exit_without_teardown(int(sys.argv[2]))
 """
@@ -44,7 +48,8 @@ def test_exit_code_follows_system_exit():
 
 @pytest.mark.parametrize("status", [0, 3])
 def test_fast_exit_keeps_threads_atexit_handlers_output_and_status(tmp_path, status):
-    proc = subprocess.run([sys.executable, "-c", _WORK, str(tmp_path), str(status)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", _WORK, str(tmp_path), str(status)], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
     assert proc.returncode == status
     assert proc.stdout == "x" * 200_000
     assert (tmp_path / "atexit").read_text() == "ran"

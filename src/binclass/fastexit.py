@@ -3,9 +3,10 @@
 Tearing down an interpreter that imported PyTorch pages in about 120 MB of library code (file-backed
 RssFile: 227 -> 344 MB on the development machine, for `import torch` alone) and takes about a second,
 after the last file is written. That teardown was the peak of a 3-epoch `binclass train` (1410 MB
-before it, 1536 MB during it). What a normal exit does that matters is kept: other threads finish,
-atexit handlers run (logging, the peak-memory recorder of `binclass bench`), the standard streams are
-flushed; every file binclass writes is closed before its command returns."""
+before it, 1536 MB during it). What a normal exit does that matters is kept, in its order: thread
+pools are told to stop and other threads finish, atexit handlers run (logging, the peak-memory recorder
+of `binclass bench`), the standard streams are flushed; every file binclass writes is closed before its
+command returns."""
 
 from __future__ import annotations
 
@@ -26,11 +27,20 @@ def exit_code(code: object) -> int:
     return 1
 
 
+def finish_threads() -> None:
+    """The interpreter's own first step at exit (CPython's threading._shutdown): tell thread pools to
+    stop (their threading-atexit callbacks), then wait for every non-daemon thread. Joining the threads
+    without that first part waits forever on an idle pool, such as the one torch.compile leaves."""
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None and threading.current_thread() is threading.main_thread():
+        shutdown()
+
+
 def exit_without_teardown(code: object = 0) -> NoReturn:
+    """Exit with SystemExit(code)'s status after what a normal exit does first, in its order: threads,
+    atexit handlers, flushed streams."""
     status = exit_code(code)
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    finish_threads()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
