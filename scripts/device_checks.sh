@@ -32,7 +32,7 @@ timed() {  # NAME COMMAND...: whole-process wall seconds, then the command's las
   timed bf16-b20 timeout 120 python3 -m binclass.cli train "$DATA" --out /tmp/bf16-b20 $SEED --batch-size 20 --precision bf16
   timed bf16-b64 timeout 120 python3 -m binclass.cli train "$DATA" --out /tmp/bf16-b64 $SEED --batch-size 64 --precision bf16
   for r in fp32-b20 bf16-b20 bf16-b64; do
-    echo "$r: $(grep -E 'images:' /tmp/$r.log) | $(tail -2 /tmp/$r.log | head -1)"
+    echo "$r: $(grep -E 'images:' /tmp/$r.log) | $(grep -E '^epoch +15/15' /tmp/$r.log)"
   done
   echo "== #4 bench: seed model, batch 20, 15 epochs, posted loop vs binclass train vs floors"
   timeout 300 python3 -m binclass.cli bench "$DATA" --epochs 15 --device cuda --json > "$OUT/bench.json"
