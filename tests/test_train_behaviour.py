@@ -30,6 +30,18 @@ def test_learns_generated_shapes_and_is_reproducible(tiny_data, tmp_path):
     assert a[-1]["train_loss"] < a[0]["train_loss"]
     assert max(r["val_acc"] for r in a) >= 0.8  # chance is 0.5 on 30 images
     assert any(line.startswith("epoch   8/8") for line in logs)
+    assert all(0 < r["train_seconds"] < r["seconds"] for r in a)  # the training pass, then validation
+
+
+def test_a_run_written_without_a_later_column_keeps_its_own_columns(tmp_path):
+    old_columns = [c for c in history.METRIC_COLUMNS if c != "train_seconds"]
+    row = {c: 1 for c in history.METRIC_COLUMNS} | {"epoch": 1, "val_loss": 0.5}
+    (tmp_path / history.METRICS_FILE).write_text(",".join(old_columns) + "\n")  # as an older binclass began it
+    history.append_epoch(tmp_path, row)
+    history.append_epoch(tmp_path, row | {"epoch": 2})
+    rows = history.read_epochs(tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2] and list(rows[0]) == old_columns
+    assert rows[1]["val_loss"] == 0.5
 
 
 def test_early_stop_and_val_split(tiny_data, tmp_path):

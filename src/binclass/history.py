@@ -15,6 +15,7 @@ METRIC_COLUMNS = [
     "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_low", "val_acc_high",
     "val_precision", "val_recall", "val_f1", "val_balanced_acc", "val_auc", "lr", "seconds",
     "train_n", "val_n", "val_tn", "val_fp", "val_fn", "val_tp",
+    "train_seconds",  # the training pass alone; seconds - train_seconds is the validation pass
 ]  # fmt: skip
 STEP_COLUMNS = ["epoch", "step", "loss", "batch_acc", "batch_size", "lr"]
 INT_COLUMNS = {"epoch", "step", "batch_size", "train_n", "val_n", "val_tn", "val_fp", "val_fn", "val_tp"}
@@ -27,11 +28,18 @@ def _fmt(value: object) -> str:
 
 
 def _append(path: Path, columns: list[str], rows: list[dict]) -> None:
-    new = not path.exists()
+    """Rows under the file's own header: a run written by an older binclass and resumed by this one
+    keeps the columns it started with (a column added since is left out of its rows)."""
+    header = None
+    if path.exists():
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), None)
     with path.open("a", newline="") as f:
         writer = csv.writer(f)
-        if new:
+        if header is None:
             writer.writerow(columns)
+        else:
+            columns = header
         for row in rows:
             writer.writerow([_fmt(row[c]) for c in columns])
         f.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,7 @@ class EpochStats:
     n: int
     steps: list[dict]
     order: list[int]  # the epoch's shuffled sample order: step k used order[(k-1)*batch : k*batch]
+    seconds: float = 0.0  # wall time of the training pass, up to its one host sync at the end
 
 
 def train_one_epoch(
@@ -144,6 +146,7 @@ def train_one_epoch(
     one host sync per epoch, not one per step. autocast_dtype=torch.bfloat16 runs the forward pass
     in bf16 (the loss and the optimizer stay in fp32). label_smoothing moves the BCE targets to
     eps/2 and 1 - eps/2; ema, if given, is updated after every optimizer step."""
+    started = time.perf_counter()
     model.train()
     n = len(source)
     device = labels.device
@@ -180,15 +183,16 @@ def train_one_epoch(
         step_lrs.append(lr)
         if progress is not None:
             progress(step + 1, n_steps)
-    losses = step_losses.tolist()
+    losses = step_losses.tolist()  # the epoch's host sync: every step has finished on the device
     corrects = step_correct.tolist()
+    seconds = time.perf_counter() - started
     steps = [
         {"epoch": epoch, "step": i + 1, "loss": float(losses[i]), "batch_acc": corrects[i] / step_sizes[i],
          "batch_size": step_sizes[i], "lr": step_lrs[i]}
         for i in range(n_steps)
     ]  # fmt: skip
     return EpochStats(loss=float(loss_sum.item()) / n, accuracy=sum(corrects) / n, n=n, steps=steps,
-                      order=order.tolist())  # fmt: skip
+                      order=order.tolist(), seconds=seconds)  # fmt: skip
 
 
 @dataclass

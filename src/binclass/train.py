@@ -293,6 +293,7 @@ def epoch_row(epoch: int, stats: EpochStats, m: dict, seconds: float) -> dict:
         "val_precision": m["precision"], "val_recall": m["recall"], "val_f1": m["f1"],
         "val_balanced_acc": m["balanced_accuracy"], "val_auc": m["auc"], "lr": stats.steps[-1]["lr"],
         "seconds": seconds, "train_n": stats.n, "val_n": m["n"], "val_tn": tn, "val_fp": fp, "val_fn": fn, "val_tp": tp,
+        "train_seconds": stats.seconds,
     }  # fmt: skip
 
 
