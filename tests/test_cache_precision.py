@@ -104,3 +104,23 @@ def test_prepare_normalizes_uint8_images_like_the_formula():
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
     np.testing.assert_allclose(x.numpy(), want, rtol=0, atol=2e-6)
     assert x.abs().max() > 1.0  # the scale of normalized pixels, not of 0..1 or 0..255
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 9, 7), (1, 3, 1, 1), (0, 3, 4, 4), (2, 3, 1, 6), (3, 3, 6, 1), (4, 3, 150, 150)])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_prepare_is_bit_identical_to_the_per_channel_float32_steps(shape, layout):
+    """Recorded results stay reproducible only if every input keeps its last bit: the same float32
+    operations as x / 255, then - mean[c], then / std[c], for every element, whatever the layout."""
+    from binclass.infer import prepare
+
+    gen = torch.Generator().manual_seed(sum(shape))
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
+    if layout == "channels_last":
+        images = images.contiguous(memory_format=torch.channels_last)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    want = images.float() / 255.0
+    want = (want - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    x = prepare(images, mean, std)
+    assert x.shape == images.shape and x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, want)
+    assert images.dtype == torch.uint8  # the cache itself is never changed
