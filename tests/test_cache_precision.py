@@ -124,3 +124,12 @@ def test_prepare_is_bit_identical_to_the_per_channel_float32_steps(shape, layout
     assert x.shape == images.shape and x.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(x, want)
     assert images.dtype == torch.uint8  # the cache itself is never changed
+
+
+def test_prepare_applies_a_single_mean_and_std_to_every_channel():
+    from binclass.infer import prepare
+
+    images = torch.randint(0, 256, (2, 3, 5, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(prepare(images, (0.5,), (0.25,)), prepare(images, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
+    with pytest.raises(RuntimeError):
+        prepare(images, (0.5, 0.5), (0.25, 0.25))

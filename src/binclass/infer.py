@@ -32,9 +32,14 @@ def prepare(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
     x = images.contiguous(memory_format=torch.channels_last).float().div_(255.0)
     n, c, h, w = x.shape
     rows = x.permute(0, 2, 3, 1).view(n * h, w * c)  # a view (view, not reshape: never a silent copy)
-    rows.sub_(torch.tensor(mean, dtype=x.dtype, device=x.device).repeat(w))
-    rows.div_(torch.tensor(std, dtype=x.dtype, device=x.device).repeat(w))
+    rows.sub_(_along_row(mean, x, w))
+    rows.div_(_along_row(std, x, w))
     return x
+
+
+def _along_row(values: Sequence[float], x: torch.Tensor, width: int) -> torch.Tensor:
+    """One value per channel (or one for all), repeated for each of `width` pixels of a row."""
+    return torch.tensor(values, dtype=x.dtype, device=x.device).expand(x.shape[1]).repeat(width)
 
 
 def inference_batches(source: Source, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
