@@ -120,10 +120,11 @@ def test_prepare_is_bit_identical_to_the_per_channel_float32_steps(shape, layout
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     want = images.float() / 255.0
     want = (want - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    before = images.clone()
     x = prepare(images, mean, std)
     assert x.shape == images.shape and x.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(x, want)
-    assert images.dtype == torch.uint8  # the cache itself is never changed
+    assert torch.equal(images, before) and images.stride() == before.stride()  # the cache is never changed
 
 
 def test_prepare_applies_a_single_mean_and_std_to_every_channel():
