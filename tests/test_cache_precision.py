@@ -134,3 +134,18 @@ def test_prepare_applies_a_single_mean_and_std_to_every_channel():
     assert torch.equal(prepare(images, (0.5,), (0.25,)), prepare(images, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
     with pytest.raises(RuntimeError):
         prepare(images, (0.5, 0.5), (0.25, 0.25))
+
+
+def test_prepare_gives_the_same_inputs_in_validation_and_training_in_either_order():
+    """The per-channel constants are made once and reused: a first batch in inference mode (validation,
+    predict) must not change what training gets, nor stop its backward pass."""
+    from binclass.infer import prepare
+
+    images = torch.randint(0, 256, (2, 3, 7, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    mean, std = (0.41, 0.42, 0.43), (0.21, 0.22, 0.23)  # values no other test uses: nothing cached yet
+    with torch.inference_mode():
+        first = prepare(images, mean, std)
+    second = prepare(images, mean, std)
+    weight = torch.nn.Parameter(torch.ones(1))
+    (second * weight).sum().backward()
+    assert torch.equal(first, second) and weight.grad is not None

@@ -3,6 +3,7 @@ go through these functions, so the same image always gets the same probability."
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
@@ -32,14 +33,16 @@ def prepare(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
     x = images.contiguous(memory_format=torch.channels_last).float().div_(255.0)
     n, c, h, w = x.shape
     rows = x.permute(0, 2, 3, 1).view(n * h, w * c)  # a view (view, not reshape: never a silent copy)
-    rows.sub_(_along_row(mean, x, w))
-    rows.div_(_along_row(std, x, w))
+    rows.sub_(_along_row(tuple(mean), x.dtype, x.device, c, w))
+    rows.div_(_along_row(tuple(std), x.dtype, x.device, c, w))
     return x
 
 
-def _along_row(values: Sequence[float], x: torch.Tensor, width: int) -> torch.Tensor:
-    """One value per channel (or one for all), repeated for each of `width` pixels of a row."""
-    return torch.tensor(values, dtype=x.dtype, device=x.device).expand(x.shape[1]).repeat(width)
+@functools.lru_cache(maxsize=16)
+def _along_row(values: tuple[float, ...], dtype: torch.dtype, device: torch.device, channels: int, width: int) -> torch.Tensor:
+    """One value per channel (or one for all), repeated for each of `width` pixels of a row. Made once
+    per run and size, not per batch (on a GPU each would be a host-to-device copy); only ever read."""
+    return torch.tensor(values, dtype=dtype, device=device).expand(channels).repeat(width)
 
 
 def inference_batches(source: Source, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
