@@ -4,6 +4,7 @@ and nothing is downloaded (HF_HUB_OFFLINE=1)."""
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,9 @@ def test_timm_model_with_local_weights_trains_and_predicts(tiny_data, tmp_path):
                                  "--weights", str(weights), "--image-size", "32", "--epochs", "2"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((out / "model.json").read_text())["architecture"] == "timm:test_resnet"
+    closing = [line for line in result.output.splitlines() if "since the start" in line]
+    phases = r"since the start: model [\d.]+s, images [\d.]+s, training [\d.]+s, report [\d.]+s\)$"
+    assert len(closing) == 1 and re.search(phases, closing[0]), closing
 
 
 def test_lite0_run_folder_and_predict_agree(tiny_data, tmp_path):

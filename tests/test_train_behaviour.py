@@ -3,6 +3,7 @@
 import contextlib
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +13,13 @@ from binclass import history
 from binclass.config import TrainConfig
 from binclass.loop import make_scheduler
 from binclass.train import fit
+
+
+def parse_closing_line(line: str) -> tuple[float, dict[str, float]]:
+    m = re.search(r"\(([\d.]+)s since the start: (.*)\)$", line)
+    assert m, line
+    parts = dict(p.rsplit(" ", 1) for p in m.group(2).split(", "))
+    return float(m.group(1)), {k: float(v.rstrip("s")) for k, v in parts.items()}
 
 
 def _cfg(data, out, **kw):
@@ -31,6 +39,10 @@ def test_learns_generated_shapes_and_is_reproducible(tiny_data, tmp_path):
     assert max(r["val_acc"] for r in a) >= 0.8  # chance is 0.5 on 30 images
     assert any(line.startswith("epoch   8/8") for line in logs)
     assert all(0 < r["train_seconds"] < r["seconds"] for r in a)  # the training pass, then validation
+    total, parts = parse_closing_line(logs[-1])
+    assert list(parts) == ["images", "setup", "training", "report"]
+    assert abs(sum(parts.values()) - total) <= 0.05 * len(parts)  # each part is rounded to 0.1 s
+    assert parts["training"] >= sum(r["seconds"] for r in a) - 0.05  # the epochs are inside "training"
 
 
 def test_a_run_written_without_a_later_column_keeps_its_own_columns(tmp_path):

@@ -24,6 +24,7 @@ from .infer import Source, inference_batches, predict_logits, prepare, prepare_m
 from .loop import Schedule, evaluate, make_optimizer, make_scheduler, train_one_epoch, warmup_cosine
 from .modelio import BEST_FILE, load_model, save_meta
 from .models import build_model, normalization
+from .phases import Phases
 from .progress import terminal_progress
 from .state import Progress
 from .train import (CONFIG_FILE, Checkpoints, default_eval_batch, environment, epoch_row, finish_run, model_meta, record_epoch,
@@ -56,7 +57,7 @@ def pretrained_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
 
 
 def fit_pretrained(cfg: TrainConfig, device: torch.device, model: torch.nn.Module, run_dir: Path, layout: DataLayout,
-                   train_x: Source, val_x: Source, log: Callable[[str], None], started: float) -> Path:  # fmt: skip
+                   train_x: Source, val_x: Source, log: Callable[[str], None], phases: Phases) -> Path:  # fmt: skip
     mean, std = normalization(cfg.model)
     cfg.eval_batch_size = cfg.eval_batch_size or default_eval_batch(device)
     cfg.extra = {**environment(device), "precision": "fp32", "recipe": "frozen features + linear head"}
@@ -104,7 +105,7 @@ def fit_pretrained(cfg: TrainConfig, device: torch.device, model: torch.nn.Modul
             break
     if cfg.finetune:
         probs = finetune(cfg, device, model, run_dir, layout, train_x, val_x, meta, progress, epoch_doctor, log)
-    return finish_run(run_dir, layout, probs, cfg.threshold, epoch_doctor, log, started)
+    return finish_run(run_dir, layout, probs, cfg.threshold, epoch_doctor, log, phases)
 
 
 # The whole network trains at a tenth of the head's learning rate (ImageNet features need only a

@@ -32,6 +32,7 @@ from .loop import (EpochStats, compile_step_wanted, evaluate, make_optimizer, ma
                    train_one_epoch)  # fmt: skip
 from .modelio import BEST_FILE, MODEL_FILE, resolve_device, resolve_precision, save_meta, save_weights
 from .models import build_model, normalization
+from .phases import Phases
 from .progress import terminal_progress
 from .state import STATE_FILE, Progress, load_state, save_state
 
@@ -201,7 +202,7 @@ def check_finite(stats: EpochStats, paths: list[Path], batch_size: int, run_dir:
 def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Callable[[str], None] = print) -> Path:
     """Train and write the run folder. resume=True continues cfg.out from its last completed epoch
     (cfg is then the run's own config.json)."""
-    started = time.perf_counter()
+    phases = Phases()
     cfg.validate()
     keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
     device = resolve_device(cfg.device)
@@ -214,8 +215,12 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
         from .pretrained_recipe import fit_pretrained, pretrained_model
 
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
-        return fit_pretrained(cfg, device, model, *prepare_data(cfg, device, resume, overwrite, log), log, started)
+        phases.mark("model")
+        data = prepare_data(cfg, device, resume, overwrite, log)
+        phases.mark("images")
+        return fit_pretrained(cfg, device, model, *data, log, phases)
     run_dir, layout, train_x, val_x = prepare_data(cfg, device, resume, overwrite, log)
+    phases.mark("images")
 
     seed_everything(cfg.seed)
     model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device)
@@ -250,6 +255,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     epoch_doctor = EpochDoctor(run_dir)
     checkpoints = Checkpoints(run_dir, cfg.save_every)
     ev = None
+    phases.mark("setup")
     for epoch in range(progress.epoch + 1, cfg.epochs + 1):
         if cfg.early_stop is not None and progress.since_best >= cfg.early_stop:
             break  # a resumed run that had already stopped early
@@ -281,7 +287,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     if ev is None:  # resumed a run whose epochs were all complete: score the saved model once more
         ev = evaluate(scored, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
                       batch_size=cfg.eval_batch_size, device=device, tta=bool(cfg.tta))  # fmt: skip
-    return finish_run(run_dir, layout, ev.probs, cfg.threshold, epoch_doctor, log, started)
+    return finish_run(run_dir, layout, ev.probs, cfg.threshold, epoch_doctor, log, phases)
 
 
 def epoch_row(epoch: int, stats: EpochStats, m: dict, seconds: float) -> dict:
@@ -352,11 +358,13 @@ def record_epoch(run_dir: Path, row: dict, stats: EpochStats, model: torch.nn.Mo
 
 
 def finish_run(run_dir: Path, layout: DataLayout, probs: np.ndarray, threshold: float, epoch_doctor: EpochDoctor,
-               log: Callable[[str], None], started: float) -> Path:  # fmt: skip
+               log: Callable[[str], None], phases: Phases) -> Path:  # fmt: skip
+    phases.mark("training")
     write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
     write_diagnosis(run_dir, epoch_doctor.findings)
     from .report.html import write_report  # matplotlib import is slow; only needed here
 
     report = write_report(run_dir)
-    log(f"run folder: {run_dir}  report: {report}  ({time.perf_counter() - started:.1f}s since the start)")
+    phases.mark("report")
+    log(f"run folder: {run_dir}  report: {report}  ({phases.summary()})")
     return run_dir
