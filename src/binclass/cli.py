@@ -66,6 +66,7 @@ def train(
     save_every: float = typer.Option(10.0, help="seconds between checkpoints (weights + --resume state); 0: every epoch"),
     deterministic: bool = typer.Option(False, help="deterministic kernels only (bit-identical reruns and resumes)"),
     compile_optimizer: str = typer.Option("auto", help="auto (CPU, 2M+ weights) | on | off: torch.compile the optimizer step"),
+    cuda_graphs: str = typer.Option("off", help="on | off: replay the training step as one CUDA graph (GPU; rmsprop, adam, adamw)"),
     overwrite: bool = typer.Option(False, help="replace a run already in --out"),
     resume: Optional[Path] = typer.Option(None, help="continue this run folder from its last completed epoch, with its own settings"),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="average each image with its mirror image in validation and predict (default: small on)"),
@@ -93,7 +94,7 @@ def train(
         step_size=step_size, gamma=gamma, seed=seed,
         device=device, early_stop=early_stop, pos_weight=pos_weight, threshold=threshold, workers=workers,
         precision=precision, cache=cache, cache_dir=str(cache_dir) if cache_dir else None, strict=strict, save_every=save_every,
-        deterministic=deterministic, compile_optimizer=compile_optimizer, tta=tta, finetune=finetune,
+        deterministic=deterministic, compile_optimizer=compile_optimizer, cuda_graphs=cuda_graphs, tta=tta, finetune=finetune,
         pretrained=pretrained, weights=str(weights) if weights else None,
     )  # fmt: skip
     if seeds:

@@ -56,6 +56,7 @@ class TrainConfig:
     save_every: float = 10.0  # seconds of training between checkpoints (weights + resume state); 0: every epoch
     strict: bool = False  # any bad image file stops the run (default: skip it and name it)
     compile_optimizer: str = "auto"  # auto: torch.compile the optimizer step on CPU for models of 2M+ weights
+    cuda_graphs: str = "off"  # on: replay the training step as a captured CUDA graph (GPU only; not yet measured)
     deterministic: bool = False  # deterministic kernels only: bit-identical reruns and resumes, maybe slower
     finetune: int = 0  # pretrained models: epochs of training the whole network after the head (0: head only)
     tta: bool | None = None  # average the logits of each image and its mirror image in validation and predict
@@ -85,6 +86,7 @@ class TrainConfig:
         choice("precision", PRECISIONS)
         choice("cache", CACHES)
         choice("compile_optimizer", ("auto", "on", "off"))
+        choice("cuda_graphs", ("on", "off"))
         checks = [
             (self.image_size >= 16, "--image-size must be at least 16 pixels"),
             (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1 (exclusive)"),

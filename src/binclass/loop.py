@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -16,6 +17,7 @@ from torch import nn
 from . import metrics
 from .config import TrainConfig
 from .ema import WeightAverage
+from .graphstep import StepOut
 from .infer import Source, predict_logits, probabilities
 
 
@@ -32,17 +34,18 @@ def compile_step_wanted(setting: str, model: nn.Module, device: torch.device) ->
     return device.type == "cpu" and sum(p.numel() for p in model.parameters()) >= COMPILE_STEP_MIN_PARAMS
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, tensor_lr: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig, tensor_lr: bool = False,
+                   capturable: bool = False) -> torch.optim.Optimizer:  # fmt: skip
     """tensor_lr: keep the learning rate in a 0-d tensor, so that a schedule changing it does not make a
-    compiled step recompile."""
+    compiled step recompile. capturable: a step that can run inside a CUDA graph (not SGD)."""
     params = model.parameters()
     lr, wd = (torch.tensor(float(cfg.lr)) if tensor_lr else cfg.lr), cfg.weight_decay
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, capturable=capturable)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, capturable=capturable)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, capturable=capturable)
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd, nesterov=True)
 
 
@@ -108,10 +111,6 @@ def step_function(optimizer: torch.optim.Optimizer, compiled: bool) -> Callable[
     return step
 
 
-def current_lr(optimizer: torch.optim.Optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
-
-
 @dataclass
 class EpochStats:
     loss: float  # sample-weighted mean of the training objective over the epoch
@@ -120,6 +119,37 @@ class EpochStats:
     steps: list[dict]
     order: list[int]  # the epoch's shuffled sample order: step k used order[(k-1)*batch : k*batch]
     seconds: float = 0.0  # wall time of the training pass, up to its one host sync at the end
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    optimizer_step: Callable[[], None],
+    x: torch.Tensor,
+    target: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    threshold: float,
+    pos_weight: torch.Tensor | None,
+    autocast_dtype: torch.dtype | None = None,
+    autocast_cache: bool = True,
+) -> StepOut:
+    """Forward, loss, backward and optimizer step on one batch, with no host sync: the same function runs
+    eagerly and inside a captured CUDA graph (which needs autocast_cache=False)."""
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None,
+                        cache_enabled=autocast_cache):  # fmt: skip
+        logits = model(x).reshape(-1)
+    per_sample = F.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=pos_weight, reduction="none")
+    loss = per_sample.mean()
+    loss.backward()
+    optimizer_step()
+    with torch.no_grad():
+        correct = ((probabilities(logits.detach()) >= threshold) == (y > 0.5)).sum()
+        return StepOut(loss.detach(), per_sample.detach().double().sum(), correct)
+
+
+StepRunner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], StepOut]  # (x, target, y) -> StepOut
 
 
 def train_one_epoch(
@@ -140,16 +170,21 @@ def train_one_epoch(
     label_smoothing: float = 0.0,
     ema: WeightAverage | None = None,
     progress: Callable[[int, int], None] | None = None,
+    runner: StepRunner | None = None,
 ) -> EpochStats:
     """One pass over the training set; `inputs` turns a raw batch from the source into model input
     (for images: normalize and augment). Per-step values stay on the device until the epoch ends:
     one host sync per epoch, not one per step. autocast_dtype=torch.bfloat16 runs the forward pass
     in bf16 (the loss and the optimizer stay in fp32). label_smoothing moves the BCE targets to
-    eps/2 and 1 - eps/2; ema, if given, is updated after every optimizer step."""
+    eps/2 and 1 - eps/2; ema, if given, is updated after every optimizer step. `runner` replaces the
+    eager training_step (a GraphedStep built on it)."""
     started = time.perf_counter()
     model.train()
     n = len(source)
     device = labels.device
+    if runner is None:
+        runner = functools.partial(training_step, model, optimizer, optimizer_step or optimizer.step,
+                                   threshold=threshold, pos_weight=pos_weight, autocast_dtype=autocast_dtype)  # fmt: skip
     order = torch.randperm(n, generator=shuffle_gen).to(device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_steps = math.ceil(n / batch_size)
@@ -157,38 +192,32 @@ def train_one_epoch(
     # scattered through the kept heap (see allocator), splitting the holes the next step's activations need.
     step_losses = torch.empty(n_steps, dtype=torch.float32, device=device)
     step_correct = torch.empty(n_steps, dtype=torch.int64, device=device)
-    step_sizes, step_lrs = [], []
+    # The learning rate may be a device tensor (a captured graph reads it there): read once per epoch too.
+    step_lrs = torch.empty(n_steps, dtype=torch.float64, device=device)
+    step_sizes = []
     for step in range(n_steps):
         idx = order[step * batch_size : (step + 1) * batch_size]
         x = inputs(source.batch(idx))
         y = labels[idx]
         target = y * (1.0 - label_smoothing) + 0.5 * label_smoothing if label_smoothing else y
-        lr = current_lr(optimizer)
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-            logits = model(x).reshape(-1)
-        per_sample = F.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=pos_weight, reduction="none")
-        loss = per_sample.mean()
-        loss.backward()
-        (optimizer_step or optimizer.step)()
+        step_lrs[step] = optimizer.param_groups[0]["lr"]
+        out = runner(x, target, y)
         schedule.after_step()
         if ema is not None:
             ema.update()
-        with torch.no_grad():
-            correct = ((probabilities(logits.detach()) >= threshold) == (y > 0.5)).sum()
-            loss_sum += per_sample.detach().double().sum()
-        step_losses[step] = loss.detach()
-        step_correct[step] = correct
+        loss_sum += out.loss_sum
+        step_losses[step] = out.loss
+        step_correct[step] = out.correct
         step_sizes.append(len(idx))
-        step_lrs.append(lr)
         if progress is not None:
             progress(step + 1, n_steps)
     losses = step_losses.tolist()  # the epoch's host sync: every step has finished on the device
     corrects = step_correct.tolist()
+    lrs = step_lrs.tolist()
     seconds = time.perf_counter() - started
     steps = [
         {"epoch": epoch, "step": i + 1, "loss": float(losses[i]), "batch_acc": corrects[i] / step_sizes[i],
-         "batch_size": step_sizes[i], "lr": step_lrs[i]}
+         "batch_size": step_sizes[i], "lr": lrs[i]}
         for i in range(n_steps)
     ]  # fmt: skip
     return EpochStats(loss=float(loss_sum.item()) / n, accuracy=sum(corrects) / n, n=n, steps=steps,

@@ -28,8 +28,9 @@ from .doctor.diagnosis import EpochDoctor, write_diagnosis
 from .ema import WeightAverage
 from .errors import BinclassError
 from .infer import prepare, prepare_model
-from .loop import (EpochStats, compile_step_wanted, evaluate, make_optimizer, make_scheduler, step_function,
-                   train_one_epoch)  # fmt: skip
+from .graphstep import GraphBackend, GraphedStep, graphs_wanted, lr_to_tensor
+from .loop import (EpochStats, StepRunner, compile_step_wanted, evaluate, make_optimizer, make_scheduler,
+                   step_function, train_one_epoch, training_step)  # fmt: skip
 from .modelio import BEST_FILE, MODEL_FILE, resolve_device, resolve_precision, save_meta, save_weights
 from .models import build_model, normalization
 from .phases import Phases
@@ -210,6 +211,8 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if cfg.model not in ("seed", "small"):
+        if cfg.cuda_graphs == "on":
+            raise BinclassError("--cuda-graphs is for the from-scratch models (seed, small); use --cuda-graphs off")
         if resume:
             raise BinclassError("--resume is for the from-scratch models; a pretrained run is short, start it again")
         from .pretrained_recipe import fit_pretrained, pretrained_model
@@ -226,16 +229,20 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device)
     mean, std = normalization(cfg.model)
     precision = resolve_precision(cfg.precision, device)
-    compiled = compile_step_wanted(cfg.compile_optimizer, model, device)
+    graphed = graphs_wanted(cfg.cuda_graphs, device, cfg.optimizer)
+    if graphed and cfg.compile_optimizer == "on":
+        raise BinclassError("--cuda-graphs on replays the eager optimizer step; drop --compile-optimizer on")
+    compiled = not graphed and compile_step_wanted(cfg.compile_optimizer, model, device)
     cfg.eval_batch_size = cfg.eval_batch_size or default_eval_batch(device)
     if not resume:
-        cfg.extra = {**environment(device), "precision": precision, "compiled_optimizer_step": compiled}
+        cfg.extra = {**environment(device), "precision": precision, "compiled_optimizer_step": compiled,
+                     "cuda_graphs": graphed}  # fmt: skip
         cfg.save(run_dir / CONFIG_FILE)
     meta = model_meta(cfg, layout)
 
     train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
     val_y = np.asarray(layout.val.labels)
-    optimizer = make_optimizer(model, cfg, tensor_lr=compiled)
+    optimizer = make_optimizer(model, cfg, tensor_lr=compiled, capturable=graphed)
     steps_per_epoch = math.ceil(len(layout.train) / cfg.batch_size)
     schedule = make_scheduler(optimizer, cfg, steps_per_epoch)
     optimizer_step = step_function(optimizer, compiled)  # after the scheduler, which wraps optimizer.step
@@ -252,6 +259,8 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
         history.truncate(run_dir, progress.epoch)  # rows of an epoch that did not complete
         meta.update(epoch=progress.epoch, best_epoch=progress.best_epoch, best_val_loss=progress.best_loss)
         log(f"resuming after epoch {progress.epoch} of {cfg.epochs}")
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+    runner = graph_runner(model, optimizer, optimizer_step, cfg.threshold, pos_weight, autocast_dtype) if graphed else None
     epoch_doctor = EpochDoctor(run_dir)
     checkpoints = Checkpoints(run_dir, cfg.save_every)
     ev = None
@@ -265,9 +274,8 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
             model, train_x, train_y, inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),
             optimizer=optimizer, schedule=schedule, optimizer_step=optimizer_step, batch_size=cfg.batch_size,
             threshold=cfg.threshold, pos_weight=pos_weight, shuffle_gen=shuffle_gen, epoch=epoch,
-            autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
-            label_smoothing=float(cfg.label_smoothing or 0.0), ema=ema,
-            progress=kill_hook(terminal_progress(f"epoch {epoch}/{cfg.epochs}"), epoch),
+            autocast_dtype=autocast_dtype, label_smoothing=float(cfg.label_smoothing or 0.0), ema=ema,
+            progress=kill_hook(terminal_progress(f"epoch {epoch}/{cfg.epochs}"), epoch), runner=runner,
         )  # fmt: skip
         check_finite(stats, layout.train.paths, cfg.batch_size, run_dir)
         ev = evaluate(scored, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
@@ -288,6 +296,20 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
         ev = evaluate(scored, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
                       batch_size=cfg.eval_batch_size, device=device, tta=bool(cfg.tta))  # fmt: skip
     return finish_run(run_dir, layout, ev.probs, cfg.threshold, epoch_doctor, log, phases)
+
+
+def graph_runner(model: torch.nn.Module, optimizer: torch.optim.Optimizer, optimizer_step: Callable[[], None],
+                 threshold: float, pos_weight: torch.Tensor | None, autocast_dtype: torch.dtype | None,
+                 backend: GraphBackend | None = None) -> StepRunner:  # fmt: skip
+    """The training step as a CUDA graph (captured at the first step; backend: tests' CPU stand-in).
+    Called after any resume, which loads the learning rate as a CPU value: the graph reads it on the device."""
+    lr_to_tensor(optimizer, next(model.parameters()).device)
+
+    def body(x: torch.Tensor, target: torch.Tensor, y: torch.Tensor):
+        return training_step(model, optimizer, optimizer_step, x, target, y, threshold=threshold,
+                             pos_weight=pos_weight, autocast_dtype=autocast_dtype, autocast_cache=False)  # fmt: skip
+
+    return GraphedStep(body, model, optimizer, backend)
 
 
 def epoch_row(epoch: int, stats: EpochStats, m: dict, seconds: float) -> dict:
