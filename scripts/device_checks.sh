@@ -17,6 +17,7 @@ timed() {  # NAME COMMAND...: whole-process wall seconds, then fit's own time (i
   local name=$1; shift
   local t0 t1; t0=$(date +%s.%N)
   "$@" > "/tmp/$name.log" 2>&1; local rc=$?
+  [ $rc = 0 ] || tail -3 "/tmp/$name.log"
   t1=$(date +%s.%N)
   echo "$name: rc $rc, process wall $(python3 -c "print(f'{$t1 - $t0:.2f}')") s | $( (grep -E 'since the start' "/tmp/$name.log" || tail -1 "/tmp/$name.log") | tail -1)"
 }
@@ -32,20 +33,23 @@ torch.zeros(1, device='cuda'); torch.cuda.synchronize(); t2 = time.perf_counter(
 torch.optim.RMSprop(torch.nn.Linear(2, 1).parameters()); t3 = time.perf_counter()
 import binclass.report.html; t4 = time.perf_counter()
 print(f'import torch {t1 - t0:.2f} s, CUDA init {t2 - t1:.2f} s, first optimizer {t3 - t2:.2f} s, report modules {t4 - t3:.2f} s')"
-  echo "== smoke: 1 epoch of the seed model"
+  echo "== the real CUDA graph capture against the eager step (tests/test_graphstep.py)"
+  timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_graphstep.py 2>&1 | tail -15
+  echo "== smoke: 1 epoch of the seed model, eager and with --cuda-graphs on"
   timeout 120 python3 -m binclass.cli train "$DATA" --out /tmp/smoke $SEED --epochs 1 --strict || { echo SMOKE FAILED; exit 1; }
-  echo "== end to end, each alone: the posted loop, then binclass train (fp32 batch 20; bf16 batch 20 and 64)"
-  timed posted timeout 200 python3 -m binclass.posted "$DATA" --epochs 15 --lr 1e-4 --device cuda --csv /tmp/posted.csv
-  timed fp32-b20 timeout 120 python3 -m binclass.cli train "$DATA" --out /tmp/fp32-b20 $SEED --batch-size 20 --precision fp32
-  timed bf16-b20 timeout 120 python3 -m binclass.cli train "$DATA" --out /tmp/bf16-b20 $SEED --batch-size 20 --precision bf16
-  timed bf16-b64 timeout 120 python3 -m binclass.cli train "$DATA" --out /tmp/bf16-b64 $SEED --batch-size 64 --precision bf16
-  for r in fp32-b20 bf16-b20 bf16-b64; do
-    echo "$r: $(grep -E 'images:' /tmp/$r.log) | $(grep -E '^epoch +15/15' /tmp/$r.log)"
+  timeout 120 python3 -m binclass.cli train "$DATA" --out /tmp/smoke-graphs $SEED --epochs 1 --strict --cuda-graphs on || echo "SMOKE WITH GRAPHS FAILED"
+  echo "== end to end, each alone: binclass train, 15 epochs, eager and graphed (the posted loop is the bench's row a)"
+  for spec in "fp32 20 off" "fp32 20 on" "bf16 64 off" "bf16 64 on" "fp32 64 on" "bf16 20 on"; do
+    set -- $spec
+    timed "$1-b$2-graphs-$3" timeout 120 python3 -m binclass.cli train "$DATA" --out "/tmp/$1-b$2-graphs-$3" $SEED --batch-size $2 --precision $1 --cuda-graphs $3
+  done
+  for r in /tmp/*-graphs-*.log; do
+    echo "$(basename $r .log): $(grep -E 'images:' $r) | $(grep -E '^epoch +15/15' $r)"
   done
   echo "== #4 bench: seed model, batch 20, 15 epochs, posted loop vs binclass train vs floors"
   timeout 300 python3 -m binclass.cli bench "$DATA" --epochs 15 --device cuda --json > "$OUT/bench.json"
   python3 -c "import json,sys; from binclass.bench import render; print(render(json.load(open(sys.argv[1]))))" "$OUT/bench.json"
   date -u
 } 2>&1 | tee "$OUT/log.txt"
-tar czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='*.png' --exclude='*.html' -C /tmp smoke fp32-b20 bf16-b20 bf16-b64 posted.csv 2>/dev/null
+(cd /tmp && tar czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='*.png' --exclude='*.html' smoke smoke-graphs *-graphs-* 2>/dev/null)
 ls -la "$OUT"
