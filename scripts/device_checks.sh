@@ -46,6 +46,8 @@ print(f'import torch {t1 - t0:.2f} s, CUDA init {t2 - t1:.2f} s, first optimizer
   for r in /tmp/*-graphs-*.log; do
     echo "$(basename $r .log): $(grep -E 'images:' $r) | $(grep -E '^epoch +15/15' $r)"
   done
+  echo "== decoding: threads against processes on this machine's cores"
+  timeout 120 python3 scripts/decode_scaling.py "$DATA" --repeats 2
   echo "== #4 bench: seed model, batch 20, 15 epochs, posted loop vs binclass train vs floors"
   timeout 300 python3 -m binclass.cli bench "$DATA" --epochs 15 --device cuda --json > "$OUT/bench.json"
   python3 -c "import json,sys; from binclass.bench import render; print(render(json.load(open(sys.argv[1]))))" "$OUT/bench.json"
