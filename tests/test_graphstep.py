@@ -136,7 +136,7 @@ def test_cli_refuses_cuda_graphs_without_a_gpu(tiny_data, tmp_path):
                                       "--device", "cpu", "--cuda-graphs", "on"])  # fmt: skip
     assert result.exit_code == 2
     assert "--cuda-graphs on needs a CUDA device" in result.output
-    assert not (tmp_path / "r" / "metrics.csv").exists()
+    assert not (tmp_path / "r").exists()  # refused before the run folder or any decoding
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

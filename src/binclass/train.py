@@ -210,9 +210,12 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if cfg.model not in ("seed", "small") and cfg.cuda_graphs == "on":
+        raise BinclassError("--cuda-graphs is for the from-scratch models (seed, small); use --cuda-graphs off")
+    graphed = graphs_wanted(cfg.cuda_graphs, device, cfg.optimizer)  # before decoding: a wrong setting fails at once
+    if graphed and cfg.compile_optimizer == "on":
+        raise BinclassError("--cuda-graphs on replays the eager optimizer step; drop --compile-optimizer on")
     if cfg.model not in ("seed", "small"):
-        if cfg.cuda_graphs == "on":
-            raise BinclassError("--cuda-graphs is for the from-scratch models (seed, small); use --cuda-graphs off")
         if resume:
             raise BinclassError("--resume is for the from-scratch models; a pretrained run is short, start it again")
         from .pretrained_recipe import fit_pretrained, pretrained_model
@@ -229,9 +232,6 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device)
     mean, std = normalization(cfg.model)
     precision = resolve_precision(cfg.precision, device)
-    graphed = graphs_wanted(cfg.cuda_graphs, device, cfg.optimizer)
-    if graphed and cfg.compile_optimizer == "on":
-        raise BinclassError("--cuda-graphs on replays the eager optimizer step; drop --compile-optimizer on")
     compiled = not graphed and compile_step_wanted(cfg.compile_optimizer, model, device)
     cfg.eval_batch_size = cfg.eval_batch_size or default_eval_batch(device)
     if not resume:
