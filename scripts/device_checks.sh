@@ -8,7 +8,8 @@
 # then the device call: command "bash scripts/device_checks.sh .gpu-data/cats_and_dogs_filtered $OUT",
 # carry [".gpu-data"], timeout_s 540.
 # Targets (#4): 15 epochs of the seed model on the 2000/1000 set, end to end including decoding, under
-# 4 s of wall time and at least 6x faster than the posted loop in the same call.
+# 4 s of wall time and at least 6x faster than the posted loop in the same call. Each step has its own
+# timeout, so that a hang in one still leaves the others' output.
 set -u
 DATA=$1 OUT=$2
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
@@ -39,7 +40,7 @@ print(f'import torch {t1 - t0:.2f} s, CUDA init {t2 - t1:.2f} s, first optimizer
   timeout 120 python3 -m binclass.cli train "$DATA" --out /tmp/smoke $SEED --epochs 1 --strict || { echo SMOKE FAILED; exit 1; }
   timeout 120 python3 -m binclass.cli train "$DATA" --out /tmp/smoke-graphs $SEED --epochs 1 --strict --cuda-graphs on || echo "SMOKE WITH GRAPHS FAILED"
   echo "== end to end, each alone: binclass train, 15 epochs, eager and graphed (the posted loop is the bench's row a)"
-  for spec in "fp32 20 off" "fp32 20 on" "bf16 64 off" "bf16 64 on" "fp32 64 on" "bf16 20 on"; do
+  for spec in "fp32 20 off" "fp32 20 on" "bf16 64 off" "bf16 64 on" "fp32 64 on"; do
     set -- $spec
     timed "$1-b$2-graphs-$3" timeout 120 python3 -m binclass.cli train "$DATA" --out "/tmp/$1-b$2-graphs-$3" $SEED --batch-size $2 --precision $1 --cuda-graphs $3
   done
@@ -49,7 +50,7 @@ print(f'import torch {t1 - t0:.2f} s, CUDA init {t2 - t1:.2f} s, first optimizer
   echo "== decoding: threads against processes on this machine's cores"
   timeout 120 python3 scripts/decode_scaling.py "$DATA" --repeats 2
   echo "== #4 bench: seed model, batch 20, 15 epochs, posted loop vs binclass train vs floors"
-  timeout 300 python3 -m binclass.cli bench "$DATA" --epochs 15 --device cuda --json > "$OUT/bench.json"
+  timeout 330 python3 -m binclass.cli bench "$DATA" --epochs 15 --device cuda --cuda-graphs --json > "$OUT/bench.json"
   python3 -c "import json,sys; from binclass.bench import render; print(render(json.load(open(sys.argv[1]))))" "$OUT/bench.json"
   date -u
 } 2>&1 | tee "$OUT/log.txt"

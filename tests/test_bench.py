@@ -43,3 +43,16 @@ def test_ratios_compare_each_run_with_the_fastest_floor_of_its_precision():
     assert fp32["whole-run speedup (a wall / b wall)"] == 80.0 / 32.0
     assert auto["vs_bf16_floor (b/c)"] == 6.0 / 5.0  # not the compiled model's floor: b does not run that
     assert "training pass / floor" not in auto  # no train_seconds: nothing made up
+
+
+def test_bench_cuda_graphs_needs_a_gpu(tiny_data):
+    import pytest
+    import torch
+
+    from binclass.bench import run_bench
+    from binclass.errors import BinclassError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(BinclassError, match="needs a CUDA device"):
+        run_bench(tiny_data, device="cpu", cuda_graphs=True)

@@ -61,18 +61,19 @@ def _posted(data_dir: Path, epochs: int, device: str, n_train: int, tmp: Path) -
     return Row("a: posted loop (ImageFolder, DataLoader 2 workers)", spe, n_train / spe, rss, wall, "fp32")
 
 
-def _binclass(data_dir: Path, model: str, epochs: int, batch: int, device: str, precision: str, tmp: Path) -> Row:
-    out = tmp / f"run-{precision}"
+def _binclass(data_dir: Path, model: str, epochs: int, batch: int, device: str, precision: str, tmp: Path,
+              graphs: bool = False) -> Row:  # fmt: skip
+    out = tmp / f"run-{precision}{'-graphs' if graphs else ''}"
     wall, rss, log = _run(["binclass.cli", "train", str(data_dir), "--out", str(out),
                            "--model", model, "--epochs", str(epochs), "--batch-size", str(batch), "--optimizer",
                            "rmsprop", "--lr", "1e-4", "--augment", "none", "--device", device,
-                           "--precision", precision])  # fmt: skip
+                           "--precision", precision, "--cuda-graphs", "on" if graphs else "off"])  # fmt: skip
     from . import history
 
     rows = history.read_epochs(out)
     spe = steady([r["seconds"] for r in rows])
     used = json.loads((out / "config.json").read_text())["extra"]["precision"]
-    return Row(f"b: binclass train --precision {precision}", spe, rows[0]["train_n"] / spe, rss, wall, used,
+    return Row(f"b: binclass train --precision {precision}{' --cuda-graphs on' if graphs else ''}", spe, rows[0]["train_n"] / spe, rss, wall, used,
                steady([r["train_seconds"] for r in rows]))  # fmt: skip
 
 
@@ -132,10 +133,14 @@ def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: 
 
 
 def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: int = 20, device: str = "auto",
-              image_size: int = 150, precisions: tuple[str, ...] = ("fp32", "auto"), compile: bool = False) -> dict:  # fmt: skip
+              image_size: int = 150, precisions: tuple[str, ...] = ("fp32", "auto"), compile: bool = False,
+              cuda_graphs: bool = False) -> dict:  # fmt: skip
+    """cuda_graphs: also time `binclass train --cuda-graphs on` at each precision (a GPU only)."""
     data_dir = Path(data_dir)
     if not (data_dir / "train").is_dir():
         raise BinclassError(f"{data_dir}: bench needs train/ and validation/ folders (as for the posted loop)")
+    if cuda_graphs and not (device == "cuda" or (device == "auto" and torch.cuda.is_available())):
+        raise BinclassError("bench --cuda-graphs needs a CUDA device (--device cuda); drop --cuda-graphs")
     from .data.scan import scan_dataset
 
     n_train = len(scan_dataset(data_dir).train)
@@ -143,6 +148,8 @@ def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: 
         tmp = Path(tmp_name)
         rows = [_posted(data_dir, epochs, device, n_train, tmp)]
         rows += [_binclass(data_dir, model, epochs, batch_size, device, p, tmp) for p in precisions]
+        if cuda_graphs:
+            rows += [_binclass(data_dir, model, epochs, batch_size, device, p, tmp, graphs=True) for p in precisions]
         floors = [("fp32", False, False, False), ("fp32", True, False, False), ("fp32", True, False, True),
                   ("bf16", True, False, False), ("bf16", True, False, True)]  # fmt: skip
         if compile:

@@ -219,12 +219,14 @@ def bench(
     batch_size: int = typer.Option(20),
     device: str = typer.Option("auto"),
     compile: bool = typer.Option(False, "--compile", help="also time a torch.compile floor (compile time included)"),
+    cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="also time binclass train --cuda-graphs on (GPU)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time the posted loop, `binclass train` (fp32 and auto precision) and the compute floor, side by side."""
     from .bench import render, run_bench
 
-    result = run_bench(data_dir, model=model, epochs=epochs, batch_size=batch_size, device=device, compile=compile)
+    result = run_bench(data_dir, model=model, epochs=epochs, batch_size=batch_size, device=device, compile=compile,
+                       cuda_graphs=cuda_graphs)  # fmt: skip
     typer.echo(json.dumps(result, indent=2) if as_json else render(result))
 
 
