@@ -24,11 +24,12 @@ from binclass.train import graph_runner
 N, SIZE = 50, 32  # 50 images in batches of 16: three full batches and a short one of 2
 
 
-def _setup(model_name: str, optimizer: str, device: torch.device, capturable: bool = False, tensor_lr: bool = True):
+def _setup(model_name: str, optimizer: str, device: torch.device, capturable: bool = False, tensor_lr: bool = True,
+           scheduler: str = "cosine"):  # fmt: skip
     torch.manual_seed(0)
     model = build_model(model_name, SIZE, width=4 if model_name == "small" else None).to(device)
     cfg = TrainConfig(data_dir=".", out=".", model=model_name, optimizer=optimizer, lr=3e-3, epochs=3,
-                      batch_size=16, scheduler="cosine", warmup=1, weight_decay=1e-4)  # fmt: skip
+                      batch_size=16, scheduler=scheduler, warmup=1, weight_decay=1e-4)  # fmt: skip
     cfg.validate()
     # A tensor learning rate in both runs, so that both step with the same float32 value.
     opt = make_optimizer(model, cfg, tensor_lr=tensor_lr, capturable=capturable)
@@ -115,6 +116,22 @@ def test_warmup_without_restore_would_be_caught(monkeypatch):
     a, b = _epoch(*eager, epoch=1), _epoch(*graphed, epoch=1, runner=runner)
     assert not torch.equal(eager[0].fc1.weight, graphed[0].fc1.weight)
     assert a.steps[0]["loss"] != b.steps[0]["loss"]
+
+
+def test_a_learning_rate_set_by_assignment_reaches_the_graph():
+    """A graph reads the learning-rate tensor it captured. Schedulers fill it in place; anything that
+    assigns a new value instead (a float) is written into that tensor before the next replay."""
+    model, opt, schedule = _setup("seed", "rmsprop", torch.device("cpu"), scheduler="none")
+    runner = _runner(model, opt, RecordedBackend())
+    _epoch(model, opt, schedule, epoch=1, runner=runner)
+    captured = runner.lrs[0]
+    assert opt.param_groups[0]["lr"] is captured and float(captured) == pytest.approx(3e-3)
+    opt.param_groups[0]["lr"] = 0.0
+    before = [p.detach().clone() for p in model.parameters()]
+    stats = _epoch(model, opt, schedule, epoch=2, runner=runner)
+    assert opt.param_groups[0]["lr"] is captured and float(captured) == 0.0
+    assert all(s["lr"] == 0.0 for s in stats.steps)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # a rate of 0 moved nothing
 
 
 def test_cuda_graphs_setting_is_checked():

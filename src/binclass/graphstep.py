@@ -121,6 +121,10 @@ class GraphedStep:
             out = self.body(x, target, y)
             self.optimizer.zero_grad(set_to_none=True)  # the eager step's gradients are not needed again
             return out
+        for group, lr in zip(self.optimizer.param_groups, self.lrs):
+            if group["lr"] is not lr:  # set by assignment, not in place: the graph would go on reading `lr`
+                lr.fill_(group["lr"])
+                group["lr"] = lr
         self.x.copy_(x)
         self.target.copy_(target)
         self.y.copy_(y)
@@ -147,6 +151,7 @@ class GraphedStep:
         saved.restore()
         self.optimizer.zero_grad(set_to_none=True)  # the capture allocates the gradients the graph writes
         self.graph = self.backend.capture(self._run_into_static)
+        self.lrs = [group["lr"] for group in self.optimizer.param_groups]  # the tensors the graph reads
 
 
 class _Snapshot:
