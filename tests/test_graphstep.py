@@ -86,6 +86,7 @@ def test_graphed_step_trains_exactly_as_the_eager_step(model_name, optimizer):
     a = [_epoch(*eager, epoch=e, label_smoothing=0.1) for e in (1, 2, 3)]
     b = [_epoch(*graphed, epoch=e, runner=runner, label_smoothing=0.1) for e in (1, 2, 3)]
     _same_training((eager[0], a), (graphed[0], b), exact=True)
+    assert runner.failed is None and runner.graph is not None
     assert runner.batch == 16 and runner.eager_steps == 3  # the short last batch of each epoch
     assert a[0].steps[0]["lr"] < a[0].steps[-1]["lr"]  # the warm-up schedule did change the rate
 
@@ -134,6 +135,26 @@ def test_a_learning_rate_set_by_assignment_reaches_the_graph():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # a rate of 0 moved nothing
 
 
+def test_a_failed_capture_warns_and_trains_eagerly_from_where_it_was():
+    """An operation that cannot be captured: a warning, the warm-up undone, then the eager step, which
+    trains exactly as without graphs."""
+
+    class Failing(RecordedBackend):
+        def warmup(self, fn, times):
+            fn()  # one warm-up step changes the weights, then the failure
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    cpu = torch.device("cpu")
+    eager = _setup("seed", "rmsprop", cpu)
+    graphed = _setup("seed", "rmsprop", cpu)
+    runner = _runner(graphed[0], graphed[1], Failing())
+    a = _epoch(*eager, epoch=1)
+    with pytest.warns(UserWarning, match="CUDA graph failed .RuntimeError: operation not permitted"):
+        b = _epoch(*graphed, epoch=1, runner=runner)
+    assert runner.graph is None and runner.eager_steps == len(b.steps)
+    _same_training((eager[0], [a]), (graphed[0], [b]), exact=True)
+
+
 def test_cuda_graphs_setting_is_checked():
     cpu = torch.device("cpu")
     assert graphs_wanted("off", cpu, "rmsprop") is False
@@ -172,6 +193,7 @@ def test_real_cuda_graph_matches_the_eager_step(model_name, optimizer):
     a = [_epoch(*eager, epoch=e) for e in (1, 2)]
     b = [_epoch(*graphed, epoch=e, runner=runner) for e in (1, 2)]
     _same_training((eager[0], a), (graphed[0], b), exact=False)
+    assert runner.failed is None and runner.graph is not None  # graphed indeed, not the eager fallback
     assert runner.eager_steps == 2
 
 

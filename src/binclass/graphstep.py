@@ -110,13 +110,19 @@ class GraphedStep:
         self.body, self.model, self.optimizer = body, model, optimizer
         self.backend = backend if backend is not None else CudaGraphBackend()
         self.graph: Replayable | None = None
+        self.failed: str | None = None  # why the capture failed; every step then runs eagerly
         self.batch = 0
         self.eager_steps = 0  # steps that could not use the graph (a short last batch)
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor, y: torch.Tensor) -> StepOut:
-        if self.graph is None:
-            self._capture(x, target, y)
-        if x.shape[0] != self.batch:
+        if self.graph is None and self.failed is None:
+            try:
+                self._capture(x, target, y)
+            except Exception as exc:  # an operation that cannot be captured; the warm-up is already undone
+                self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                self.graph = None
+                warnings.warn(f"capturing the training step as a CUDA graph failed ({self.failed}); training eagerly")
+        if self.graph is None or x.shape[0] != self.batch:
             self.eager_steps += 1
             out = self.body(x, target, y)
             self.optimizer.zero_grad(set_to_none=True)  # the eager step's gradients are not needed again
@@ -145,11 +151,13 @@ class GraphedStep:
         self.out = StepOut(torch.zeros((), device=device), torch.zeros((), dtype=torch.float64, device=device),
                            torch.zeros((), dtype=torch.int64, device=device))  # fmt: skip
         saved = _Snapshot(self.model, self.optimizer)
-        with warnings.catch_warnings():  # torch warns (once) that a capturable step ran uncaptured: that is the plan
-            warnings.filterwarnings("ignore", message=".*capturable=True.*")
-            self.backend.warmup(self._run_into_static, WARMUP_STEPS)
-        saved.restore()
-        self.optimizer.zero_grad(set_to_none=True)  # the capture allocates the gradients the graph writes
+        try:
+            with warnings.catch_warnings():  # torch warns (once) that a capturable step ran uncaptured: the plan
+                warnings.filterwarnings("ignore", message=".*capturable=True.*")
+                self.backend.warmup(self._run_into_static, WARMUP_STEPS)
+        finally:
+            saved.restore()
+            self.optimizer.zero_grad(set_to_none=True)  # the capture allocates the gradients the graph writes
         self.graph = self.backend.capture(self._run_into_static)
         self.lrs = [group["lr"] for group in self.optimizer.param_groups]  # the tensors the graph reads
 
