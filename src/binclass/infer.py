@@ -67,17 +67,19 @@ def predict_logits(
     tta=True averages the logits of each image and its mirror image. `inputs` replaces the image
     normalization for sources that hold something else (cached features)."""
     model.eval()
-    out = []
+    # Written in place, as the training loop's per-step values are: a kept small tensor per batch sits
+    # between the large blocks that the next batch's activations would reuse (see allocator).
+    out = torch.empty(len(source), dtype=torch.float32, device=device)
     with torch.inference_mode():
+        start = 0
         for batch in inference_batches(source, batch_size, device):
             x = inputs(batch) if inputs is not None else prepare(batch, mean, std)
             logits = model(x).float().reshape(-1)
             if tta:
                 logits = (logits + model(x.flip(-1)).float().reshape(-1)) / 2
-            out.append(logits)
-    if not out:
-        return torch.empty(0)
-    return torch.cat(out).cpu()
+            out[start : start + len(logits)] = logits
+            start += len(logits)
+    return out.cpu()
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -192,15 +192,15 @@ def train_one_epoch(
     # scattered through the kept heap (see allocator), splitting the holes the next step's activations need.
     step_losses = torch.empty(n_steps, dtype=torch.float32, device=device)
     step_correct = torch.empty(n_steps, dtype=torch.int64, device=device)
-    # The learning rate may be a device tensor (a captured graph reads it there): read once per epoch too.
-    step_lrs = torch.empty(n_steps, dtype=torch.float64, device=device)
-    step_sizes = []
+    step_sizes: list[int] = []
+    step_lrs: list[float | torch.Tensor] = []  # a device tensor's value (a graph's rate) is read after the sync
     for step in range(n_steps):
         idx = order[step * batch_size : (step + 1) * batch_size]
         x = inputs(source.batch(idx))
         y = labels[idx]
         target = y * (1.0 - label_smoothing) + 0.5 * label_smoothing if label_smoothing else y
-        step_lrs[step] = optimizer.param_groups[0]["lr"]
+        lr = optimizer.param_groups[0]["lr"]
+        step_lrs.append(lr.detach().clone() if isinstance(lr, torch.Tensor) and lr.device.type != "cpu" else float(lr))
         out = runner(x, target, y)
         schedule.after_step()
         if ema is not None:
@@ -213,7 +213,7 @@ def train_one_epoch(
             progress(step + 1, n_steps)
     losses = step_losses.tolist()  # the epoch's host sync: every step has finished on the device
     corrects = step_correct.tolist()
-    lrs = step_lrs.tolist()
+    lrs = [float(lr) for lr in step_lrs]  # no wait left: the device has finished every step
     seconds = time.perf_counter() - started
     steps = [
         {"epoch": epoch, "step": i + 1, "loss": float(losses[i]), "batch_acc": corrects[i] / step_sizes[i],

@@ -286,6 +286,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
         record_epoch(run_dir, row, stats, scored, meta, progress, epoch_doctor, log, cfg.epochs, checkpoints)
         stop = cfg.early_stop is not None and progress.since_best >= cfg.early_stop
         if checkpoints.due(force=stop or epoch == cfg.epochs):
+            release_free_memory()  # the epoch's kept activations, before the files' buffers stack on top of them
             checkpoints.write(scored, meta, epoch)
             save_state(run_dir, model, optimizer, schedule.scheduler, generators, progress, ema)  # last: marks the epoch complete
         if stop:
@@ -295,6 +296,7 @@ def fit(cfg: TrainConfig, overwrite: bool = False, resume: bool = False, log: Ca
     if ev is None:  # resumed a run whose epochs were all complete: score the saved model once more
         ev = evaluate(scored, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
                       batch_size=cfg.eval_batch_size, device=device, tta=bool(cfg.tta))  # fmt: skip
+    release_free_memory()  # as before a checkpoint: the report's figures need fresh memory too
     return finish_run(run_dir, layout, ev.probs, cfg.threshold, epoch_doctor, log, phases)
 
 
