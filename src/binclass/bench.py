@@ -73,8 +73,8 @@ def _binclass(data_dir: Path, model: str, epochs: int, batch: int, device: str, 
     rows = history.read_epochs(out)
     spe = steady([r["seconds"] for r in rows])
     used = json.loads((out / "config.json").read_text())["extra"]["precision"]
-    return Row(f"b: binclass train --precision {precision}{' --cuda-graphs on' if graphs else ''}", spe, rows[0]["train_n"] / spe, rss, wall, used,
-               steady([r["train_seconds"] for r in rows]))  # fmt: skip
+    name = f"b: binclass train --precision {precision}" + (" --cuda-graphs on" if graphs else "")
+    return Row(name, spe, rows[0]["train_n"] / spe, rss, wall, used, steady([r["train_seconds"] for r in rows]))
 
 
 def _floor(model: str, size: int, n: int, epochs: int, batch: int, device: str, precision: str, channels_last: bool,

@@ -85,7 +85,8 @@ class RecordedBackend:
 
 
 def graphs_wanted(setting: str, device: torch.device, optimizer: str) -> bool:
-    """auto: off until measured on a GPU (no session has had one since this was written)."""
+    """True for "on" where a graph can work; "off" is the default until graphs are measured on a GPU
+    (no session has had one since this was written). A setting that cannot work is refused."""
     if setting != "on":
         return False
     from .errors import BinclassError
