@@ -1,4 +1,8 @@
-from binclass.bench import Row, _run, bench_ratios, floor_epoch_seconds, render, render_scale
+import pytest
+import torch
+
+from binclass.bench import Row, _run, bench_ratios, floor_epoch_seconds, render, render_scale, run_bench
+from binclass.errors import BinclassError
 
 
 def test_child_peak_memory_is_measured_per_process():
@@ -46,12 +50,6 @@ def test_ratios_compare_each_run_with_the_fastest_floor_of_its_precision():
 
 
 def test_bench_cuda_graphs_needs_a_gpu(tiny_data):
-    import pytest
-    import torch
-
-    from binclass.bench import run_bench
-    from binclass.errors import BinclassError
-
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(BinclassError, match="needs a CUDA device"):

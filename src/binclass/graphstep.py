@@ -25,6 +25,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from .errors import BinclassError
+
 # Warm-up steps before capture: the first creates the optimizer state, the next run the code path
 # that the capture records (PyTorch's whole-network capture example warms up for 3).
 WARMUP_STEPS = 3
@@ -89,8 +91,6 @@ def graphs_wanted(setting: str, device: torch.device, optimizer: str) -> bool:
     (no session has had one since this was written). A setting that cannot work is refused."""
     if setting != "on":
         return False
-    from .errors import BinclassError
-
     if device.type != "cuda":
         raise BinclassError(f"--cuda-graphs on needs a CUDA device (this run uses {device.type}); use --cuda-graphs off")
     if optimizer not in GRAPH_OPTIMIZERS:
@@ -121,7 +121,6 @@ class GraphedStep:
                 self._capture(x, target, y)
             except Exception as exc:  # an operation that cannot be captured; the warm-up is already undone
                 self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                self.graph = None
                 warnings.warn(f"capturing the training step as a CUDA graph failed ({self.failed}); training eagerly")
         if self.graph is None or x.shape[0] != self.batch:
             self.eager_steps += 1
@@ -173,7 +172,7 @@ class _Snapshot:
         self.device = next(model.parameters()).device
         self.rng = torch.get_rng_state()
         self.cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        self.tensors = [t for t in (*model.parameters(), *model.buffers())]
+        self.tensors = [*model.parameters(), *model.buffers()]
         self.values = [t.detach().clone() for t in self.tensors]
         self.fresh = not optimizer.state  # no step taken yet: its state is created by the warm-up
         self.state = [(t, t.detach().clone()) for s in optimizer.state.values() for t in s.values()
