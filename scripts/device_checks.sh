@@ -51,7 +51,7 @@ print(f'import torch {t1 - t0:.2f} s, CUDA init {t2 - t1:.2f} s, first optimizer
   timeout 120 python3 scripts/decode_scaling.py "$DATA" --repeats 2
   echo "== #4 bench: seed model, batch 20, 15 epochs, posted loop vs binclass train vs floors"
   timeout 330 python3 -m binclass.cli bench "$DATA" --epochs 15 --device cuda --cuda-graphs --json > "$OUT/bench.json"
-  python3 -c "import json,sys; from binclass.bench import render; print(render(json.load(open(sys.argv[1]))))" "$OUT/bench.json"
+  python3 -c "import json,sys; from binclass.devtools.bench import render; print(render(json.load(open(sys.argv[1]))))" "$OUT/bench.json"
   date -u
 } 2>&1 | tee "$OUT/log.txt"
 (cd /tmp && tar czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='*.png' --exclude='*.html' smoke smoke-graphs *-graphs-* 2>/dev/null)

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from binclass import history
+from binclass.run import history
 
 
 def run_one(data: str, out: Path, name: str, args: list[str]) -> dict:

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from binclass.bench import Row, _run, bench_ratios, floor_epoch_seconds, render, render_scale, run_bench
+from binclass.devtools.bench import Row, _run, bench_ratios, floor_epoch_seconds, render, render_scale, run_bench
 from binclass.errors import BinclassError
 
 
 def test_child_peak_memory_is_measured_per_process():
     _, small, _ = _run(["json.tool", "--help"])
-    _, big, out = _run(["binclass.bench", "--floor", "seed", "64", "100", "1", "50", "cpu", "fp32", "0", "0", "0"])
+    _, big, out = _run(["binclass.devtools.bench", "--floor", "seed", "64", "100", "1", "50", "cpu", "fp32", "0", "0", "0"])
     assert float(out.strip()) > 0
     assert small < 100  # MB: a bare interpreter, not the parent's resident size carried over
     assert big - small > 150  # torch itself is several hundred MB resident

@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from binclass import history
+from binclass.run import history
 from binclass.config import TrainConfig
-from binclass.data.cache import StreamSource, TensorSource, decode_cached
+from binclass.recipes.resolve import resolve
+from binclass.data.sources import StreamSource, TensorSource, decode_cached
 from binclass.data.decode import decode_many
 from binclass.data.scan import list_images
 from binclass.metrics import wilson_interval
-from binclass.train import fit
+from binclass.recipes.train import fit
 
 
 def test_disk_cache_hits_and_invalidation(tiny_data, tmp_path):
@@ -74,9 +75,9 @@ def test_bad_cache_and_precision_values_are_refused():
     from binclass.errors import BinclassError
 
     with pytest.raises(BinclassError, match="--cache"):
-        TrainConfig(data_dir="d", out="o", cache="ram").validate()
+        resolve(TrainConfig(data_dir="d", out="o", cache="ram"))
     with pytest.raises(BinclassError, match="--precision"):
-        TrainConfig(data_dir="d", out="o", precision="fp8").validate()
+        resolve(TrainConfig(data_dir="d", out="o", precision="fp8"))
 
 
 def test_disk_cache_names_a_file_that_vanished(tiny_data, tmp_path):
@@ -94,7 +95,7 @@ def test_disk_cache_names_a_file_that_vanished(tiny_data, tmp_path):
 
 
 def test_prepare_normalizes_uint8_images_like_the_formula():
-    from binclass.infer import prepare
+    from binclass.engine.infer import prepare
 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (5, 3, 9, 7), dtype=torch.uint8, generator=gen)
@@ -111,7 +112,7 @@ def test_prepare_normalizes_uint8_images_like_the_formula():
 def test_prepare_is_bit_identical_to_the_per_channel_float32_steps(shape, layout):
     """Recorded results stay reproducible only if every input keeps its last bit: the same float32
     operations as x / 255, then - mean[c], then / std[c], for every element, whatever the layout."""
-    from binclass.infer import prepare
+    from binclass.engine.infer import prepare
 
     gen = torch.Generator().manual_seed(sum(shape))
     images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
@@ -128,7 +129,7 @@ def test_prepare_is_bit_identical_to_the_per_channel_float32_steps(shape, layout
 
 
 def test_prepare_applies_a_single_mean_and_std_to_every_channel():
-    from binclass.infer import prepare
+    from binclass.engine.infer import prepare
 
     images = torch.randint(0, 256, (2, 3, 5, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     assert torch.equal(prepare(images, (0.5,), (0.25,)), prepare(images, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
@@ -139,7 +140,7 @@ def test_prepare_applies_a_single_mean_and_std_to_every_channel():
 def test_prepare_gives_the_same_inputs_in_validation_and_training_in_either_order():
     """The per-channel constants are made once and reused: a first batch in inference mode (validation,
     predict) must not change what training gets, nor stop its backward pass."""
-    from binclass.infer import prepare
+    from binclass.engine.infer import prepare
 
     images = torch.randint(0, 256, (2, 3, 7, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
     mean, std = (0.41, 0.42, 0.43), (0.21, 0.22, 0.23)  # values no other test uses: nothing cached yet

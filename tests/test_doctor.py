@@ -320,7 +320,7 @@ def test_seed_spread_is_silent_without_a_seeds_file(tmp_path):
 
 def test_training_doctor_reports_a_finding_again_when_it_becomes_graver(tmp_path):
     from binclass.doctor.diagnosis import EpochDoctor
-    from binclass.history import METRIC_COLUMNS
+    from binclass.run.history import METRIC_COLUMNS
 
     doc = EpochDoctor(tmp_path)  # a fresh run folder: no history yet
     doc.history.counts, doc.history.val_n, doc.history.val_positive_rate = True, 100, 0.5

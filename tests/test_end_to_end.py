@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from binclass import history
+from binclass.run import history
 from binclass.cli import app
 from binclass.metrics import predict_labels
 

@@ -29,7 +29,7 @@ exit_without_teardown(int(sys.argv[2]))
 _CHILD = """
 import atexit, sys, torch
 from binclass.fastexit import exit_without_teardown
-from binclass.peak import peak_mb
+from binclass.devtools.peak import peak_mb
 atexit.register(lambda: print(peak_mb()))
 exit_without_teardown(0) if sys.argv[1] == "fast" else sys.exit(0)
 """

@@ -14,12 +14,14 @@ from typer.testing import CliRunner
 
 from binclass.cli import app
 from binclass.config import TrainConfig
-from binclass.data.cache import TensorSource
+from binclass.recipes.resolve import resolve
+from binclass.data.sources import TensorSource
 from binclass.errors import BinclassError
-from binclass.graphstep import CudaGraphBackend, RecordedBackend, graphs_wanted
-from binclass.loop import make_optimizer, make_scheduler, train_one_epoch
+from binclass.engine.graphstep import CudaGraphBackend, RecordedBackend, graphs_wanted
+from binclass.engine.loop import train_one_epoch
+from binclass.engine.optim import make_optimizer, make_scheduler
 from binclass.models import build_model
-from binclass.train import graph_runner
+from binclass.recipes.scratch import graph_runner
 
 N, SIZE = 50, 32  # 50 images in batches of 16: three full batches and a short one of 2
 
@@ -30,7 +32,7 @@ def _setup(model_name: str, optimizer: str, device: torch.device, capturable: bo
     model = build_model(model_name, SIZE, width=4 if model_name == "small" else None).to(device)
     cfg = TrainConfig(data_dir=".", out=".", model=model_name, optimizer=optimizer, lr=3e-3, epochs=3,
                       batch_size=16, scheduler=scheduler, warmup=1, weight_decay=1e-4)  # fmt: skip
-    cfg.validate()
+    cfg = resolve(cfg)
     # A tensor learning rate in both runs, so that both step with the same float32 value.
     opt = make_optimizer(model, cfg, tensor_lr=tensor_lr, capturable=capturable)
     schedule = make_scheduler(opt, cfg, steps_per_epoch=-(-N // 16))
@@ -107,7 +109,7 @@ def test_graphed_step_continues_a_resumed_optimizer_exactly():
 def test_warmup_without_restore_would_be_caught(monkeypatch):
     """The comparison above can fail: with the snapshot's restore disabled, the warm-up's three extra
     updates stay in the weights and the runs differ."""
-    from binclass import graphstep
+    from binclass.engine import graphstep
 
     monkeypatch.setattr(graphstep._Snapshot, "restore", lambda self: None)
     cpu = torch.device("cpu")
@@ -164,7 +166,7 @@ def test_cuda_graphs_setting_is_checked():
         with pytest.raises(BinclassError, match="sgd"):
             graphs_wanted("on", torch.device("cuda"), "sgd")
     with pytest.raises(BinclassError, match="cuda-graphs"):
-        TrainConfig(data_dir=".", out=".", cuda_graphs="yes").validate()
+        resolve(TrainConfig(data_dir=".", out=".", cuda_graphs="yes"))
 
 
 def test_cli_refuses_cuda_graphs_without_a_gpu(tiny_data, tmp_path):
@@ -199,7 +201,7 @@ def test_real_cuda_graph_matches_the_eager_step(model_name, optimizer):
 
 def test_graphed_model_state_is_the_one_restored():
     """The snapshot writes values back into the same tensors (a graph holds their addresses)."""
-    from binclass.graphstep import _Snapshot
+    from binclass.engine.graphstep import _Snapshot
 
     model = build_model("small", SIZE, width=4)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

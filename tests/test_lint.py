@@ -8,7 +8,7 @@ from binclass.cli import app
 from binclass.doctor.lint import lint_file, lint_source
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTED = ROOT / "src" / "binclass" / "posted.py"
+POSTED = ROOT / "src" / "binclass" / "devtools" / "posted.py"
 CASES = Path(__file__).parent / "lint_cases"
 runner = CliRunner()
 

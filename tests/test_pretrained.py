@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from binclass import history
+from binclass.run import history
 from binclass.cli import app
 from binclass.errors import BinclassError
 from binclass.models import normalization
@@ -106,3 +106,39 @@ def test_finetune_keeps_the_better_model_and_predict_uses_it(tiny_data, tmp_path
     evaluation = json.loads(runner.invoke(app, ["evaluate", str(out), str(tiny_data)]).stdout)
     assert evaluation["accuracy"] == best["val_acc"]
     assert evaluation["loss"] == pytest.approx(best["val_loss"], abs=1e-5)
+
+
+def test_finetune_follows_optimizer_augment_early_stop_and_save_every(tiny_data, tmp_path, monkeypatch):
+    import binclass.recipes.pretrained as recipe
+    from binclass.engine.loop import Evaluation
+    from binclass.run.checkpoints import Checkpoints
+
+    optimizers, modes, writes = [], [], []
+    real_make, real_augment, real_evaluate, real_write = (recipe.make_optimizer, recipe.augment_batch,
+                                                          recipe.evaluate, Checkpoints.write)  # fmt: skip
+
+    def make_optimizer(model, cfg, **kw):
+        optimizer = real_make(model, cfg, **kw)
+        optimizers.append((type(optimizer).__name__, cfg.lr))
+        return optimizer
+
+    def evaluate(*args, **kw):  # every fine-tuned model scores worse than the head: early stop must end it
+        ev = real_evaluate(*args, **kw)
+        return Evaluation({**ev.metrics, "loss": 100.0 + len(modes)}, ev.logits, ev.probs)
+
+    monkeypatch.setattr(recipe, "make_optimizer", make_optimizer)
+    monkeypatch.setattr(recipe, "augment_batch", lambda x, mode, gen: modes.append(mode) or real_augment(x, mode, gen))
+    monkeypatch.setattr(recipe, "evaluate", evaluate)
+    monkeypatch.setattr(Checkpoints, "write", lambda self, model, epoch, *a: writes.append(epoch) or real_write(self, model, epoch, *a))
+    out = tmp_path / "ft"
+    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "efficientnet_lite0",
+                                 "--image-size", "64", "--epochs", "2", "--finetune", "4", "--batch-size", "16",
+                                 "--optimizer", "sgd", "--lr", "0.01", "--augment", "none", "--early-stop", "2",
+                                 "--save-every", "1e9"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert optimizers == [("SGD", 0.01), ("SGD", pytest.approx(0.001))]  # the head's, then the fine-tune's at a tenth
+    assert modes and set(modes) == {"none"}
+    assert [r["epoch"] for r in history.read_epochs(out)] == [1, 2, 3, 4]  # two of four fine-tune epochs, then stop
+    assert writes == [2, 4]  # the end of each phase only: --save-every 1e9
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["kept"] == "head only" and meta["best_epoch"] in (1, 2) and meta["epoch"] == 4

@@ -7,37 +7,39 @@ import pytest
 import torch
 
 from binclass.config import TrainConfig
+from binclass.recipes.resolve import resolve
 from binclass.data.augment import augment_batch
-from binclass.ema import WeightAverage
-from binclass.loop import make_scheduler, warmup_cosine
-from binclass.recipe import SMALL, SMALL_BY_DEVICE, recipe_for
+from binclass.engine.ema import WeightAverage
+from binclass.engine.optim import make_scheduler, warmup_cosine
+from binclass.recipes.defaults import SMALL, SMALL_BY_DEVICE, recipe_defaults, recipe_for
 
 
 def test_small_defaults_fill_only_what_the_user_left_unset():
-    cfg = TrainConfig(data_dir="d", out="o", device="cpu").validate()
+    cfg = resolve(TrainConfig(data_dir="d", out="o", device="cpu"))
     cpu = SMALL_BY_DEVICE["cpu"]
     assert (cfg.image_size, cfg.epochs) == (cpu["image_size"], cpu["epochs"])
     assert (cfg.optimizer, cfg.lr, cfg.augment, cfg.tta) == (SMALL["optimizer"], SMALL["lr"], SMALL["augment"], True)
     assert cfg.warmup == pytest.approx(0.1 * cfg.epochs) and cfg.ema == pytest.approx(0.05 * cfg.epochs)
-    gpu = TrainConfig(data_dir="d", out="o", device="cuda").validate()
+    unset = TrainConfig(data_dir="d", out="o")
+    gpu = unset.replace(**recipe_defaults(unset, "cuda"))
     assert (gpu.image_size, gpu.epochs) == (SMALL_BY_DEVICE["cuda"]["image_size"], SMALL_BY_DEVICE["cuda"]["epochs"])
-    mine = TrainConfig(data_dir="d", out="o", device="cpu", epochs=20, optimizer="adamw", ema=1.5, tta=False).validate()
+    mine = resolve(TrainConfig(data_dir="d", out="o", device="cpu", epochs=20, optimizer="adamw", ema=1.5, tta=False))
     assert (mine.epochs, mine.warmup, mine.ema, mine.tta) == (20, 2.0, 1.5, False)
     assert mine.lr == 1e-3  # the recipe's SGD rate does not carry over to another optimizer
 
 
 def test_other_models_keep_the_generic_defaults():
-    cfg = TrainConfig(data_dir="d", out="o", model="seed", device="cpu").validate()
+    cfg = resolve(TrainConfig(data_dir="d", out="o", model="seed", device="cpu"))
     assert (cfg.epochs, cfg.optimizer, cfg.label_smoothing, cfg.ema, cfg.tta, cfg.image_size) == (
         15, "adamw", 0.0, 0.0, False, 150)
     assert recipe_for("seed", "cuda") == recipe_for("seed", "cpu")
 
 
 def test_saved_config_is_complete_and_reloads_unchanged(tmp_path):
-    cfg = TrainConfig(data_dir="d", out="o", device="cpu").validate()
+    cfg = resolve(TrainConfig(data_dir="d", out="o", device="cpu"))
     cfg.save(tmp_path / "c.json")
     again = TrainConfig.load(tmp_path / "c.json")
-    assert again == cfg and again.validate() == cfg
+    assert again == cfg and resolve(again).replace(extra={}) == cfg.replace(extra={})
 
 
 def test_warmup_then_cosine_to_zero():

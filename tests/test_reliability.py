@@ -16,7 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from binclass import history
+from binclass.run import history
 from binclass.cli import app
 from binclass.data.decode import decode_image, ImageProblem
 from binclass.data.scan import scan_dataset
@@ -198,20 +198,37 @@ def test_no_torch_load_without_weights_only():
 
 
 # --- crash safety ------------------------------------------------------------------------------------
+# A child process that trains with a step hook which SIGKILLs it after epoch 3, step 2: the way an OOM
+# killer or a lost machine ends a run (no cleanup, no flush).
+KILLED_CHILD = """
+import os, signal, sys
+from binclass.config import TrainConfig
+from binclass.recipes.train import fit
+
+def kill(epoch, step, steps):
+    if (epoch, step) == (3, 2):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+data, out, compiled = sys.argv[1:]
+fit(TrainConfig(data_dir=data, out=out, model="small", image_size=32, epochs=4, batch_size=16, augment="standard",
+                scheduler="cosine", deterministic=True, precision="fp32", compile_optimizer=compiled, save_every=0),
+    on_step=kill, log=lambda line: None)
+"""
+
+
 @pytest.mark.parametrize("compiled", ["off", "on"])  # on: a compiled optimizer step and a tensor learning rate
 def test_killed_and_resumed_run_equals_uninterrupted(tiny_data, tmp_path, compiled):
     args = ["--model", "small", "--image-size", "32", "--epochs", "4", "--batch-size", "16", "--augment", "standard",
             "--scheduler", "cosine", "--deterministic", "--precision", "fp32", "--compile-optimizer", compiled,
             "--save-every", "0"]  # fmt: skip
     cli = [sys.executable, "-m", "binclass.cli", "train", str(tiny_data)]
-    env = {k: v for k, v in os.environ.items() if k != "BINCLASS_KILL_AT"}
-    whole = subprocess.run(cli + ["--out", str(tmp_path / "a"), *args], env=env, capture_output=True, text=True)
+    whole = subprocess.run(cli + ["--out", str(tmp_path / "a"), *args], capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
-    killed = subprocess.run(cli + ["--out", str(tmp_path / "b"), *args], env={**env, "BINCLASS_KILL_AT": "3:2"},
+    killed = subprocess.run([sys.executable, "-c", KILLED_CHILD, str(tiny_data), str(tmp_path / "b"), compiled],
                             capture_output=True, text=True)  # fmt: skip
     assert killed.returncode == -9  # SIGKILL mid-epoch 3: no cleanup ran
     assert len(history.read_epochs(tmp_path / "b")) == 2
-    resumed = subprocess.run([sys.executable, "-m", "binclass.cli", "train", "--resume", str(tmp_path / "b")], env=env,
+    resumed = subprocess.run([sys.executable, "-m", "binclass.cli", "train", "--resume", str(tmp_path / "b")],
                              capture_output=True, text=True)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after epoch 2" in resumed.stdout

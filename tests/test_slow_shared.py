@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from binclass import history
+from binclass.run import history
 from binclass.cli import app
 
 pytestmark = pytest.mark.slow

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from binclass import history
+from binclass.run import history
 from binclass.config import TrainConfig
-from binclass.loop import make_scheduler
-from binclass.train import fit
+from binclass.recipes.resolve import resolve
+from binclass.engine.optim import make_scheduler
+from binclass.recipes.train import fit
 
 
 def parse_closing_line(line: str) -> tuple[float, dict[str, float]]:
@@ -81,7 +82,7 @@ def test_cosine_is_stepped_per_batch():
 
 
 def test_config_validation_and_round_trip(tmp_path):
-    cfg = TrainConfig(data_dir="d", out="o", optimizer="rmsprop").validate()
+    cfg = resolve(TrainConfig(data_dir="d", out="o", optimizer="rmsprop"))
     assert cfg.lr == 1e-4
     cfg.save(tmp_path / "c.json")
     assert TrainConfig.load(tmp_path / "c.json") == cfg
@@ -89,18 +90,18 @@ def test_config_validation_and_round_trip(tmp_path):
 
     for bad in [dict(threshold=1.0), dict(epochs=0), dict(model="vgg"), dict(pos_weight="heavy"), dict(val_split=1.5)]:
         with pytest.raises(BinclassError):
-            TrainConfig(data_dir="d", out="o", **bad).validate()
+            resolve(TrainConfig(data_dir="d", out="o", **bad))
 
 
 def test_compiled_optimizer_step_matches_eager_and_follows_the_schedule():
-    from binclass.loop import make_optimizer, make_scheduler, step_function
+    from binclass.engine.optim import make_optimizer, make_scheduler, step_function
     from binclass.models import build_model
 
     results = []
     for compiled in (False, True):
         torch.manual_seed(0)
         model = build_model("seed", 32)
-        cfg = TrainConfig(data_dir=".", out=".", optimizer="rmsprop", lr=1e-3, scheduler="cosine", epochs=1).validate()
+        cfg = resolve(TrainConfig(data_dir=".", out=".", optimizer="rmsprop", lr=1e-3, scheduler="cosine", epochs=1))
         opt = make_optimizer(model, cfg, tensor_lr=compiled)
         schedule = make_scheduler(opt, cfg, steps_per_epoch=6)
         step = step_function(opt, compiled)
@@ -119,7 +120,7 @@ def test_compiled_optimizer_step_matches_eager_and_follows_the_schedule():
 
 
 def test_compiled_step_falls_back_to_eager_when_compiling_fails(monkeypatch):
-    from binclass import loop
+    from binclass.engine import optim as loop
 
     def broken(fn):
         def run():
@@ -142,7 +143,7 @@ def test_compiled_step_falls_back_to_eager_when_compiling_fails(monkeypatch):
 
 
 def test_pos_weight_auto_balances_the_classes():
-    from binclass.train import resolve_pos_weight
+    from binclass.recipes.common import resolve_pos_weight
 
     weight = resolve_pos_weight("auto", [0] * 30 + [1] * 10, torch.device("cpu"))
     assert float(weight) == pytest.approx(3.0)  # 30 negatives / 10 positives
@@ -192,12 +193,12 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("every, writes", [(0.0, 5), (1e9, 1)])
 def test_checkpoints_are_written_every_epoch_or_at_most_every_n_seconds(tiny_data, tmp_path, monkeypatch, every, writes):
-    import binclass.train as train_mod
-    from binclass.modelio import load_model
+    import binclass.recipes.scratch as train_mod
+    from binclass.run.weights import load_model
 
     saved = []
     real = train_mod.save_state
-    monkeypatch.setattr(train_mod, "save_state", lambda run_dir, *a: saved.append(a[-2].epoch) or real(run_dir, *a))
+    monkeypatch.setattr(train_mod, "save_state", lambda run_dir, *a: saved.append(a[4]["epoch"]) or real(run_dir, *a))
     out = tmp_path / "r"
     fit(_cfg(tiny_data, out, epochs=5, save_every=every), log=lambda s: None)
     assert len(saved) == writes and saved[-1] == 5  # the last epoch is always saved
@@ -208,8 +209,8 @@ def test_checkpoints_are_written_every_epoch_or_at_most_every_n_seconds(tiny_dat
     assert meta["best_epoch"] == best_epoch
     # best.safetensors holds the weights of that epoch, also when it was kept in memory until the end
     model, _ = load_model(out, "best")
-    from binclass.loop import evaluate
-    from binclass.data.cache import make_source
+    from binclass.engine.loop import evaluate
+    from binclass.data.sources import make_source
     from binclass.data.scan import scan_dataset
 
     layout = scan_dataset(tiny_data)
@@ -237,8 +238,9 @@ def test_an_epoch_keeps_no_new_tensor_per_step():
     with per-epoch tensors."""
     import gc
 
-    from binclass.data.cache import TensorSource
-    from binclass.loop import Schedule, train_one_epoch
+    from binclass.data.sources import TensorSource
+    from binclass.engine.loop import train_one_epoch
+    from binclass.engine.optim import Schedule
     from binclass.models.seed import SeedNet
 
     torch.manual_seed(0)

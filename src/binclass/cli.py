@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from .config import TrainConfig
+from .config import TrainConfig, default_of, help_of
 from .errors import BinclassError
+from .run.files import CONFIG_FILE, REPORT_FILE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and use a binary image classifier.")
 
@@ -31,74 +33,74 @@ def user_errors(func):
     return wrapper
 
 
+def option(name: str, *decls: str, **kwargs: Any) -> Any:
+    """A `binclass train` option whose default and help text are TrainConfig's (one place for both)."""
+    return typer.Option(default_of(name), *decls, help=help_of(name), **kwargs)
+
+
 @app.command()
 @user_errors
 def train(
-    data_dir: Optional[Path] = typer.Argument(None, help="train/ + validation/ (or val/, valid/) with two class folders each, or just two class folders (optional with --resume)"),
-    out: Path = typer.Option(Path("runs/latest"), "--out", help="run folder to write"),
-    model: str = typer.Option("small", help="small (the from-scratch recipe) | seed | efficientnet_lite0 | timm:NAME"),
-    image_size: Optional[int] = typer.Option(None, help="pixels per side (default: the recipe's, or the backbone's own)"),
-    width: Optional[int] = typer.Option(None, help="small model: first-stage channels (default 32: 32-64-128-256)"),
-    val_split: float = typer.Option(0.2, help="fraction held out when there is no validation folder"),
-    positive: Optional[str] = typer.Option(None, help="class folder that is the positive class (index 1)"),
-    augment: Optional[str] = typer.Option(None, help="none | flip | crop | standard (default: small crop, others flip)"),
-    epochs: Optional[int] = typer.Option(None, help="default: small 200 on a GPU, 90 on a CPU; others 15"),
-    batch_size: Optional[int] = typer.Option(None, help="default: small 64, others 32"),
-    lr: Optional[float] = typer.Option(None, help="peak lr; default: small sgd 0.1; rmsprop 1e-4, adam/adamw 1e-3, sgd 0.05"),
-    optimizer: Optional[str] = typer.Option(None, help="rmsprop | adam | adamw | sgd (default: small sgd, others adamw)"),
-    weight_decay: Optional[float] = typer.Option(None, help="default: small 5e-4, others 0"),
-    scheduler: Optional[str] = typer.Option(None, help="none | cosine (per step, after --warmup) | step (per epoch)"),
-    warmup: Optional[float] = typer.Option(None, help="epochs of linear lr warm-up for cosine (default: small 10% of epochs)"),
-    label_smoothing: Optional[float] = typer.Option(None, help="BCE targets eps/2 and 1-eps/2 (default: small 0.1)"),
-    ema: Optional[float] = typer.Option(None, help="half-life in epochs of the weight average that is scored and saved; 0 off (default: small 5% of epochs)"),
-    step_size: Optional[int] = typer.Option(None, help="epochs between decays for --scheduler step"),
-    gamma: float = typer.Option(0.1, help="lr factor at each step decay"),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    early_stop: Optional[int] = typer.Option(None, help="patience in epochs on validation loss"),
-    pos_weight: str = typer.Option("none", help="none | auto | a number: weight of positive samples in the loss"),
-    threshold: float = typer.Option(0.5, help="predicted class 1 when probability >= threshold"),
-    workers: int = typer.Option(0, help="decode threads (0: one per core)"),
-    precision: str = typer.Option("auto", help="auto (bf16 where the hardware supports it) | fp32 | bf16"),
-    cache: str = typer.Option("memory", help="memory | disk (reused by later runs) | none (decode per batch)"),
-    cache_dir: Optional[Path] = typer.Option(None, help="disk cache folder (default ~/.cache/binclass)"),
-    strict: bool = typer.Option(False, help="stop on any bad image file instead of skipping it"),
-    save_every: float = typer.Option(10.0, help="seconds between checkpoints (weights + --resume state); 0: every epoch"),
-    deterministic: bool = typer.Option(False, help="deterministic kernels only (bit-identical reruns and resumes)"),
-    compile_optimizer: str = typer.Option("auto", help="auto (CPU, 2M+ weights) | on | off: torch.compile the optimizer step"),
-    cuda_graphs: str = typer.Option("off", help="on | off: replay the training step as one CUDA graph (GPU; rmsprop, adam, adamw)"),
+    data_dir: Optional[Path] = typer.Argument(None, help=help_of("data_dir")),
+    out: Path = option("out", "--out"),
+    model: str = option("model"),
+    image_size: Optional[int] = option("image_size"),
+    width: Optional[int] = option("width"),
+    val_split: float = option("val_split"),
+    positive: Optional[str] = option("positive"),
+    augment: Optional[str] = option("augment"),
+    epochs: Optional[int] = option("epochs"),
+    batch_size: Optional[int] = option("batch_size"),
+    lr: Optional[float] = option("lr"),
+    optimizer: Optional[str] = option("optimizer"),
+    weight_decay: Optional[float] = option("weight_decay"),
+    scheduler: Optional[str] = option("scheduler"),
+    warmup: Optional[float] = option("warmup"),
+    label_smoothing: Optional[float] = option("label_smoothing"),
+    ema: Optional[float] = option("ema"),
+    step_size: Optional[int] = option("step_size"),
+    gamma: float = option("gamma"),
+    seed: int = option("seed"),
+    device: str = option("device"),
+    early_stop: Optional[int] = option("early_stop"),
+    pos_weight: str = option("pos_weight"),
+    threshold: float = option("threshold"),
+    workers: int = option("workers"),
+    precision: str = option("precision"),
+    cache: str = option("cache"),
+    cache_dir: Optional[Path] = option("cache_dir"),
+    strict: bool = option("strict"),
+    save_every: float = option("save_every"),
+    deterministic: bool = option("deterministic"),
+    compile_optimizer: str = option("compile_optimizer"),
+    cuda_graphs: str = option("cuda_graphs"),
+    tta: Optional[bool] = option("tta", "--tta/--no-tta"),
+    finetune: int = option("finetune"),
+    pretrained: bool = option("pretrained"),
+    weights: Optional[Path] = option("weights"),
     overwrite: bool = typer.Option(False, help="replace a run already in --out"),
-    resume: Optional[Path] = typer.Option(None, help="continue this run folder from its last completed epoch, with its own settings"),
-    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="average each image with its mirror image in validation and predict (default: small on)"),
-    finetune: int = typer.Option(0, help="pretrained models: epochs of fine-tuning the whole network after the head"),
-    pretrained: bool = typer.Option(True, help="timm:NAME models: start from ImageNet weights"),
-    weights: Optional[Path] = typer.Option(None, help="timm:NAME models: local backbone weights (safetensors)"),
-    seeds: Optional[str] = typer.Option(None, help="e.g. 0,1,2: one run per seed in OUT/seed-N, summarized in OUT/seeds.json"),
+    resume: Optional[Path] = typer.Option(
+        None, help="continue this run folder from its last completed epoch, with its own settings"
+    ),
+    seeds: Optional[str] = typer.Option(
+        None, help="e.g. 0,1,2: one run per seed in OUT/seed-N, summarized in OUT/seeds.json"
+    ),
 ) -> None:
     """Train a classifier and write a run folder (metrics, model, plots, report)."""
-    from .train import CONFIG_FILE, fit
+    from .recipes.train import fit
 
     if resume is not None:
         cfg = TrainConfig.load(resume / CONFIG_FILE)
-        cfg.out = str(resume)
-        if data_dir is not None:
-            cfg.data_dir = str(data_dir)  # the data moved; everything else stays as the run had it
+        # The data may have moved; everything else stays as the run had it.
+        cfg = cfg.replace(out=str(resume), data_dir=str(data_dir) if data_dir is not None else cfg.data_dir)
         fit(cfg, resume=True)
         return
     if data_dir is None:
         raise BinclassError("give DATA_DIR (the folder with your images), or --resume RUN_DIR")
-    cfg = TrainConfig(
-        data_dir=str(data_dir), out=str(out), model=model, image_size=image_size, width=width, val_split=val_split,
-        positive=positive, augment=augment, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-        weight_decay=weight_decay, scheduler=scheduler, warmup=warmup, label_smoothing=label_smoothing, ema=ema,
-        step_size=step_size, gamma=gamma, seed=seed,
-        device=device, early_stop=early_stop, pos_weight=pos_weight, threshold=threshold, workers=workers,
-        precision=precision, cache=cache, cache_dir=str(cache_dir) if cache_dir else None, strict=strict, save_every=save_every,
-        deterministic=deterministic, compile_optimizer=compile_optimizer, cuda_graphs=cuda_graphs, tta=tta, finetune=finetune,
-        pretrained=pretrained, weights=str(weights) if weights else None,
-    )  # fmt: skip
+    given = locals()
+    cfg = TrainConfig(**{f.name: given[f.name] for f in dataclasses.fields(TrainConfig) if f.name in given})
     if seeds:
-        from .repeat import render, run_seeds
+        from .recipes.seeds import render, run_seeds
 
         try:
             seed_list = [int(s) for s in seeds.split(",")]
@@ -136,8 +138,8 @@ def predict(
     device: str = typer.Option("auto"),
 ) -> None:
     """Write `path,prob,label` for every image (prob = probability of the positive class)."""
-    from .progress import terminal_progress
     from .predict import load_predictor, predict_files
+    from .progressbar import terminal_progress
 
     predictor = load_predictor(run_dir, checkpoint, device)
     rows = predict_files(predictor, paths, terminal_progress("predict"))
@@ -223,7 +225,7 @@ def bench(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time the posted loop, `binclass train` (fp32 and auto precision) and the compute floor, side by side."""
-    from .bench import render, run_bench
+    from .devtools.bench import render, run_bench
 
     result = run_bench(data_dir, model=model, epochs=epochs, batch_size=batch_size, device=device, compile=compile,
                        cuda_graphs=cuda_graphs)  # fmt: skip
@@ -238,7 +240,7 @@ def scale_bench(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time and peak memory of `binclass train` on generated sets of growing size."""
-    from .bench import render_scale, run_scale
+    from .devtools.bench import render_scale, run_scale
 
     results = run_scale(base, tuple(int(f) for f in factors.split(",")))
     typer.echo(json.dumps(results, indent=2) if as_json else render_scale(results))
@@ -298,8 +300,8 @@ def demo(
     epochs: int = typer.Option(20),
 ) -> None:
     """Generate a small two-class image set and train on it: a look at everything in under a minute."""
+    from .recipes.train import fit
     from .synth import make_dataset
-    from .train import fit
 
     if not (data / "train").exists():
         make_dataset(data, n_train=300, n_val=100, size=64, seed=0)
@@ -309,7 +311,7 @@ def demo(
     cfg = TrainConfig(data_dir=str(data), out=str(out), model="small", image_size=64, epochs=epochs,
                       batch_size=32, augment="flip", lr=0.02)  # fmt: skip
     run_dir = fit(cfg, overwrite=True)
-    typer.echo(f"open {run_dir / 'report.html'} in a browser")
+    typer.echo(f"open {run_dir / REPORT_FILE} in a browser")
 
 
 def main() -> None:

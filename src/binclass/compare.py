@@ -8,7 +8,9 @@ import csv
 import math
 from pathlib import Path
 
-from . import history
+from .run import history
+from .run.files import PREDICTIONS_FILE, SEEDS_FILE
+from .run.seeds import find_seed_summary
 from .errors import BinclassError
 from .metrics import wilson_interval
 
@@ -27,7 +29,7 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 
 def correctness(run_dir: Path) -> dict[str, bool]:
-    path = Path(run_dir) / "val_predictions.csv"
+    path = Path(run_dir) / PREDICTIONS_FILE
     if not path.exists():
         raise BinclassError(f"{path}: not found; compare needs finished binclass runs")
     with path.open(newline="") as f:
@@ -54,7 +56,6 @@ def compare_runs(run_dirs: list[Path], seed_sd: float | None = None) -> dict:
     None: each run's own, from the seeds.json of a `--seeds` run it belongs to, where there is one."""
     if len(run_dirs) < 2:
         raise BinclassError("compare needs at least two run folders")
-    from .repeat import SEEDS_FILE, find_seed_summary
 
     runs, correct = [], {}
     for run in map(Path, run_dirs):

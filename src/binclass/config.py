@@ -1,4 +1,8 @@
-"""TrainConfig: every training setting with its unit, validated early, saved as config.json."""
+"""TrainConfig: every training setting, its default, unit and help text, in one place.
+
+A TrainConfig as the user gives it leaves recipe settings as None; `binclass.recipes.resolve` turns it,
+once, into a complete frozen one (recipe defaults, device facts, evaluation batch) that the run reads
+and saves as config.json. The command line takes its defaults and help texts from here."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 from .errors import BinclassError
 
 MODELS = ("seed", "small", "efficientnet_lite0")  # and "timm:NAME" for any timm model
+SCRATCH_MODELS = ("seed", "small")  # trained from random weights; the others start from ImageNet features
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")
 AUGMENTS = ("none", "flip", "crop", "standard")
@@ -19,106 +24,76 @@ PRECISIONS = ("auto", "fp32", "bf16")
 CACHES = ("memory", "disk", "none")
 
 
+def setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
 
-@dataclass
+
+@dataclass(frozen=True)
 class TrainConfig:
-    data_dir: str
-    out: str
-    # Settings left as None take the model's recipe default (recipe.py), which may depend on the device.
-    model: str = "small"
-    image_size: int | None = None  # pixels per side (square resize); None: the recipe's, or the backbone's own size
-    width: int | None = None  # small model: channels of its first stage (later stages 2x, 4x, 8x)
-    val_split: float = 0.2  # fraction held out (stratified) when DATA_DIR has no validation folder
-    positive: str | None = None  # class folder that gets index 1; default: the second in sorted order
-    augment: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None  # images per optimizer step
-    lr: float | None = None  # peak learning rate; None: the recipe's, else DEFAULT_LR of the optimizer
-    optimizer: str | None = None
-    weight_decay: float | None = None  # decoupled for adamw, L2 otherwise
-    momentum: float = 0.9  # sgd only; the usual heavy-ball value
-    scheduler: str | None = None
-    warmup: float | None = None  # epochs of linear learning-rate warm-up before --scheduler cosine (per step)
-    label_smoothing: float | None = None  # BCE targets become eps/2 and 1 - eps/2
-    ema: float | None = None  # half-life in epochs of an average of the weights that is evaluated and saved; 0: off
-    step_size: int | None = None  # epochs between decays for --scheduler step; None: a third of the run
-    gamma: float = 0.1  # lr multiplier at each step decay
-    seed: int = 0
-    device: str = "auto"
-    early_stop: int | None = None  # epochs without a lower validation loss before stopping
-    pos_weight: str = "none"  # "none", "auto" (negatives/positives in train) or a number
-    threshold: float = 0.5  # predicted class = probability >= threshold
-    eval_batch_size: int | None = None  # inference batch; None: 32 on CPU (bounds activation memory), 500 on GPU
-    workers: int = 0  # decode threads; 0: one per CPU core
-    precision: str = "auto"  # training forward pass: bf16 autocast where the hardware has bf16 units, else fp32
-    cache: str = "memory"  # decoded images: memory, disk (reused by the next run), none (decoded per batch)
-    cache_dir: str | None = None  # disk cache location; None: $BINCLASS_CACHE or ~/.cache/binclass
-    save_every: float = 10.0  # seconds of training between checkpoints (weights + resume state); 0: every epoch
-    strict: bool = False  # any bad image file stops the run (default: skip it and name it)
-    compile_optimizer: str = "auto"  # auto: torch.compile the optimizer step on CPU for models of 2M+ weights
-    cuda_graphs: str = "off"  # on: replay the training step as a captured CUDA graph (GPU only; not yet measured)
-    deterministic: bool = False  # deterministic kernels only: bit-identical reruns and resumes, maybe slower
-    finetune: int = 0  # pretrained models: epochs of training the whole network after the head (0: head only)
-    tta: bool | None = None  # average the logits of each image and its mirror image in validation and predict
-    pretrained: bool = True  # timm:NAME models: start from ImageNet weights (--weights FILE offline)
-    weights: str | None = None  # timm:NAME models: local safetensors weights of the backbone
-    extra: dict[str, Any] = field(default_factory=dict)  # environment facts filled in at run time
+    data_dir: str = field(
+        metadata={"help": "train/ + validation/ (or val/, valid/) with two class folders each, or just two class "
+                  "folders (optional with --resume)"}
+    )  # fmt: skip
+    out: str = setting("runs/latest", "run folder to write")
+    # Settings left as None take the model's recipe default (recipes/defaults.py), which may depend on the device.
+    model: str = setting("small", "small (the from-scratch recipe) | seed | efficientnet_lite0 | timm:NAME")
+    image_size: int | None = setting(None, "pixels per side (default: the recipe's, or the backbone's own)")
+    width: int | None = setting(None, "small model: first-stage channels (default 32: 32-64-128-256)")
+    val_split: float = setting(0.2, "fraction held out (stratified) when there is no validation folder")
+    positive: str | None = setting(None, "class folder that is the positive class (index 1; default: the second)")
+    augment: str | None = setting(None, "none | flip | crop | standard (default: small crop, others flip)")
+    epochs: int | None = setting(None, "default: small 200 on a GPU, 90 on a CPU; others 15")
+    batch_size: int | None = setting(None, "images per optimizer step (default: small 64, others 32)")
+    lr: float | None = setting(
+        None, "peak learning rate; default: small sgd 0.1; rmsprop 1e-4, adam/adamw 1e-3, sgd 0.05"
+    )
+    optimizer: str | None = setting(None, "rmsprop | adam | adamw | sgd (default: small sgd, others adamw)")
+    weight_decay: float | None = setting(None, "decoupled for adamw, L2 otherwise (default: small 5e-4, others 0)")
+    momentum: float = setting(0.9, "sgd only (Nesterov): the usual heavy-ball value")
+    scheduler: str | None = setting(None, "none | cosine (per step, after --warmup) | step (per epoch)")
+    warmup: float | None = setting(None, "epochs of linear lr warm-up for cosine (default: small 10% of epochs)")
+    label_smoothing: float | None = setting(None, "BCE targets eps/2 and 1-eps/2 (default: small 0.1)")
+    ema: float | None = setting(
+        None, "half-life in epochs of the weight average that is scored and saved; 0 off (default: small 5% of epochs)"
+    )
+    step_size: int | None = setting(None, "epochs between decays for --scheduler step (default: a third of the run)")
+    gamma: float = setting(0.1, "lr factor at each step decay")
+    seed: int = setting(0, "seed of the weights, the shuffling, the augmentation and the hold-out split")
+    device: str = setting("auto", "auto | cpu | cuda")
+    early_stop: int | None = setting(None, "patience in epochs on validation loss (default: off)")
+    pos_weight: str = setting("none", "none | auto | a number: weight of positive samples in the loss")
+    threshold: float = setting(0.5, "predicted class 1 when probability >= threshold")
+    eval_batch_size: int | None = setting(None, "inference batch (default: 32 on a CPU, 500 on a GPU)")
+    workers: int = setting(0, "decode threads (0: one per core)")
+    precision: str = setting("auto", "auto (bf16 where the hardware supports it) | fp32 | bf16")
+    cache: str = setting("memory", "memory | disk (reused by later runs) | none (decode per batch)")
+    cache_dir: str | None = setting(None, "disk cache folder (default: $BINCLASS_CACHE or ~/.cache/binclass)")
+    save_every: float = setting(10.0, "seconds between checkpoints (weights + --resume state); 0: every epoch")
+    strict: bool = setting(False, "stop on any bad image file instead of skipping it")
+    compile_optimizer: str = setting("auto", "auto (CPU, 2M+ weights) | on | off: torch.compile the optimizer step")
+    cuda_graphs: str = setting("off", "on | off: replay the training step as one CUDA graph (GPU; rmsprop, adam, adamw)")
+    deterministic: bool = setting(False, "deterministic kernels only (bit-identical reruns and resumes)")
+    finetune: int = setting(0, "pretrained models: epochs of fine-tuning the whole network after the head")
+    tta: bool | None = setting(
+        None, "average each image with its mirror image in validation and predict (default: small on)"
+    )
+    pretrained: bool = setting(True, "timm:NAME models: start from ImageNet weights")
+    weights: str | None = setting(None, "timm:NAME models: local backbone weights (safetensors)")
+    # Facts of the environment (versions, device, precision used), filled in by resolution, saved with the run.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.data_dir, self.out = str(self.data_dir), str(self.out)  # library callers pass Path objects
-
-    def validate(self) -> "TrainConfig":
-        """Fill the recipe defaults (once: a saved config is complete), then check every setting."""
-        from .recipe import apply_recipe
-
-        def choice(name: str, options: tuple[str, ...]) -> None:
+        for name in ("data_dir", "out", "cache_dir", "weights"):  # library callers pass Path objects
             value = getattr(self, name)
-            if value not in options:
-                raise BinclassError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(options)}")
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, str(value))
 
-        if not self.model.startswith("timm:"):
-            choice("model", MODELS)
-        apply_recipe(self)
-        choice("optimizer", OPTIMIZERS)
-        choice("scheduler", SCHEDULERS)
-        choice("augment", AUGMENTS)
-        choice("device", DEVICES)
-        choice("precision", PRECISIONS)
-        choice("cache", CACHES)
-        choice("compile_optimizer", ("auto", "on", "off"))
-        choice("cuda_graphs", ("on", "off"))
-        checks = [
-            (self.image_size >= 16, "--image-size must be at least 16 pixels"),
-            (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1 (exclusive)"),
-            (self.epochs >= 1, "--epochs must be at least 1"),
-            (self.width is None or self.width >= 1, "--width must be at least 1"),
-            (self.warmup is not None and 0 <= self.warmup <= self.epochs, "--warmup must be between 0 and --epochs"),
-            (self.label_smoothing is not None and 0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
-            (self.ema is not None and self.ema >= 0, "--ema must be zero (off) or a half-life in epochs"),
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
-            (self.lr is not None and self.lr > 0, "--lr must be positive"),
-            (self.weight_decay >= 0, "--weight-decay must be zero or positive"),
-            (0.0 < self.threshold < 1.0, "--threshold must be between 0 and 1 (exclusive)"),
-            (self.early_stop is None or self.early_stop >= 1, "--early-stop must be at least 1 epoch"),
-            (self.step_size is not None and self.step_size >= 1, "--step-size must be at least 1 epoch"),
-            (0.0 < self.gamma <= 1.0, "--gamma must be in (0, 1]"),
-            (self.eval_batch_size is None or self.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
-            (self.save_every >= 0, "--save-every must be zero (every epoch) or a number of seconds"),
-            (self.workers >= 0, "--workers must be zero (all cores) or positive"),
-            (self.finetune >= 0, "--finetune must be zero (off) or a number of epochs"),
-            (self.finetune == 0 or self.model not in ("seed", "small"), "--finetune is for pretrained models"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise BinclassError(message)
-        if self.pos_weight not in ("none", "auto"):
-            try:
-                value = float(self.pos_weight)
-            except ValueError:
-                raise BinclassError("--pos-weight must be 'none', 'auto' or a positive number") from None
-            if not value > 0:
-                raise BinclassError("--pos-weight must be 'none', 'auto' or a positive number")
-        return self
+    @property
+    def from_scratch(self) -> bool:
+        return self.model in SCRATCH_MODELS
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,10 +102,67 @@ class TrainConfig:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "TrainConfig":
+    def load(cls, path: Path) -> TrainConfig:
         try:
             raw = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise BinclassError(f"{path}: cannot read the run's config ({exc}); is this a binclass run folder?") from None
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def help_of(name: str) -> str:
+    return TrainConfig.__dataclass_fields__[name].metadata["help"]
+
+
+def default_of(name: str) -> Any:
+    return TrainConfig.__dataclass_fields__[name].default
+
+
+def check_settings(cfg: TrainConfig) -> None:
+    """Every setting of a complete config (recipe defaults filled) is one the run can use."""
+
+    def choice(name: str, options: tuple[str, ...]) -> None:
+        value = getattr(cfg, name)
+        if value not in options:
+            raise BinclassError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(options)}")
+
+    choice("optimizer", OPTIMIZERS)
+    choice("scheduler", SCHEDULERS)
+    choice("augment", AUGMENTS)
+    choice("device", DEVICES)
+    choice("precision", PRECISIONS)
+    choice("cache", CACHES)
+    choice("compile_optimizer", ("auto", "on", "off"))
+    choice("cuda_graphs", ("on", "off"))
+    checks = [
+        (cfg.image_size >= 16, "--image-size must be at least 16 pixels"),
+        (0.0 < cfg.val_split < 1.0, "--val-split must be between 0 and 1 (exclusive)"),
+        (cfg.epochs >= 1, "--epochs must be at least 1"),
+        (cfg.width is None or cfg.width >= 1, "--width must be at least 1"),
+        (cfg.warmup is not None and 0 <= cfg.warmup <= cfg.epochs, "--warmup must be between 0 and --epochs"),
+        (cfg.label_smoothing is not None and 0 <= cfg.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+        (cfg.ema is not None and cfg.ema >= 0, "--ema must be zero (off) or a half-life in epochs"),
+        (cfg.batch_size >= 1, "--batch-size must be at least 1"),
+        (cfg.lr is not None and cfg.lr > 0, "--lr must be positive"),
+        (cfg.weight_decay >= 0, "--weight-decay must be zero or positive"),
+        (0.0 < cfg.threshold < 1.0, "--threshold must be between 0 and 1 (exclusive)"),
+        (cfg.early_stop is None or cfg.early_stop >= 1, "--early-stop must be at least 1 epoch"),
+        (cfg.step_size is not None and cfg.step_size >= 1, "--step-size must be at least 1 epoch"),
+        (0.0 < cfg.gamma <= 1.0, "--gamma must be in (0, 1]"),
+        (cfg.eval_batch_size is None or cfg.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
+        (cfg.save_every >= 0, "--save-every must be zero (every epoch) or a number of seconds"),
+        (cfg.workers >= 0, "--workers must be zero (all cores) or positive"),
+        (cfg.finetune >= 0, "--finetune must be zero (off) or a number of epochs"),
+        (cfg.finetune == 0 or not cfg.from_scratch, "--finetune is for pretrained models"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise BinclassError(message)
+    if cfg.pos_weight not in ("none", "auto"):
+        try:
+            value = float(cfg.pos_weight)
+        except ValueError:
+            raise BinclassError("--pos-weight must be 'none', 'auto' or a positive number") from None
+        if not value > 0:
+            raise BinclassError("--pos-weight must be 'none', 'auto' or a positive number")

@@ -10,14 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data.augment import augment_batch
-from .infer import prepare, prepare_model
-from .loop import make_optimizer
-from .modelio import resolve_device
+from .data.scan import scan_dataset
+from .data.sources import make_source
+from .device import resolve_device
+from .engine.infer import prepare, prepare_model
+from .engine.optim import make_optimizer
+from .engine.step import training_step
 from .models import build_model, normalization
+from .recipes.common import seed_everything
+from .recipes.resolve import resolve
 
 SMOOTHING = 0.98  # exponential moving average of the loss, debiased: single batches are too noisy to read
 STOP_FACTOR = 4.0  # stop once the smoothed loss is 4x its best: it is diverging
@@ -33,11 +37,7 @@ class LrFind:
 
 
 def lr_range_test(cfg: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100) -> LrFind:
-    from .data.cache import make_source
-    from .data.scan import scan_dataset
-    from .train import seed_everything
-
-    cfg.validate()
+    cfg = resolve(cfg.replace(lr=start_lr))
     device = resolve_device(cfg.device)
     layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
     source, good, _, _ = make_source(layout.train.paths, cfg.image_size, cfg.cache, device, cfg.workers)
@@ -45,7 +45,6 @@ def lr_range_test(cfg: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0
     seed_everything(cfg.seed)
     model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device).train()
     mean, std = normalization(cfg.model)
-    cfg.lr = start_lr
     optimizer = make_optimizer(model, cfg)
     factor = (end_lr / start_lr) ** (1 / max(1, steps - 1))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -62,11 +61,9 @@ def lr_range_test(cfg: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0
             order = torch.randperm(len(source), generator=gen)
             idx = order[: cfg.batch_size]
         x = augment_batch(prepare(source.batch(idx.to(device)), mean, std), cfg.augment, aug)
-        loss = F.binary_cross_entropy_with_logits(model(x).reshape(-1).float(), labels[idx.to(device)])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        value = float(loss.item())  # the test needs every value at once to decide when to stop
+        y = labels[idx.to(device)]
+        out = training_step(model, optimizer, optimizer.step, x, y, y, threshold=cfg.threshold, pos_weight=None)
+        value = float(out.loss.item())  # the test needs every value at once to decide when to stop
         avg = SMOOTHING * avg + (1 - SMOOTHING) * value
         debiased = avg / (1 - SMOOTHING ** (i + 1))
         if not math.isfinite(debiased) or debiased > STOP_FACTOR * best:

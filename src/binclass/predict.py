@@ -12,16 +12,16 @@ import torch
 from torch import nn
 
 from .allocator import keep_freed_memory, release_free_memory
-from .data.cache import TensorSource
 from .data.decode import decode_many
 from .data.scan import find_images, scan_labeled
+from .data.sources import TensorSource
+from .device import resolve_device
+from .engine.infer import predict_logits, prepare_model, probabilities
+from .engine.loop import evaluate
 from .errors import BinclassError
-from .infer import predict_logits, prepare_model, probabilities
-from .loop import evaluate
 from .metrics import predict_labels
-from .modelio import load_meta, load_model, resolve_device
-
-EVALUATION_FILE = "evaluation.json"
+from .run.files import EVALUATION_FILE
+from .run.weights import load_meta, load_model
 CHUNK = 512  # images decoded at a time while predicting: bounds memory for folders of any size
 
 

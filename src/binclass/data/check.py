@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BinclassError
-from .cache import check_files
+from .sources import check_files
 from .decode import ImageProblem
 from .scan import DataLayout, Ignored, scan_dataset
 

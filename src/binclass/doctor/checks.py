@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..metrics import Z95, wilson_interval
-from ..repeat import seed_stats
+from ..run.seeds import seed_stats
 from .findings import Finding
 from .logs import History, finite
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from .checks import check_seed_spread, diagnose
 from .findings import SEVERITIES, Finding, sort_findings
-from .. import history as run_history
+from ..run import history as run_history
+from ..run.files import DIAGNOSIS_FILE
+from ..run.seeds import find_seed_summary
 from .logs import fill_counts, from_run_folder, load_history
-
-DIAGNOSIS_FILE = "diagnosis.json"
 
 
 def doctor(target: Path, batch_size: int | None = None, val_n: int | None = None) -> list[Finding]:
@@ -22,8 +22,6 @@ def doctor(target: Path, batch_size: int | None = None, val_n: int | None = None
         h.val_n = val_n
     findings = diagnose(h)
     if Path(target).is_dir():
-        from ..repeat import find_seed_summary
-
         summary = find_seed_summary(Path(target))
         if summary is not None:
             findings += check_seed_spread(h, summary)

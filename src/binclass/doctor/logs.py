@@ -9,7 +9,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import history as run_history
+from ..run import history as run_history
+from ..run.files import CONFIG_FILE
 from ..errors import BinclassError
 
 # Canonical name -> names other tools write (compared lowercased, with "/" and "-" read as "_").
@@ -114,7 +115,7 @@ def from_run_folder(run_dir: Path) -> History:
     steps = run_history.read_steps(run_dir)
     hist = History(epochs=epochs, steps=steps, source=str(run_dir))
     try:
-        hist.batch_size = int(json.loads((run_dir / "config.json").read_text())["batch_size"])
+        hist.batch_size = int(json.loads((run_dir / CONFIG_FILE).read_text())["batch_size"])
     except (OSError, KeyError, ValueError):
         pass  # fill_counts falls back to the largest batch in steps.csv
     fill_counts(hist)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import history
+from ..run import history
+from ..run.files import CONFIG_FILE, CONFUSION_PLOT, CURVES_PLOT, META_FILE, PREDICTIONS_FILE, REPORT_FILE, ROC_PLOT
 from ..doctor.diagnosis import read_diagnosis
 from .plots import plot_confusion, plot_curves, plot_roc
-
-REPORT_FILE = "report.html"
 
 
 def _img(path: Path, alt: str) -> str:
@@ -32,7 +31,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 
 def _read_predictions(run_dir: Path, positive: str) -> tuple[np.ndarray, np.ndarray] | None:
-    path = run_dir / "val_predictions.csv"
+    path = run_dir / PREDICTIONS_FILE
     if not path.exists():  # a run that was interrupted before its end
         return None
     with path.open(newline="") as f:
@@ -61,15 +60,15 @@ def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     epochs = history.read_epochs(run_dir)
     steps = history.read_steps(run_dir)
-    meta = json.loads((run_dir / "model.json").read_text())
-    config = json.loads((run_dir / "config.json").read_text())
+    meta = json.loads((run_dir / META_FILE).read_text())
+    config = json.loads((run_dir / CONFIG_FILE).read_text())
     last = epochs[-1]
     confusion = [[last["val_tn"], last["val_fp"]], [last["val_fn"], last["val_tp"]]]
-    plot_curves(epochs, steps, run_dir / "curves.png")
-    plot_confusion(confusion, meta["classes"], run_dir / "confusion.png")
+    plot_curves(epochs, steps, run_dir / CURVES_PLOT)
+    plot_confusion(confusion, meta["classes"], run_dir / CONFUSION_PLOT)
     predictions = _read_predictions(run_dir, meta["positive_class"])
     if predictions is not None:
-        plot_roc(*predictions, run_dir / "roc.png")
+        plot_roc(*predictions, run_dir / ROC_PLOT)
 
     half_width = (last["val_acc_high"] - last["val_acc_low"]) / 2
     summary = (
@@ -92,11 +91,11 @@ img{{max-width:100%}} .row img{{max-width:48%}}</style></head><body>
 model {html.escape(meta['architecture'])} at {meta['image_size']} px; threshold {meta['threshold']}</p>
 {summary}
 {_diagnosis_section(run_dir)}
-<h2>Curves</h2>{_img(run_dir / 'curves.png', 'loss and accuracy curves')}
+<h2>Curves</h2>{_img(run_dir / CURVES_PLOT, 'loss and accuracy curves')}
 <p>Faint lines: single batches. A batch of {config.get('batch_size')} images has a binomial standard error of about
 ±{50 / max(1, config.get('batch_size', 1)) ** 0.5:.0f} points at 50% accuracy, so its accuracy jumps; the epoch
 curves count every sample.</p>
-<div class="row">{_img(run_dir / 'confusion.png', 'confusion matrix')} {_img(run_dir / 'roc.png', 'ROC curve') if predictions is not None else ''}</div>
+<div class="row">{_img(run_dir / CONFUSION_PLOT, 'confusion matrix')} {_img(run_dir / ROC_PLOT, 'ROC curve') if predictions is not None else ''}</div>
 <h2>Epochs</h2>{_table(epochs, cols)}
 <h2>Settings</h2>{_table([{'setting': k, 'value': v} for k, v in settings.items()], ['setting', 'value'])}
 <h2>Environment</h2>{_table([{'key': k, 'value': v} for k, v in config.get('extra', {}).items()], ['key', 'value'])}

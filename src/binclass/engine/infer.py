@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
 
 import torch
 from torch import nn
 
-
-class Source(Protocol):
-    def __len__(self) -> int: ...
-    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor: ...
+from ..data.sources import Source
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import torch
 
-from .errors import BinclassError
+from ..allocator import keep_freed_memory
+from ..data.scan import scan_dataset
+from ..device import resolve_device
+from ..engine.optim import step_function
+from ..errors import BinclassError
+from ..models import build_model
+from ..run import history
+from ..run.files import CONFIG_FILE
+from ..synth import make_dataset
 
 
 @dataclass
@@ -42,7 +50,7 @@ def _run(cmd: list[str]) -> tuple[float, float, str]:
     with tempfile.NamedTemporaryFile(suffix=".peak") as peak_file:
         env = {**os.environ, "BINCLASS_PEAK_FILE": peak_file.name}
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "binclass.peak", *cmd], capture_output=True, text=True, env=env)
+        proc = subprocess.run([sys.executable, "-m", "binclass.devtools.peak", *cmd], capture_output=True, text=True, env=env)
         wall = time.perf_counter() - start
         out = proc.stdout + proc.stderr
         if proc.returncode != 0:
@@ -53,7 +61,7 @@ def _run(cmd: list[str]) -> tuple[float, float, str]:
 
 def _posted(data_dir: Path, epochs: int, device: str, n_train: int, tmp: Path) -> Row:
     csv_path = tmp / "posted.csv"
-    wall, rss, _ = _run(["binclass.posted", str(data_dir), "--csv", str(csv_path),
+    wall, rss, _ = _run(["binclass.devtools.posted", str(data_dir), "--csv", str(csv_path),
                          "--epochs", str(epochs), "--lr", "1e-4", "--device", device])  # fmt: skip
     import csv
 
@@ -68,18 +76,16 @@ def _binclass(data_dir: Path, model: str, epochs: int, batch: int, device: str, 
                            "--model", model, "--epochs", str(epochs), "--batch-size", str(batch), "--optimizer",
                            "rmsprop", "--lr", "1e-4", "--augment", "none", "--device", device,
                            "--precision", precision, "--cuda-graphs", "on" if graphs else "off"])  # fmt: skip
-    from . import history
-
     rows = history.read_epochs(out)
     spe = steady([r["seconds"] for r in rows])
-    used = json.loads((out / "config.json").read_text())["extra"]["precision"]
+    used = json.loads((out / CONFIG_FILE).read_text())["extra"]["precision"]
     name = f"b: binclass train --precision {precision}" + (" --cuda-graphs on" if graphs else "")
     return Row(name, spe, rows[0]["train_n"] / spe, rss, wall, used, steady([r["train_seconds"] for r in rows]))
 
 
 def _floor(model: str, size: int, n: int, epochs: int, batch: int, device: str, precision: str, channels_last: bool,
            compile: bool = False, compile_step: bool = False) -> Row:  # fmt: skip
-    cmd = ["binclass.bench", "--floor", model, str(size), str(n), str(epochs), str(batch), device,
+    cmd = ["binclass.devtools.bench", "--floor", model, str(size), str(n), str(epochs), str(batch), device,
            precision, str(int(channels_last)), str(int(compile)), str(int(compile_step))]  # fmt: skip
     wall, rss, out = _run(cmd)
     spe = float(out.strip().splitlines()[-1])
@@ -94,12 +100,8 @@ def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: 
                         precision: str, channels_last: bool, compile: bool = False,
                         compile_step: bool = False) -> float:  # fmt: skip
     """Mean seconds per epoch of forward + backward + RMSprop step over n in-memory images."""
-    from .allocator import keep_freed_memory
-    from .loop import step_function
-    from .models import build_model
-
     keep_freed_memory()  # as binclass train does
-    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     torch.manual_seed(0)
     model = build_model(model_name, size).to(dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -141,8 +143,6 @@ def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: 
         raise BinclassError(f"{data_dir}: bench needs train/ and validation/ folders (as for the posted loop)")
     if cuda_graphs and not (device == "cuda" or (device == "auto" and torch.cuda.is_available())):
         raise BinclassError("bench --cuda-graphs needs a CUDA device (--device cuda); drop --cuda-graphs")
-    from .data.scan import scan_dataset
-
     n_train = len(scan_dataset(data_dir).train)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -198,7 +198,7 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # the floor's own process: python -m binclass.bench --floor ...
+if __name__ == "__main__":  # the floor's own process: python -m binclass.devtools.bench --floor ...
     if len(sys.argv) == 12 and sys.argv[1] == "--floor":
         _, _, m, s, n, e, b, d, p, cl, c, cs = sys.argv
         print(floor_epoch_seconds(m, int(s), int(n), int(e), int(b), d, p, bool(int(cl)), bool(int(c)), bool(int(cs))))
@@ -210,8 +210,6 @@ def run_scale(base_per_class: int = 100, factors: tuple[int, ...] = (1, 4, 16), 
               epochs: int = 2) -> list[dict]:  # fmt: skip
     """Train the seed network on generated sets of base x factor images per class (JPEG, 200 px):
     wall time, seconds per epoch and peak memory should grow linearly with the set."""
-    from .synth import make_dataset
-
     results = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -222,8 +220,6 @@ def run_scale(base_per_class: int = 100, factors: tuple[int, ...] = (1, 4, 16), 
             wall, rss, _ = _run(["binclass.cli", "train", str(data), "--out", str(out),
                                  "--model", "seed", "--epochs", str(epochs), "--batch-size", "20",
                                  "--image-size", str(image_size), "--optimizer", "rmsprop", "--augment", "none"])  # fmt: skip
-            from . import history
-
             rows = history.read_epochs(out)
             images = rows[0]["train_n"] + rows[0]["val_n"]
             results.append({"factor": factor, "images": images, "wall_seconds": wall,

@@ -2,7 +2,7 @@
 
 `binclass bench` starts each contender through this: a forked child's ru_maxrss starts at the
 parent's resident size (Linux carries it across exec), so wait4 alone over-reports small children.
-Usage: BINCLASS_PEAK_FILE=out.txt python -m binclass.peak MODULE [ARGS...]"""
+Usage: BINCLASS_PEAK_FILE=out.txt python -m binclass.devtools.peak MODULE [ARGS...]"""
 
 from __future__ import annotations
 

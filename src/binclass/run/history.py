@@ -8,8 +8,7 @@ import math
 import os
 from pathlib import Path
 
-METRICS_FILE = "metrics.csv"
-STEPS_FILE = "steps.csv"
+from .files import METRICS_FILE, STEPS_FILE
 
 METRIC_COLUMNS = [
     "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_low", "val_acc_high",

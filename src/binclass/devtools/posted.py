@@ -3,7 +3,7 @@ an epoch scheduler stepped per batch), logging a CSV history. Deliberately NOT b
 
 This is the system binclass replaces, kept runnable for: `binclass bench` (timing it against
 `binclass train` on the same data), a real history of the argmax bug for `binclass doctor`, and the
-`binclass lint` acceptance test. Run: python -m binclass.posted DATA_DIR --csv history.csv
+`binclass lint` acceptance test. Run: python -m binclass.devtools.posted DATA_DIR --csv history.csv
 [--epochs 15 --lr 0.001 --seed 0] (DATA_DIR holds train/ and validation/).
 """
 

@@ -1,4 +1,4 @@
-"""model.safetensors + model.json: everything predict needs, and no pickle anywhere."""
+"""model.safetensors, best.safetensors and model.json: everything predict needs, and no pickle anywhere."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import BinclassError
-from .models import build_model
-
-MODEL_FILE = "model.safetensors"  # weights of the last completed epoch
-BEST_FILE = "best.safetensors"  # weights of the epoch with the lowest finite validation loss
-META_FILE = "model.json"
+from ..errors import BinclassError
+from ..models import build_model
+from .files import BEST_FILE, META_FILE, MODEL_FILE
 
 
 def replace_atomically(tmp: Path, final: Path) -> None:
@@ -70,27 +67,3 @@ def load_model(run_dir: Path, checkpoint: str = "last") -> tuple[nn.Module, dict
         raise BinclassError(f"{weights}: weights do not fit the {meta['architecture']} network ({first})") from None
     model.eval()
     return model, meta
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BinclassError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu or auto")
-    return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 pays off only where the hardware has bf16 arithmetic: CUDA GPUs from Ampere on,
-    CPUs with AVX512-BF16 or AMX. Elsewhere it is emulated and slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "bf16" if bf16_supported(device) else "fp32"
-    return name

@@ -1,12 +1,11 @@
-"""The full training state at each checkpoint (train.Checkpoints), for --resume: model, weight average, optimizer, scheduler,
-best metric, early-stop counter and every RNG state. One safetensors file (tensors) whose metadata
+"""The full training state at each checkpoint, for --resume: model, weight average, optimizer, scheduler,
+the counters of best-model tracking and early stopping, and every RNG state. One safetensors file (tensors) whose metadata
 holds the rest as JSON, written to a temporary file, flushed and renamed: it is always complete."""
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +14,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from .ema import WeightAverage
-from .errors import BinclassError
-from .modelio import replace_atomically
-
-STATE_FILE = "state.safetensors"
-
-
-@dataclass
-class Progress:
-    epoch: int  # last completed epoch
-    best_loss: float
-    since_best: int
-    best_epoch: int | None
+from ..errors import BinclassError
+from .files import STATE_FILE
+from .weights import replace_atomically
 
 
 def _to_json(value: object) -> object:
@@ -72,11 +61,21 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
     return {"state": state, "param_groups": _from_json(rest["param_groups"])}
 
 
-def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: object | None,
-               generators: dict[str, torch.Generator], progress: Progress, ema: WeightAverage | None = None) -> None:  # fmt: skip
+def save_state(
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: object | None,
+    generators: dict[str, torch.Generator],
+    counters: dict,
+    ema: nn.Module | None = None,
+    ema_updates: int | None = None,
+) -> None:
+    """counters: the JSON-able state of the run's trackers (last completed epoch, best-model tracking,
+    early stopping). ema: the weight average's model, updated ema_updates times."""
     tensors = {f"model/{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if ema is not None:
-        tensors.update({f"ema/{k}": v.detach().contiguous().cpu() for k, v in ema.model.state_dict().items()})
+        tensors.update({f"ema/{k}": v.detach().contiguous().cpu() for k, v in ema.state_dict().items()})
     optim_tensors, optim_rest = _split_optimizer(optimizer.state_dict())
     tensors.update(optim_tensors)
     tensors["rng/torch"] = torch.get_rng_state()
@@ -87,8 +86,8 @@ def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
             tensors[f"rng/cuda{i}"] = s
     np_state = np.random.get_state()
     meta = {
-        "progress": progress.__dict__,
-        "ema_updates": ema.updates if ema is not None else None,
+        "progress": counters,
+        "ema_updates": ema_updates if ema is not None else None,
         "optimizer": optim_rest,
         "scheduler": _to_json(scheduler.state_dict()) if scheduler is not None else None,
         "python_random": random.getstate(),
@@ -100,10 +99,16 @@ def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     replace_atomically(tmp, path)
 
 
-def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: object | None,
-               generators: dict[str, torch.Generator], ema: WeightAverage | None = None) -> Progress:  # fmt: skip
-    """Restore everything save_state wrote. Only safetensors is read: a pickle in its place is refused
-    without being run."""
+def load_state(
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: object | None,
+    generators: dict[str, torch.Generator],
+    ema: nn.Module | None = None,
+) -> tuple[dict, int | None]:
+    """Restore everything save_state wrote; return its counters and the weight average's update count.
+    Only safetensors is read: a pickle in its place is refused without being run."""
     path = Path(run_dir) / STATE_FILE
     if not path.exists():
         raise BinclassError(f"{path}: not found; the run has no completed epoch to resume from (start it again)")
@@ -115,8 +120,7 @@ def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
         raise BinclassError(f"{path}: not a binclass training state ({exc}); it was not loaded") from None
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
     if ema is not None:
-        ema.model.load_state_dict({k[len("ema/"):]: v for k, v in tensors.items() if k.startswith("ema/")}, strict=True)
-        ema.updates = int(meta["ema_updates"])
+        ema.load_state_dict({k[len("ema/") :]: v for k, v in tensors.items() if k.startswith("ema/")}, strict=True)
     optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
     if scheduler is not None and meta["scheduler"] is not None:
         scheduler.load_state_dict(_from_json(meta["scheduler"]))
@@ -131,4 +135,4 @@ def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = meta["numpy_random"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    return Progress(**meta["progress"])
+    return dict(meta["progress"]), (int(meta["ema_updates"]) if meta.get("ema_updates") is not None else None)

@@ -8,6 +8,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -77,6 +78,13 @@ def check_files(paths: list[Path], size: int, workers: int = 0, chunk: int = 512
         good += [start + i for i in ok]
         problems += bad
     return good, problems
+
+
+class Source(Protocol):
+    """Images (or features) by index: len() of them, and a batch as a tensor on the training device."""
+
+    def __len__(self) -> int: ...
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor: ...
 
 
 class TensorSource:

@@ -19,25 +19,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import nn
 
-from .errors import BinclassError
+from ..errors import BinclassError
+from .step import StepOut
 
 # Warm-up steps before capture: the first creates the optimizer state, the next run the code path
 # that the capture records (PyTorch's whole-network capture example warms up for 3).
 WARMUP_STEPS = 3
 GRAPH_OPTIMIZERS = ("rmsprop", "adam", "adamw")  # capturable with a tensor learning rate; SGD is not
-
-
-@dataclass
-class StepOut:
-    loss: torch.Tensor  # 0-d float32: the batch's mean objective
-    loss_sum: torch.Tensor  # 0-d float64: its sum over the batch's samples
-    correct: torch.Tensor  # 0-d int64: samples whose predicted class matches the label
 
 
 class Replayable(Protocol):

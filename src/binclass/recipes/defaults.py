@@ -1,16 +1,16 @@
 """Default settings per model: what `binclass train DATA_DIR --model M` runs when no other flag is given.
 
-Every setting the user leaves unset (None in TrainConfig) is filled here, once, before validation;
+Every setting the user leaves unset (None in TrainConfig) is filled here, once (binclass.recipes.resolve);
 the filled config is what config.json records. The from-scratch "small" recipe borrows from fast
 small-data training records (ResNet-9 style net, one-cycle-like schedule, label smoothing, weight
-averaging, flip TTA); the README's ablation table says what each piece is worth on cats vs dogs."""
+averaging, flip TTA); docs/recipes.md's ablation table says what each piece is worth on cats vs dogs."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .config import TrainConfig
+from ..config import TrainConfig
+from ..models import default_image_size
 
 # Learning rates that train each optimizer stably on small from-scratch CNNs; rmsprop at 1e-3 is
 # known to collapse the seed network to a constant output, so its default is ten times lower.
@@ -23,7 +23,7 @@ GENERIC: dict[str, Any] = {
 }  # fmt: skip
 
 SMALL: dict[str, Any] = {
-    "augment": "crop",  # random zoom/shift + flip per image: +1.7 points over flip alone (README ablation)
+    "augment": "crop",  # random zoom/shift + flip per image: +1.7 points over flip alone (docs/recipes.md ablation)
     "batch_size": 64,  # images per step: enough for stable batch-norm statistics, many steps per epoch
     "optimizer": "sgd",  # Nesterov momentum 0.9
     "lr": 0.1,  # peak, per step; batch norm makes this stable after the warm-up
@@ -31,12 +31,12 @@ SMALL: dict[str, Any] = {
     "scheduler": "cosine",  # to zero at the last step: the last epochs settle into a minimum
     # Targets 0.05/0.95: no reward for ever-larger logits on memorized images. With the weight average
     # (EMA_FRACTION): no effect beyond seed noise at 128 px x 100 epochs on a GPU, but +2.2 points at the
-    # CPU default (0.886 vs 0.864 without both, same seed; McNemar p = 0.025): kept (README ablation).
+    # CPU default (0.886 vs 0.864 without both, same seed; McNemar p = 0.025): kept (docs/recipes.md ablation).
     "label_smoothing": 0.1,
     "tta": True,  # mirror-image logits averaged in: +0.7 points (ablation) for one more forward pass
     "width": 32,  # channels 32-64-128-256
 }  # fmt: skip
-# Sized by device (README, "From scratch"): on an H200, 200 epochs at 128 px gave 0.921 mean over 3 seeds
+# Sized by device (docs/recipes.md): on an H200, 200 epochs at 128 px gave 0.921 mean over 3 seeds
 # (100 epochs: 0.887). A 2-core CPU must finish within 20 minutes: of the budget candidates (96 px x 60,
 # 112 px x 40, 64 px x 100, 80 px x 80 epochs), 80 px scored best; at about 11 s per epoch there, 90
 # epochs leave a few minutes of margin.
@@ -61,33 +61,31 @@ def recipe_for(model: str, device_type: str, epochs: int | None = None) -> dict[
     return values
 
 
-def device_type(setting: str) -> str:
-    if setting != "auto":
-        return setting
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def apply_recipe(cfg: "TrainConfig") -> None:
-    """Fill every None setting of cfg from its model's recipe."""
-    values = recipe_for(cfg.model, device_type(cfg.device), cfg.epochs)
+def recipe_defaults(cfg: TrainConfig, device_type: str) -> dict[str, Any]:
+    """The settings cfg leaves unset (None), filled from its model's recipe: a dict for cfg.replace."""
+    values = recipe_for(cfg.model, device_type, cfg.epochs)
+    filled: dict[str, Any] = {}
+    epochs = cfg.epochs if cfg.epochs is not None else values["epochs"]
     if cfg.epochs is None:
-        cfg.epochs = values["epochs"]
+        filled["epochs"] = epochs
     for name in ("augment", "batch_size", "optimizer", "weight_decay", "scheduler", "warmup", "label_smoothing",
                  "ema", "tta", "width"):  # fmt: skip
         if getattr(cfg, name) is None and name in values:
-            setattr(cfg, name, values[name])
+            filled[name] = values[name]
+    optimizer = filled.get("optimizer", cfg.optimizer)
     if cfg.lr is None:
         # The recipe's rate belongs to the recipe's optimizer; another optimizer gets its own default.
-        same = cfg.optimizer == values["optimizer"] and "lr" in values
-        cfg.lr = values["lr"] if same else DEFAULT_LR.get(str(cfg.optimizer), 1e-3)
+        same = optimizer == values["optimizer"] and "lr" in values
+        filled["lr"] = values["lr"] if same else DEFAULT_LR.get(str(optimizer), 1e-3)
     if cfg.image_size is None:
-        if "image_size" in values:
-            cfg.image_size = values["image_size"]
-        else:
-            from .models import default_image_size
-
-            cfg.image_size = default_image_size(cfg.model)
+        filled["image_size"] = values["image_size"] if "image_size" in values else default_image_size(cfg.model)
     if cfg.step_size is None:
-        cfg.step_size = max(1, cfg.epochs // 3)
+        filled["step_size"] = max(1, epochs // 3)
+    return filled
+
+
+def default_eval_batch(device_type: str) -> int:
+    """Inference batch. On a 2-core CPU, 32 images were faster than 64 (1000 validation images, fp32:
+    seed network 1.6 vs 2.4 s, small network with TTA 3.5 vs 4.0 s) and kept the seed run's peak memory
+    150 MB lower; GPUs want more."""
+    return 500 if device_type == "cuda" else 32

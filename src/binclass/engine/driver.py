@@ -1,0 +1,147 @@
+"""The epoch driver every recipe uses: train, validate, record, track the best model, checkpoint when
+due, stop early. What an epoch trains and how it validates are the recipe's (two callables); the rest is
+the same for the from-scratch run, the pretrained head and its fine-tuning."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..allocator import release_free_memory
+from ..doctor.diagnosis import EpochDoctor
+from ..run import history
+from ..run.checkpoints import Checkpoints
+from .loop import EpochStats, Evaluation
+from .optim import Schedule
+
+Log = Callable[[str], None]
+
+
+class BestModel:
+    """The epoch with the lowest finite validation loss: its loss, its number, and its weights until the
+    next checkpoint writes them."""
+
+    def __init__(self) -> None:
+        self.loss = math.inf
+        self.epoch: int | None = None
+        self.pending: dict[str, torch.Tensor] | None = None  # weights not yet written to best.safetensors
+
+    def update(self, model: nn.Module, epoch: int, val_loss: float) -> bool:
+        """True when this epoch is the new best."""
+        if not (math.isfinite(val_loss) and val_loss < self.loss):
+            return False
+        self.loss, self.epoch = val_loss, epoch
+        self.pending = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return True
+
+    def take_pending(self) -> dict[str, torch.Tensor] | None:
+        pending, self.pending = self.pending, None
+        return pending
+
+    def state_dict(self) -> dict:
+        return {"best_loss": self.loss, "best_epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss, self.epoch = float(state["best_loss"]), state["best_epoch"]
+
+
+class EarlyStop:
+    """Stops after `patience` epochs in a row without a new best validation loss (None: never)."""
+
+    def __init__(self, patience: int | None) -> None:
+        self.patience = patience
+        self.since_best = 0
+
+    def update(self, improved: bool) -> None:
+        self.since_best = 0 if improved else self.since_best + 1
+
+    @property
+    def triggered(self) -> bool:
+        return self.patience is not None and self.since_best >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"since_best": self.since_best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.since_best = int(state["since_best"])
+
+
+def epoch_row(epoch: int, stats: EpochStats, m: dict, seconds: float) -> dict:
+    """One metrics.csv row from the training pass and the validation metrics of an epoch."""
+    (tn, fp), (fn, tp) = m["confusion"]
+    return {
+        "epoch": epoch, "train_loss": stats.loss, "train_acc": stats.accuracy, "val_loss": m["loss"],
+        "val_acc": m["accuracy"], "val_acc_low": m["accuracy_low"], "val_acc_high": m["accuracy_high"],
+        "val_precision": m["precision"], "val_recall": m["recall"], "val_f1": m["f1"],
+        "val_balanced_acc": m["balanced_accuracy"], "val_auc": m["auc"], "lr": stats.steps[-1]["lr"],
+        "seconds": seconds, "train_n": stats.n, "val_n": m["n"], "val_tn": tn, "val_fp": fp, "val_fn": fn, "val_tp": tp,
+        "train_seconds": stats.seconds,
+    }  # fmt: skip  (one line per metrics.csv column group reads like the file's header)
+
+
+class EpochRecorder:
+    """The history files, the epoch's line and any new doctor finding, after every epoch of a run."""
+
+    def __init__(self, run_dir: Path, total: int, log: Log) -> None:
+        self.run_dir, self.total, self.log = Path(run_dir), total, log
+        self.doctor = EpochDoctor(self.run_dir)
+
+    def record(self, row: dict, stats: EpochStats) -> None:
+        history.append_steps(self.run_dir, stats.steps)
+        history.append_epoch(self.run_dir, row)
+        self.log(
+            f"epoch {row['epoch']:>3}/{self.total}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f} [{row['val_acc_low']:.3f}, "
+            f"{row['val_acc_high']:.3f}] auc {row['val_auc']:.3f} | {row['seconds']:.1f}s"
+        )
+        for finding in self.doctor.after_epoch(row, stats.steps):
+            self.log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
+
+
+def run_epochs(
+    epochs: range,
+    *,
+    train: Callable[[int], EpochStats],
+    validate: Callable[[], Evaluation],
+    scored: nn.Module,
+    schedule: Schedule,
+    recorder: EpochRecorder,
+    best: BestModel,
+    early_stop: EarlyStop,
+    checkpoints: Checkpoints,
+    save_state: Callable[[int], None] | None = None,
+) -> Evaluation | None:
+    """Run `epochs` (numbers of the run's epochs, in order) and return the last validation, or None when
+    no epoch ran. `scored` is the model that is validated, tracked and saved (a weight average, the whole
+    network around a trained head). `save_state(epoch)` writes the resume state after each checkpoint:
+    last, so that a state on disk always has its weights and history beside it."""
+    ev = None
+    last = epochs[-1] if len(epochs) else None
+    for epoch in epochs:
+        if early_stop.triggered:
+            break  # a resumed run that had already stopped early
+        release_free_memory()  # what the last epoch freed (steps, validation, checkpoint): kept, it adds up
+        started = time.perf_counter()
+        stats = train(epoch)
+        ev = validate()
+        schedule.after_epoch()
+        row = epoch_row(epoch, stats, ev.metrics, time.perf_counter() - started)
+        recorder.record(row, stats)
+        early_stop.update(best.update(scored, epoch, row["val_loss"]))
+        if checkpoints.due(force=early_stop.triggered or epoch == last):
+            release_free_memory()  # the epoch's kept activations, before the files' buffers stack on top of them
+            checkpoints.write(scored, epoch, best.take_pending(), best.epoch, best.loss)
+            if save_state is not None:
+                save_state(epoch)
+        if early_stop.triggered:
+            recorder.log(
+                f"early stop: validation loss has not improved for {early_stop.patience} epochs "
+                f"(best: epoch {best.epoch})"
+            )
+            break
+    return ev

@@ -1,0 +1,129 @@
+"""The training loop as a few named functions: make_optimizer, make_scheduler, train_one_epoch, evaluate."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import metrics
+from .ema import WeightAverage
+from .infer import Source, predict_logits, probabilities
+from .optim import Schedule
+from .step import StepRunner, training_step
+
+
+@dataclass
+class EpochStats:
+    loss: float  # sample-weighted mean of the training objective over the epoch
+    accuracy: float  # correct / n over every training sample of the epoch (model in train mode)
+    n: int
+    steps: list[dict]
+    order: list[int]  # the epoch's shuffled sample order: step k used order[(k-1)*batch : k*batch]
+    seconds: float = 0.0  # wall time of the training pass, up to its one host sync at the end
+
+
+def train_one_epoch(
+    model: nn.Module,
+    source: Source,
+    labels: torch.Tensor,
+    *,
+    inputs: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    optimizer_step: Callable[[], None] | None = None,
+    batch_size: int,
+    threshold: float,
+    pos_weight: torch.Tensor | None,
+    shuffle_gen: torch.Generator,
+    epoch: int,
+    autocast_dtype: torch.dtype | None = None,
+    label_smoothing: float = 0.0,
+    ema: WeightAverage | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    runner: StepRunner | None = None,
+) -> EpochStats:
+    """One pass over the training set; `inputs` turns a raw batch from the source into model input
+    (for images: normalize and augment). Per-step values stay on the device until the epoch ends:
+    one host sync per epoch, not one per step. autocast_dtype=torch.bfloat16 runs the forward pass
+    in bf16 (the loss and the optimizer stay in fp32). label_smoothing moves the BCE targets to
+    eps/2 and 1 - eps/2; ema, if given, is updated after every optimizer step. `runner` replaces the
+    eager training_step (a GraphedStep built on it)."""
+    started = time.perf_counter()
+    model.train()
+    n = len(source)
+    device = labels.device
+    if runner is None:
+        runner = functools.partial(training_step, model, optimizer, optimizer_step or optimizer.step,
+                                   threshold=threshold, pos_weight=pos_weight, autocast_dtype=autocast_dtype)  # fmt: skip
+    order = torch.randperm(n, generator=shuffle_gen).to(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    n_steps = math.ceil(n / batch_size)
+    # Filled in place: a new 0-d tensor per step would leave hundreds of small long-lived blocks
+    # scattered through the kept heap (see allocator), splitting the holes the next step's activations need.
+    step_losses = torch.empty(n_steps, dtype=torch.float32, device=device)
+    step_correct = torch.empty(n_steps, dtype=torch.int64, device=device)
+    step_sizes: list[int] = []
+    step_lrs: list[float | torch.Tensor] = []  # a device tensor's value (a graph's rate) is read after the sync
+    for step in range(n_steps):
+        idx = order[step * batch_size : (step + 1) * batch_size]
+        x = inputs(source.batch(idx))
+        y = labels[idx]
+        target = y * (1.0 - label_smoothing) + 0.5 * label_smoothing if label_smoothing else y
+        lr = optimizer.param_groups[0]["lr"]
+        step_lrs.append(lr.detach().clone() if isinstance(lr, torch.Tensor) and lr.device.type != "cpu" else float(lr))
+        out = runner(x, target, y)
+        schedule.after_step()
+        if ema is not None:
+            ema.update()
+        loss_sum += out.loss_sum
+        step_losses[step] = out.loss
+        step_correct[step] = out.correct
+        step_sizes.append(len(idx))
+        if progress is not None:
+            progress(step + 1, n_steps)
+    losses = step_losses.tolist()  # the epoch's host sync: every step has finished on the device
+    corrects = step_correct.tolist()
+    lrs = [float(lr) for lr in step_lrs]  # no wait left: the device has finished every step
+    seconds = time.perf_counter() - started
+    steps = [
+        {"epoch": epoch, "step": i + 1, "loss": float(losses[i]), "batch_acc": corrects[i] / step_sizes[i],
+         "batch_size": step_sizes[i], "lr": lrs[i]}
+        for i in range(n_steps)
+    ]  # fmt: skip
+    return EpochStats(loss=float(loss_sum.item()) / n, accuracy=sum(corrects) / n, n=n, steps=steps,
+                      order=order.tolist(), seconds=seconds)  # fmt: skip
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    logits: np.ndarray
+    probs: np.ndarray
+
+
+def evaluate(
+    model: nn.Module,
+    source: Source,
+    labels: np.ndarray,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    threshold: float,
+    batch_size: int,
+    device: torch.device,
+    tta: bool = False,
+) -> Evaluation:
+    """Metrics over every sample of a labeled set (plain, unweighted BCE as the loss)."""
+    logits = predict_logits(model, source, mean, std, batch_size, device, tta=tta)
+    probs = probabilities(logits).numpy()
+    logits_np = logits.numpy()
+    return Evaluation(metrics.summarize(labels, logits_np, probs, threshold), logits_np, probs)

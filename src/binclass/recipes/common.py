@@ -1,0 +1,118 @@
+"""What every recipe does around its epochs: seeding, the data and the run folder before, the
+predictions, diagnosis and report after."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..data.check import describe_problems, strict_error
+from ..data.decode import default_workers
+from ..data.scan import DataLayout, Split, scan_dataset
+from ..data.sources import Source, make_source
+from ..doctor.diagnosis import write_diagnosis
+from ..doctor.findings import Finding
+from ..errors import BinclassError
+from ..phases import Phases
+from ..run.files import PREDICTIONS_FILE
+from ..run.folder import prepare_run_dir, write_predictions
+
+Log = Callable[[str], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_pos_weight(setting: str, labels: list[int], device: torch.device) -> torch.Tensor | None:
+    if setting == "none":
+        return None
+    if setting == "auto":
+        pos = sum(labels)
+        neg = len(labels) - pos
+        value = neg / pos if pos else 1.0  # weight positives so both classes add the same total loss
+    else:
+        value = float(setting)
+    return torch.tensor(value, dtype=torch.float32, device=device)
+
+
+def drop_bad_files(
+    layout: DataLayout, train_good: list[int], val_good: list[int], problems: list, strict: bool, log: Log
+) -> DataLayout:
+    """Keep only the files that decoded; name the others (or refuse them all with --strict)."""
+    ig = layout.ignored
+    if ig.hidden or ig.other or ig.outside_links:
+        log(
+            f"ignored: {ig.hidden} hidden, {ig.other} without an image extension, "
+            f"{ig.outside_links} links leading outside"
+        )
+    if not problems:
+        return layout
+    if strict:
+        raise strict_error(problems)
+    log(f"skipped {len(problems)} bad file(s) (--strict makes this an error):")
+    for line in describe_problems(problems):
+        log(line)
+
+    def pick(split: Split, idx: list[int]) -> Split:
+        return Split([split.paths[i] for i in idx], [split.labels[i] for i in idx])
+
+    kept = DataLayout(layout.classes, pick(layout.train, train_good), pick(layout.val, val_good), layout.val_source, ig)
+    for name, split in (("train", kept.train), ("validation", kept.val)):
+        if len(set(split.labels)) < 2:
+            raise BinclassError(f"after skipping bad files, the {name} split lacks a class; fix the files listed above")
+    return kept
+
+
+def prepare_data(
+    cfg: TrainConfig, device: torch.device, resume: bool, overwrite: bool, log: Log
+) -> tuple[Path, DataLayout, Source, Source]:
+    """Scan DATA_DIR, make the run folder, decode (or check) every image once; drop and name bad files."""
+    layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
+    run_dir = Path(cfg.out) if resume else prepare_run_dir(Path(cfg.out), overwrite)
+    held_out = "validation folder" if layout.val_source == "folder" else f"{cfg.val_split:.0%} held out"
+    log(
+        f"data: {len(layout.train)} train, {len(layout.val)} validation images ({held_out}); "
+        f"classes {layout.classes[0]!r}=0, {layout.classes[1]!r}=1 (positive)"
+    )
+    start = time.perf_counter()
+    workers = default_workers(cfg.workers)
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    train_x, train_good, train_bad, how = make_source(
+        layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir
+    )
+    val_x, val_good, val_bad, val_how = make_source(
+        layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir
+    )
+    log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
+    layout = drop_bad_files(layout, train_good, val_good, train_bad + val_bad, cfg.strict, log)
+    return run_dir, layout, train_x, val_x
+
+
+def finish_run(
+    run_dir: Path,
+    layout: DataLayout,
+    probs: np.ndarray,
+    threshold: float,
+    findings: list[Finding],
+    log: Log,
+    phases: Phases,
+) -> Path:
+    """val_predictions.csv, diagnosis.json and the report, then the closing line."""
+    phases.mark("training")
+    write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
+    write_diagnosis(run_dir, findings)
+    from ..report.html import write_report  # matplotlib import is slow; only needed here
+
+    report = write_report(run_dir)
+    phases.mark("report")
+    log(f"run folder: {run_dir}  report: {report}  ({phases.summary()})")
+    return run_dir

@@ -1,0 +1,194 @@
+"""The pretrained-backbone recipe: ImageNet features computed once (and cached in memory), then a
+linear head trained on them, so head epochs take milliseconds. Flipped images add a second view of
+every training image for the head, and --tta averages both views at validation and predict time.
+Optionally the whole network is then fine-tuned. Both phases run on the engine's epoch driver, and
+the run folder is the same as for the from-scratch models."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import metrics
+from ..config import TrainConfig
+from ..data.augment import augment_batch
+from ..data.scan import DataLayout
+from ..data.sources import Source, TensorSource
+from ..engine.driver import BestModel, EarlyStop, EpochRecorder, run_epochs
+from ..engine.infer import inference_batches, predict_logits, prepare, prepare_model, probabilities
+from ..engine.loop import EpochStats, Evaluation, evaluate, train_one_epoch
+from ..engine.optim import Schedule, make_optimizer, make_scheduler, warmup_cosine
+from ..models import build_model, normalization
+from ..phases import Phases
+from ..progressbar import terminal_progress
+from ..run.checkpoints import Checkpoints
+from ..run.files import BEST_FILE, CONFIG_FILE
+from ..run.folder import model_meta
+from ..run.weights import load_model
+from .common import Log, finish_run, resolve_pos_weight, seed_everything
+
+
+def extract_features(
+    backbone: torch.nn.Module,
+    source: Source,
+    mean,
+    std,
+    batch_size: int,
+    device: torch.device,
+    flip: bool = False,
+) -> torch.Tensor:
+    """Pooled backbone features (N, F), fp32, in the batches that predict uses."""
+    backbone.eval()
+    out = []
+    with torch.inference_mode():
+        for batch in inference_batches(source, batch_size, device):
+            x = prepare(batch, mean, std)
+            out.append(backbone(x.flip(-1) if flip else x).float())
+    return torch.cat(out)
+
+
+def head_logits(head: torch.nn.Module, views: list[torch.Tensor], batch_size: int) -> np.ndarray:
+    """The head on cached features, averaged over views (one view, or image + mirror with --tta):
+    the same arithmetic as predict_logits on the whole network."""
+    logits = [predict_logits(head, TensorSource(v), (), (), batch_size, v.device, inputs=lambda b: b) for v in views]
+    return (sum(logits) / len(logits) if len(logits) > 1 else logits[0]).numpy()
+
+
+def pretrained_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    seed_everything(cfg.seed)  # the new head's initial weights
+    weights = Path(cfg.weights) if cfg.weights else None
+    return prepare_model(build_model(cfg.model, cfg.image_size, pretrained=cfg.pretrained, weights=weights), device)
+
+
+def fit_pretrained(
+    cfg: TrainConfig,
+    device: torch.device,
+    model: torch.nn.Module,
+    run_dir: Path,
+    layout: DataLayout,
+    train_x: Source,
+    val_x: Source,
+    log: Log,
+    phases: Phases,
+) -> Path:
+    """Train the head on cached features (and fine-tune with --finetune N); write the run folder."""
+    mean, std = normalization(cfg.model)
+    cfg.save(run_dir / CONFIG_FILE)
+
+    start = time.perf_counter()
+    bs = cfg.eval_batch_size
+
+    def feats(src: Source, flip: bool = False) -> torch.Tensor:
+        return extract_features(model.backbone, src, mean, std, bs, device, flip)
+
+    train_views = [feats(train_x), feats(train_x, flip=True)] if cfg.augment != "none" else [feats(train_x)]
+    val_views = [feats(val_x), feats(val_x, flip=True)] if cfg.tta else [feats(val_x)]
+    n_images = sum(len(v) for v in train_views + val_views)
+    log(
+        f"features: {n_images} backbone passes ({train_views[0].shape[1]} features each) in "
+        f"{time.perf_counter() - start:.1f}s"
+    )
+
+    # Flipped training images are a second, equally labeled view of each image for the head.
+    train_f = TensorSource(torch.cat(train_views))
+    train_y = torch.tensor(layout.train.labels * len(train_views), dtype=torch.float32, device=device)
+    val_y = np.asarray(layout.val.labels)
+    head = model.head
+    optimizer = make_optimizer(head, cfg)
+    schedule = make_scheduler(optimizer, cfg, math.ceil(len(train_f) / cfg.batch_size))
+    pos_weight = resolve_pos_weight(cfg.pos_weight, layout.train.labels, device)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    best, early_stop = BestModel(), EarlyStop(cfg.early_stop)
+    recorder = EpochRecorder(run_dir, cfg.epochs, log)
+    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every)
+
+    def train(epoch: int) -> EpochStats:
+        stats = train_one_epoch(
+            head, train_f, train_y, inputs=lambda b: b, optimizer=optimizer, schedule=schedule,
+            batch_size=cfg.batch_size, threshold=cfg.threshold, pos_weight=pos_weight, shuffle_gen=shuffle_gen,
+            epoch=epoch, progress=terminal_progress(f"head epoch {epoch}/{cfg.epochs}"),
+        )  # fmt: skip  (one line per group of related arguments)
+        stats.n = len(layout.train)  # images; each was seen in every view
+        return stats
+
+    def validate() -> Evaluation:
+        logits = head_logits(head, val_views, bs)
+        probs = probabilities(torch.from_numpy(logits)).numpy()
+        return Evaluation(metrics.summarize(val_y, logits, probs, cfg.threshold), logits, probs)
+
+    ev = run_epochs(
+        range(1, cfg.epochs + 1), train=train, validate=validate, scored=model, schedule=schedule,
+        recorder=recorder, best=best, early_stop=early_stop, checkpoints=checkpoints,
+    )  # fmt: skip  (one line per group of related arguments)
+    probs = ev.probs
+    if cfg.finetune:
+        done = int(checkpoints.meta["epoch"])
+        probs = finetune(cfg, device, model, layout, train_x, val_x, done, best, recorder, checkpoints, log)
+    return finish_run(run_dir, layout, probs, cfg.threshold, recorder.doctor.findings, log, phases)
+
+
+# The whole network trains at a tenth of the head's learning rate (ImageNet features need only a
+# nudge), warming up linearly over the first fine-tuning epoch so the fresh head's large gradients
+# do not wreck them, then following a cosine to zero.
+FINETUNE_LR_FACTOR = 0.1
+
+
+def finetune(
+    cfg: TrainConfig,
+    device: torch.device,
+    model: torch.nn.Module,
+    layout: DataLayout,
+    train_x: Source,
+    val_x: Source,
+    done: int,
+    best: BestModel,
+    recorder: EpochRecorder,
+    checkpoints: Checkpoints,
+    log: Log,
+) -> np.ndarray:
+    """Fine-tune every layer after the head (epochs done+1 ... done+finetune, with cfg's optimizer,
+    augmentation, early stop and checkpoint interval); keep whichever of head-only and fine-tuned has the
+    lower validation loss (model.json's default_checkpoint then names best.safetensors). Returns the kept
+    model's validation probabilities."""
+    mean, std = normalization(cfg.model)
+    optimizer = make_optimizer(model, cfg.replace(lr=cfg.lr * FINETUNE_LR_FACTOR))
+    steps = math.ceil(len(layout.train) / cfg.batch_size)
+    factor = warmup_cosine(total_steps=cfg.finetune * steps, warmup_steps=steps)
+    schedule = Schedule(torch.optim.lr_scheduler.LambdaLR(optimizer, factor), per_step=True)
+    train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
+    val_y = np.asarray(layout.val.labels)
+    pos_weight = resolve_pos_weight(cfg.pos_weight, layout.train.labels, device)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed + 2)
+    augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)
+    head_best = best.loss
+    last = done + cfg.finetune
+    recorder.total = last
+    early_stop = EarlyStop(cfg.early_stop)  # patience counts fine-tuning epochs: a new phase, a new count
+
+    def train(epoch: int) -> EpochStats:
+        return train_one_epoch(
+            model, train_x, train_y, inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),
+            optimizer=optimizer, schedule=schedule, batch_size=cfg.batch_size, threshold=cfg.threshold,
+            pos_weight=pos_weight, shuffle_gen=shuffle_gen, epoch=epoch,
+            progress=terminal_progress(f"fine-tune epoch {epoch}/{last}"),
+        )  # fmt: skip  (one line per group of related arguments)
+
+    def validate() -> Evaluation:
+        return evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
+                        batch_size=cfg.eval_batch_size, device=device, tta=cfg.tta)  # fmt: skip  (as predict calls it)
+
+    run_epochs(
+        range(done + 1, last + 1), train=train, validate=validate, scored=model, schedule=schedule,
+        recorder=recorder, best=best, early_stop=early_stop, checkpoints=checkpoints,
+    )  # fmt: skip  (one line per group of related arguments)
+    kept = "fine-tuned" if best.loss < head_best else "head only"
+    checkpoints.meta.update(default_checkpoint="best", kept=kept)
+    checkpoints.save_meta()
+    log(f"kept the {kept} model (lowest validation loss, epoch {best.epoch}): predict uses {BEST_FILE}")
+    kept_model, _ = load_model(checkpoints.run_dir, "best")
+    return evaluate(prepare_model(kept_model, device), val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
+                    batch_size=cfg.eval_batch_size, device=device, tta=cfg.tta).probs  # fmt: skip  (as predict calls it)

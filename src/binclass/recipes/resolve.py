@@ -1,0 +1,46 @@
+"""A TrainConfig as the user gave it -> the complete, frozen one a run reads and saves. Done once."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import DEVICES, MODELS, TrainConfig, check_settings
+from ..device import resolve_device, resolve_precision
+from ..engine.graphstep import graphs_wanted
+from ..engine.optim import compile_step_wanted
+from ..errors import BinclassError
+from ..models import build_model
+from ..run.folder import environment
+from .defaults import default_eval_batch, recipe_defaults
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """Recipe defaults for every unset setting, every setting checked, the device resolved (a missing GPU
+    fails here, before any decoding), the evaluation batch chosen, and the environment recorded in
+    `extra`. Resolving a resolved config again changes only `extra` (a resumed run on another machine)."""
+    if not cfg.model.startswith("timm:") and cfg.model not in MODELS:
+        raise BinclassError(f"--model {cfg.model!r} is not one of: {', '.join(MODELS)}, timm:NAME")
+    if cfg.device not in DEVICES:
+        raise BinclassError(f"--device {cfg.device!r} is not one of: {', '.join(DEVICES)}")
+    device = resolve_device(cfg.device)
+    cfg = cfg.replace(**recipe_defaults(cfg, device.type))
+    check_settings(cfg)
+    eval_batch_size = cfg.eval_batch_size or default_eval_batch(device.type)
+    if not cfg.from_scratch:
+        if cfg.cuda_graphs == "on":
+            raise BinclassError("--cuda-graphs is for the from-scratch models (seed, small); use --cuda-graphs off")
+        extra = {**environment(device), "precision": "fp32", "recipe": "frozen features + linear head"}
+        return cfg.replace(eval_batch_size=eval_batch_size, extra=extra)
+    graphed = graphs_wanted(cfg.cuda_graphs, device, cfg.optimizer)
+    if graphed and cfg.compile_optimizer == "on":
+        raise BinclassError("--cuda-graphs on replays the eager optimizer step; drop --compile-optimizer on")
+    with torch.device("meta"):  # the weight count decides; no memory, no random numbers drawn
+        network = build_model(cfg.model, cfg.image_size, width=cfg.width)
+    compiled = not graphed and compile_step_wanted(cfg.compile_optimizer, network, device)
+    extra = {
+        **environment(device),
+        "precision": resolve_precision(cfg.precision, device),
+        "compiled_optimizer_step": compiled,
+        "cuda_graphs": graphed,
+    }
+    return cfg.replace(eval_batch_size=eval_batch_size, extra=extra)

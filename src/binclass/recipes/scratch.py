@@ -1,0 +1,171 @@
+"""The from-scratch recipe (the seed and small networks): decode once, train every weight epoch by
+epoch through the engine's driver, and keep a resumable state with every checkpoint."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..data.augment import augment_batch
+from ..data.scan import DataLayout
+from ..data.sources import Source
+from ..engine.driver import BestModel, EarlyStop, EpochRecorder, run_epochs
+from ..engine.ema import WeightAverage
+from ..engine.graphstep import GraphBackend, GraphedStep, lr_to_tensor
+from ..engine.infer import prepare, prepare_model
+from ..engine.loop import EpochStats, evaluate, train_one_epoch
+from ..engine.optim import make_optimizer, make_scheduler, step_function
+from ..engine.step import StepRunner, training_step
+from ..errors import BinclassError
+from ..models import build_model, normalization
+from ..phases import Phases
+from ..progressbar import terminal_progress
+from ..run import history
+from ..run.checkpoints import Checkpoints
+from ..run.files import CONFIG_FILE, MODEL_FILE
+from ..run.folder import model_meta
+from ..run.state import load_state, save_state
+from .common import Log, finish_run, resolve_pos_weight, seed_everything
+
+# Called after every optimizer step with (epoch, step, steps in the epoch): progress bars and tests' hooks.
+StepHook = Callable[[int, int, int], None]
+
+
+def fit_scratch(
+    cfg: TrainConfig,
+    device: torch.device,
+    run_dir: Path,
+    layout: DataLayout,
+    train_x: Source,
+    val_x: Source,
+    resume: bool,
+    log: Log,
+    phases: Phases,
+    on_step: StepHook | None = None,
+) -> Path:
+    """Train cfg's network on the decoded images and write the run folder (cfg: resolved)."""
+    seed_everything(cfg.seed)
+    model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device)
+    mean, std = normalization(cfg.model)
+    compiled, graphed = cfg.extra["compiled_optimizer_step"], cfg.extra["cuda_graphs"]
+    if not resume:
+        cfg.save(run_dir / CONFIG_FILE)
+
+    train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
+    val_y = np.asarray(layout.val.labels)
+    optimizer = make_optimizer(model, cfg, tensor_lr=compiled, capturable=graphed)
+    steps_per_epoch = math.ceil(len(layout.train) / cfg.batch_size)
+    schedule = make_scheduler(optimizer, cfg, steps_per_epoch)
+    optimizer_step = step_function(optimizer, compiled)  # after the scheduler, which wraps optimizer.step
+    ema = WeightAverage(model, float(cfg.ema) * steps_per_epoch) if cfg.ema else None
+    scored = ema.model if ema is not None else model  # validated, checkpointed and saved
+    pos_weight = resolve_pos_weight(cfg.pos_weight, layout.train.labels, device)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    generators = {"shuffle": shuffle_gen, "augment": augment_gen}
+
+    best, early_stop = BestModel(), EarlyStop(cfg.early_stop)
+    done = 0  # last completed epoch
+    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every)
+    if resume:
+        counters, ema_updates = load_state(
+            run_dir, model, optimizer, schedule.scheduler, generators, ema.model if ema is not None else None
+        )
+        if ema is not None and ema_updates is not None:
+            ema.updates = ema_updates
+        done = int(counters["epoch"])
+        best.load_state_dict(counters)
+        early_stop.load_state_dict(counters)
+        history.truncate(run_dir, done)  # rows of an epoch that did not complete
+        checkpoints.meta.update(epoch=done, best_epoch=best.epoch, best_val_loss=best.loss)
+        log(f"resuming after epoch {done} of {cfg.epochs}")
+    autocast_dtype = torch.bfloat16 if cfg.extra["precision"] == "bf16" else None
+    runner = None
+    if graphed:
+        runner = graph_runner(model, optimizer, optimizer_step, cfg.threshold, pos_weight, autocast_dtype)
+    recorder = EpochRecorder(run_dir, cfg.epochs, log)
+
+    def train(epoch: int) -> EpochStats:
+        progress = step_progress(f"epoch {epoch}/{cfg.epochs}", epoch, on_step)
+        stats = train_one_epoch(
+            model, train_x, train_y, inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),
+            optimizer=optimizer, schedule=schedule, optimizer_step=optimizer_step, batch_size=cfg.batch_size,
+            threshold=cfg.threshold, pos_weight=pos_weight, shuffle_gen=shuffle_gen, epoch=epoch,
+            autocast_dtype=autocast_dtype, label_smoothing=float(cfg.label_smoothing or 0.0), ema=ema,
+            progress=progress, runner=runner,
+        )  # fmt: skip  (one line per group of related arguments)
+        check_finite(stats, layout.train.paths, cfg.batch_size, run_dir)
+        return stats
+
+    def validate():
+        return evaluate(scored, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
+                        batch_size=cfg.eval_batch_size, device=device, tta=bool(cfg.tta))  # fmt: skip  (as predict calls it)
+
+    def save(epoch: int) -> None:
+        counters = {"epoch": epoch, **best.state_dict(), **early_stop.state_dict()}
+        ema_model, ema_updates = (ema.model, ema.updates) if ema is not None else (None, None)
+        save_state(run_dir, model, optimizer, schedule.scheduler, generators, counters, ema_model, ema_updates)
+
+    phases.mark("setup")
+    ev = run_epochs(
+        range(done + 1, cfg.epochs + 1), train=train, validate=validate, scored=scored, schedule=schedule,
+        recorder=recorder, best=best, early_stop=early_stop, checkpoints=checkpoints, save_state=save,
+    )  # fmt: skip  (one line per group of related arguments)
+    if ev is None:  # resumed a run whose epochs were all complete: score the saved model once more
+        ev = validate()
+    return finish_run(run_dir, layout, ev.probs, cfg.threshold, recorder.doctor.findings, log, phases)
+
+
+def step_progress(label: str, epoch: int, on_step: StepHook | None) -> Callable[[int, int], None] | None:
+    """The terminal's progress bar for one epoch, and the caller's step hook, as one progress callback."""
+    bar = terminal_progress(label)
+    if on_step is None:
+        return bar
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar(done, total)
+        on_step(epoch, done, total)
+
+    return progress
+
+
+def graph_runner(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    optimizer_step: Callable[[], None],
+    threshold: float,
+    pos_weight: torch.Tensor | None,
+    autocast_dtype: torch.dtype | None,
+    backend: GraphBackend | None = None,
+) -> StepRunner:
+    """The training step as a CUDA graph (captured at the first step; backend: tests' CPU stand-in).
+    Called after any resume, which loads the learning rate as a CPU value: the graph reads it on the device."""
+    lr_to_tensor(optimizer, next(model.parameters()).device)
+
+    def body(x: torch.Tensor, target: torch.Tensor, y: torch.Tensor):
+        return training_step(
+            model, optimizer, optimizer_step, x, target, y, threshold=threshold, pos_weight=pos_weight,
+            autocast_dtype=autocast_dtype, autocast_cache=False,
+        )  # fmt: skip  (one line per group of related arguments)
+
+    return GraphedStep(body, model, optimizer, backend)
+
+
+def check_finite(stats: EpochStats, paths: list[Path], batch_size: int, run_dir: Path) -> None:
+    """Stop on the first non-finite training loss, naming the step and the files of its batch."""
+    for s in stats.steps:
+        if not math.isfinite(s["loss"]):
+            batch = stats.order[(s["step"] - 1) * batch_size : s["step"] * batch_size]
+            more = f" and {len(batch) - 4} more" if len(batch) > 4 else ""
+            names = ", ".join(str(paths[i]) for i in batch[:4]) + more
+            raise BinclassError(
+                f"non-finite training loss ({s['loss']}) at epoch {s['epoch']}, step {s['step']} (batch: {names}); "
+                f"nothing of this epoch was saved, {run_dir / MODEL_FILE} holds the last checkpoint (model.json "
+                "names its epoch); lower --lr (or check those files) and start again"
+            )

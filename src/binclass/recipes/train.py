@@ -1,0 +1,49 @@
+"""fit(): the one entry point that trains a run, whatever the recipe."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..allocator import keep_freed_memory
+from ..config import TrainConfig
+from ..device import resolve_device
+from ..errors import BinclassError
+from ..phases import Phases
+from .common import Log, prepare_data
+from .resolve import resolve
+from .scratch import StepHook, fit_scratch
+
+
+def fit(
+    cfg: TrainConfig,
+    overwrite: bool = False,
+    resume: bool = False,
+    log: Log = print,
+    on_step: StepHook | None = None,
+) -> Path:
+    """Train and write the run folder cfg.out. resume=True continues it from its last completed epoch
+    (cfg is then the run's own config.json). on_step(epoch, step, steps) runs after every optimizer step
+    of a from-scratch run (tests use it to stop a run at an exact point)."""
+    phases = Phases()
+    cfg = resolve(cfg)
+    keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
+    device = resolve_device(cfg.device)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if not cfg.from_scratch:
+        if resume:
+            raise BinclassError("--resume is for the from-scratch models; a pretrained run is short, start it again")
+        from .pretrained import fit_pretrained, pretrained_model
+
+        model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
+        phases.mark("model")
+        data = prepare_data(cfg, device, resume, overwrite, log)
+        phases.mark("images")
+        return fit_pretrained(cfg, device, model, *data, log, phases)
+    data = prepare_data(cfg, device, resume, overwrite, log)
+    phases.mark("images")
+    return fit_scratch(cfg, device, *data, resume, log, phases, on_step)

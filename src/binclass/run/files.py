@@ -1,0 +1,24 @@
+"""Every file of a run folder, by name. The names are a contract: files are added, never renamed."""
+
+CONFIG_FILE = "config.json"  # every setting, resolved, and the environment it ran in
+METRICS_FILE = "metrics.csv"  # one row per epoch
+STEPS_FILE = "steps.csv"  # one row per optimizer step
+MODEL_FILE = "model.safetensors"  # weights of the last completed epoch
+BEST_FILE = "best.safetensors"  # weights of the epoch with the lowest finite validation loss
+META_FILE = "model.json"  # everything predict needs besides the weights
+STATE_FILE = "state.safetensors"  # the full training state at the last checkpoint, for --resume
+PREDICTIONS_FILE = "val_predictions.csv"  # the last epoch's model on every validation image
+EVALUATION_FILE = "evaluation.json"  # written by `binclass evaluate`
+DIAGNOSIS_FILE = "diagnosis.json"  # the doctor's findings
+SEEDS_FILE = "seeds.json"  # the summary of a --seeds run, in its parent folder
+CURVES_PLOT = "curves.png"
+CONFUSION_PLOT = "confusion.png"
+ROC_PLOT = "roc.png"
+REPORT_FILE = "report.html"
+
+# A folder holding any of these holds a run: a new run there needs --overwrite.
+RUN_MARKERS = (CONFIG_FILE, METRICS_FILE, MODEL_FILE)
+# What --overwrite removes (and nothing else the folder holds).
+RUN_FILES = RUN_MARKERS + (
+    STEPS_FILE, BEST_FILE, META_FILE, PREDICTIONS_FILE, EVALUATION_FILE, DIAGNOSIS_FILE, STATE_FILE,
+)  # fmt: skip
