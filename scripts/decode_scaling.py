@@ -72,12 +72,20 @@ def main() -> None:
             assert np.array_equal(images, reference), f"{kind} x{w} decoded different pixels"
             rows.append((rep, kind, w, seconds))
     print(f"decoding {len(paths)} images to {args.size} px on {cores} cores, torch {torch.__version__}")
-    print(f"{'':10} {'workers':>7} " + " ".join(f"{'run ' + str(r + 1):>8}" for r in range(args.repeats)) + f" {'best':>7} {'img/s':>7}")
+    print(
+        f"{'':10} {'workers':>7} "
+        + " ".join(f"{'run ' + str(r + 1):>8}" for r in range(args.repeats))
+        + f" {'best':>7} {'img/s':>7}"
+    )
     base = min(s for _, k, w, s in rows if k == "threads" and w == 1)
     for kind, w in [("threads", w) for w in counts] + [("processes", cores)]:
         times = [s for _, k, ww, s in rows if k == kind and ww == w]
         best = min(times)
-        print(f"{kind:10} {w:>7} " + " ".join(f"{t:8.2f}" for t in times) + f" {best:7.2f} {len(paths) / best:7.0f}  {base / best:.2f}x one thread")
+        print(
+            f"{kind:10} {w:>7} "
+            + " ".join(f"{t:8.2f}" for t in times)
+            + f" {best:7.2f} {len(paths) / best:7.0f}  {base / best:.2f}x one thread"
+        )
 
 
 if __name__ == "__main__":

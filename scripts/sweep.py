@@ -53,17 +53,26 @@ def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for key, rs in groups.items():
         accs = [r["val_acc"] for r in rs]
-        out.append({"args": key or "(defaults)", "seeds": len(rs), "mean": statistics.mean(accs),
-                    "sd": statistics.stdev(accs) if len(accs) > 1 else float("nan"), "each": accs,
-                    "mean_wall_s": statistics.mean(r["wall_s"] for r in rs)})  # fmt: skip
+        out.append(
+            {
+                "args": key or "(defaults)",
+                "seeds": len(rs),
+                "mean": statistics.mean(accs),
+                "sd": statistics.stdev(accs) if len(accs) > 1 else float("nan"),
+                "each": accs,
+                "mean_wall_s": statistics.mean(r["wall_s"] for r in rs),
+            }
+        )
     return out
 
 
 def render(summary: list[dict]) -> str:
     lines = [f"{'arguments':60} {'seeds':>5} {'mean':>6} {'sd':>6} {'wall s':>7}  each"]
     for s in summary:
-        lines.append(f"{s['args'][:60]:60} {s['seeds']:>5} {s['mean']:6.3f} {s['sd']:6.3f} {s['mean_wall_s']:7.1f}  "
-                     + " ".join(f"{a:.3f}" for a in s["each"]))  # fmt: skip
+        lines.append(
+            f"{s['args'][:60]:60} {s['seeds']:>5} {s['mean']:6.3f} {s['sd']:6.3f} {s['mean_wall_s']:7.1f}  "
+            + " ".join(f"{a:.3f}" for a in s["each"])
+        )
     return "\n".join(lines)
 
 

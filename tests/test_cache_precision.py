@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from binclass.run import history
 from binclass.config import TrainConfig
-from binclass.recipes.resolve import resolve
-from binclass.data.sources import StreamSource, TensorSource, decode_cached
 from binclass.data.decode import decode_many
 from binclass.data.scan import list_images
+from binclass.data.sources import StreamSource, TensorSource, decode_cached
 from binclass.metrics import wilson_interval
+from binclass.recipes.resolve import resolve
 from binclass.recipes.train import fit
+from binclass.run import history
 
 
 def test_disk_cache_hits_and_invalidation(tiny_data, tmp_path):
@@ -41,8 +41,9 @@ def test_stream_source_equals_memory_source(tiny_data):
 
 
 def _run(data, out, **kw):
-    cfg = TrainConfig(data_dir=data, out=out, model="small", image_size=32, epochs=3, batch_size=16, lr=0.003,
-                      precision="fp32", **kw)  # fmt: skip
+    cfg = TrainConfig(
+        data_dir=data, out=out, model="small", image_size=32, epochs=3, batch_size=16, lr=0.003, precision="fp32", **kw
+    )
     logs = []
     fit(cfg, log=logs.append)
     return history.read_epochs(out), logs
@@ -101,13 +102,17 @@ def test_prepare_normalizes_uint8_images_like_the_formula():
     images = torch.randint(0, 256, (5, 3, 9, 7), dtype=torch.uint8, generator=gen)
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     x = prepare(images, mean, std)
-    want = (images.numpy().astype(np.float64) / 255.0 - np.array(mean).reshape(1, 3, 1, 1)) / np.array(std).reshape(1, 3, 1, 1)
+    want = (images.numpy().astype(np.float64) / 255.0 - np.array(mean).reshape(1, 3, 1, 1)) / np.array(std).reshape(
+        1, 3, 1, 1
+    )
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
     np.testing.assert_allclose(x.numpy(), want, rtol=0, atol=2e-6)
     assert x.abs().max() > 1.0  # the scale of normalized pixels, not of 0..1 or 0..255
 
 
-@pytest.mark.parametrize("shape", [(5, 3, 9, 7), (1, 3, 1, 1), (0, 3, 4, 4), (2, 3, 1, 6), (3, 3, 6, 1), (4, 3, 150, 150)])
+@pytest.mark.parametrize(
+    "shape", [(5, 3, 9, 7), (1, 3, 1, 1), (0, 3, 4, 4), (2, 3, 1, 6), (3, 3, 6, 1), (4, 3, 150, 150)]
+)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_prepare_is_bit_identical_to_the_per_channel_float32_steps(shape, layout):
     """Recorded results stay reproducible only if every input keeps its last bit: the same float32

@@ -18,8 +18,25 @@ def test_mcnemar_exact_matches_a_two_sided_binomial_test(b, c):
 
 def test_compare_two_runs(tiny_data, tmp_path):
     for name, lr in (("a", "0.003"), ("b", "1e-6")):
-        result = runner.invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / name), "--model", "small",
-                                     "--image-size", "32", "--epochs", "6", "--batch-size", "16", "--lr", lr])  # fmt: skip
+        result = runner.invoke(
+            app,
+            [
+                "train",
+                str(tiny_data),
+                "--out",
+                str(tmp_path / name),
+                "--model",
+                "small",
+                "--image-size",
+                "32",
+                "--epochs",
+                "6",
+                "--batch-size",
+                "16",
+                "--lr",
+                lr,
+            ],
+        )
         assert result.exit_code == 0, result.output
     plot = tmp_path / "cmp.png"
     result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(plot), "--json"])
@@ -36,8 +53,9 @@ def test_compare_two_runs(tiny_data, tmp_path):
     assert pair["seed_noise_sd"] is None and pair["beyond_seed_noise"] is None  # no --seeds runs: spread unknown
     text = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(plot)])
     assert "seed-to-seed spread unknown" in text.output
-    given = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(plot),
-                                "--seed-sd", "0"])  # fmt: skip
+    given = runner.invoke(
+        app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(plot), "--seed-sd", "0"]
+    )
     diff = acc[str(tmp_path / "a")] - acc[str(tmp_path / "b")]
     assert ("beyond seed-to-seed noise" in given.output) == (diff != 0)
     one = runner.invoke(app, ["compare", str(tmp_path / "a")])

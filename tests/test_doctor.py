@@ -22,8 +22,16 @@ def healthy_epochs(n=12, val_n=None):
     rows = []
     for e in range(1, n + 1):
         t = e / n
-        rows.append({"epoch": e, "train_loss": 0.69 - 0.3 * t, "train_acc": 0.55 + 0.25 * t,
-                     "val_loss": 0.68 - 0.12 * t + 0.003 * (-1) ** e, "val_acc": 0.56 + 0.14 * t, "lr": 1e-3})  # fmt: skip
+        rows.append(
+            {
+                "epoch": e,
+                "train_loss": 0.69 - 0.3 * t,
+                "train_acc": 0.55 + 0.25 * t,
+                "val_loss": 0.68 - 0.12 * t + 0.003 * (-1) ** e,
+                "val_acc": 0.56 + 0.14 * t,
+                "lr": 1e-3,
+            }
+        )
     return rows
 
 
@@ -58,8 +66,10 @@ def test_argmax_fires_on_posted_style_log(seed):
 
 
 def test_argmax_fires_on_fastai_style_constant_accuracy(tmp_path):
-    rows = [{"epoch": e, "train_loss": 0.70 - 0.03 * e, "valid_loss": 0.68 - 0.025 * e, "accuracy": 0.5, "time": "00:05"}
-            for e in range(8)]  # fmt: skip
+    rows = [
+        {"epoch": e, "train_loss": 0.70 - 0.03 * e, "valid_loss": 0.68 - 0.025 * e, "accuracy": 0.5, "time": "00:05"}
+        for e in range(8)
+    ]
     h = load_history(write_csv(tmp_path / "fastai.csv", rows))
     assert h.epochs[0]["val_acc"] == 0.5  # fastai's metric column is a validation metric
     assert "metric-argmax-single-output" in _ids(h)
@@ -117,8 +127,16 @@ def test_brief_collapse_that_recovers_is_not_reported():
 
 # --- not-learning
 def test_not_learning():
-    flat = [{"epoch": e, "train_loss": 0.693 + 0.002 * (-1) ** e, "train_acc": 0.5, "val_loss": 0.694, "val_acc": 0.51 + 0.01 * (e % 2)}
-            for e in range(1, 9)]  # fmt: skip
+    flat = [
+        {
+            "epoch": e,
+            "train_loss": 0.693 + 0.002 * (-1) ** e,
+            "train_acc": 0.5,
+            "val_loss": 0.694,
+            "val_acc": 0.51 + 0.01 * (e % 2),
+        }
+        for e in range(1, 9)
+    ]
     assert "not-learning" in _ids(History(epochs=flat))
     assert "not-learning" in _ids(History(epochs=flat, val_n=1000))  # 0.52 on 1000 images: chance
     assert "not-learning" not in _ids(History(epochs=healthy_epochs()))
@@ -170,11 +188,21 @@ def test_overfitting_from_keras_csvlogger(tmp_path):
 def test_rising_val_loss_with_rising_val_accuracy_does_not_advise_going_back():
     # As in a from-scratch run without label smoothing: the loss turns up while accuracy keeps climbing, so
     # the best-loss epoch's weights would be the less accurate ones.
-    rows = [{"epoch": e, "train_loss": 0.6 - 0.04 * e, "val_loss": 0.5 - 0.02 * e if e <= 5 else 0.4 + 0.02 * (e - 5),
-             "val_acc": 0.70 + 0.01 * e} for e in range(1, 13)]  # fmt: skip
+    rows = [
+        {
+            "epoch": e,
+            "train_loss": 0.6 - 0.04 * e,
+            "val_loss": 0.5 - 0.02 * e if e <= 5 else 0.4 + 0.02 * (e - 5),
+            "val_acc": 0.70 + 0.01 * e,
+        }
+        for e in range(1, 13)
+    ]
     (found,) = [f for f in diagnose(History(epochs=rows)) if f.id == "overfitting"]
     assert found.severity == "warning" and found.evidence["best_epoch"] == 5
-    assert (found.evidence["val_acc_at_best"], found.evidence["val_acc_last"]) == (rows[4]["val_acc"], rows[-1]["val_acc"])
+    assert (found.evidence["val_acc_at_best"], found.evidence["val_acc_last"]) == (
+        rows[4]["val_acc"],
+        rows[-1]["val_acc"],
+    )
     assert "would not raise accuracy" in found.fix and "best.safetensors" not in found.fix
     rows[-1]["val_acc"] = rows[4]["val_acc"] - 0.01  # accuracy below its value at the best loss: go back to it
     (back,) = [f for f in diagnose(History(epochs=rows)) if f.id == "overfitting"]
@@ -283,8 +311,10 @@ def test_doctor_cli(tmp_path):
 
 def test_argmax_silent_on_a_real_accuracy_that_rises_from_chance():
     # seen on a real tiny run: validation accuracy 0.5, 0.5, 0.53, 0.83 while the loss fell
-    rows = [{"epoch": e + 1, "val_loss": l, "val_acc": a}
-            for e, (l, a) in enumerate([(0.70, 0.5), (0.69, 0.5), (0.55, 0.533), (0.40, 0.833)])]  # fmt: skip
+    rows = [
+        {"epoch": e + 1, "val_loss": loss, "val_acc": acc}
+        for e, (loss, acc) in enumerate([(0.70, 0.5), (0.69, 0.5), (0.55, 0.533), (0.40, 0.833)])
+    ]
     assert "metric-argmax-single-output" not in _ids(History(epochs=rows))
 
 
@@ -312,7 +342,9 @@ def test_seed_spread_is_silent_without_a_seeds_file(tmp_path):
     run.mkdir()
     write_csv(run / "metrics.csv", healthy_epochs())
     assert "seed-spread" not in {f.id for f in doctor(run)}
-    (tmp_path / "seeds.json").write_text(json.dumps({"seeds": [{"val_acc": 0.7}, {"val_acc": 0.74}], "std_val_acc": 0.028}))
+    (tmp_path / "seeds.json").write_text(
+        json.dumps({"seeds": [{"val_acc": 0.7}, {"val_acc": 0.74}], "std_val_acc": 0.028})
+    )
     assert "seed-spread" in {f.id for f in doctor(run)}
     (tmp_path / "seeds.json").write_text("not json")
     assert "seed-spread" not in {f.id for f in doctor(run)}  # a damaged summary is ignored, not a crash
@@ -327,8 +359,17 @@ def test_training_doctor_reports_a_finding_again_when_it_becomes_graver(tmp_path
 
     def epoch(e, constant):
         tp, fp = (0, 0) if constant else (40, 10)
-        row = dict.fromkeys(METRIC_COLUMNS, 1) | {"epoch": e, "train_loss": 0.6, "val_loss": 0.6, "val_n": 100,
-               "val_acc": 0.5 if constant else 0.8, "val_tp": tp, "val_fp": fp, "val_tn": 50 - fp, "val_fn": 50 - tp}  # fmt: skip
+        row = dict.fromkeys(METRIC_COLUMNS, 1) | {
+            "epoch": e,
+            "train_loss": 0.6,
+            "val_loss": 0.6,
+            "val_n": 100,
+            "val_acc": 0.5 if constant else 0.8,
+            "val_tp": tp,
+            "val_fp": fp,
+            "val_tn": 50 - fp,
+            "val_fn": 50 - tp,
+        }
         return [(f.id, f.severity) for f in doc.after_epoch(row, []) if f.id == "constant-predictions"]
 
     assert epoch(1, False) == [] and epoch(2, False) == [] and epoch(3, False) == []

@@ -10,9 +10,9 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from binclass.run import history
 from binclass.cli import app
 from binclass.metrics import predict_labels
+from binclass.run import history
 
 runner = CliRunner()
 EPOCHS = 3
@@ -22,18 +22,52 @@ BATCH = 24  # 80 training images: three full batches and one of 8, so averaging 
 @pytest.fixture(scope="module")
 def run_dir(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "run"
-    result = runner.invoke(app, [
-        "train", str(tiny_data), "--out", str(out), "--model", "small", "--image-size", "32",
-        "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--scheduler", "step", "--step-size", "1",
-        "--gamma", "0.5", "--lr", "0.004", "--augment", "standard",
-    ])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--model",
+            "small",
+            "--image-size",
+            "32",
+            "--epochs",
+            str(EPOCHS),
+            "--batch-size",
+            str(BATCH),
+            "--scheduler",
+            "step",
+            "--step-size",
+            "1",
+            "--gamma",
+            "0.5",
+            "--lr",
+            "0.004",
+            "--augment",
+            "standard",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
 
 def test_run_folder_contents(run_dir):
-    for name in ["config.json", "metrics.csv", "steps.csv", "model.safetensors", "best.safetensors", "model.json",
-                 "curves.png", "confusion.png", "roc.png", "report.html", "val_predictions.csv", "diagnosis.json"]:  # fmt: skip
+    for name in [
+        "config.json",
+        "metrics.csv",
+        "steps.csv",
+        "model.safetensors",
+        "best.safetensors",
+        "model.json",
+        "curves.png",
+        "confusion.png",
+        "roc.png",
+        "report.html",
+        "val_predictions.csv",
+        "diagnosis.json",
+    ]:
         assert (run_dir / name).stat().st_size > 0, name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["seed"] == 0 and config["epochs"] == EPOCHS and "torch" in config["extra"]
@@ -48,8 +82,22 @@ def test_run_folder_contents(run_dir):
 def test_metrics_columns_and_rows(run_dir):
     with (run_dir / "metrics.csv").open() as f:
         header = next(csv.reader(f))
-    required = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_low", "val_acc_high",
-                "val_precision", "val_recall", "val_f1", "val_balanced_acc", "val_auc", "lr", "seconds"]  # fmt: skip
+    required = [
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "val_acc_low",
+        "val_acc_high",
+        "val_precision",
+        "val_recall",
+        "val_f1",
+        "val_balanced_acc",
+        "val_auc",
+        "lr",
+        "seconds",
+    ]
     assert header[: len(required)] == required
     rows = history.read_epochs(run_dir)
     assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
@@ -147,7 +195,9 @@ def test_existing_run_folder_is_refused(run_dir, tiny_data):
 )
 def test_bad_input_is_one_line_exit_2(args, message, tiny_data, tmp_path):
     fill = {"missing": str(tmp_path / "nope"), "data": str(tiny_data)}
-    result = runner.invoke(app, [a.format(**fill) for a in args] + (["--out", str(tmp_path / "o")] if args[0] == "train" else []))
+    result = runner.invoke(
+        app, [a.format(**fill) for a in args] + (["--out", str(tmp_path / "o")] if args[0] == "train" else [])
+    )
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output

@@ -47,8 +47,9 @@ def test_exit_code_follows_system_exit():
 
 @pytest.mark.parametrize("status", [0, 3])
 def test_fast_exit_keeps_threads_atexit_handlers_output_and_status(tmp_path, status):
-    proc = subprocess.run([sys.executable, "-c", _WORK, str(tmp_path), str(status)], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", _WORK, str(tmp_path), str(status)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == status
     assert proc.stdout == "x" * 200_000
     assert (tmp_path / "atexit").read_text() == "ran"
@@ -56,8 +57,9 @@ def test_fast_exit_keeps_threads_atexit_handlers_output_and_status(tmp_path, sta
 
 
 def test_console_entry_point_exits_with_the_commands_status(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "binclass.cli", "doctor", str(tmp_path / "missing")],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "binclass.cli", "doctor", str(tmp_path / "missing")], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
 

@@ -14,24 +14,40 @@ from typer.testing import CliRunner
 
 from binclass.cli import app
 from binclass.config import TrainConfig
-from binclass.recipes.resolve import resolve
 from binclass.data.sources import TensorSource
-from binclass.errors import BinclassError
 from binclass.engine.graphstep import CudaGraphBackend, RecordedBackend, graphs_wanted
 from binclass.engine.loop import train_one_epoch
 from binclass.engine.optim import make_optimizer, make_scheduler
+from binclass.errors import BinclassError
 from binclass.models import build_model
+from binclass.recipes.resolve import resolve
 from binclass.recipes.scratch import graph_runner
 
 N, SIZE = 50, 32  # 50 images in batches of 16: three full batches and a short one of 2
 
 
-def _setup(model_name: str, optimizer: str, device: torch.device, capturable: bool = False, tensor_lr: bool = True,
-           scheduler: str = "cosine"):  # fmt: skip
+def _setup(
+    model_name: str,
+    optimizer: str,
+    device: torch.device,
+    capturable: bool = False,
+    tensor_lr: bool = True,
+    scheduler: str = "cosine",
+):
     torch.manual_seed(0)
     model = build_model(model_name, SIZE, width=4 if model_name == "small" else None).to(device)
-    cfg = TrainConfig(data_dir=".", out=".", model=model_name, optimizer=optimizer, lr=3e-3, epochs=3,
-                      batch_size=16, scheduler=scheduler, warmup=1, weight_decay=1e-4)  # fmt: skip
+    cfg = TrainConfig(
+        data_dir=".",
+        out=".",
+        model=model_name,
+        optimizer=optimizer,
+        lr=3e-3,
+        epochs=3,
+        batch_size=16,
+        scheduler=scheduler,
+        warmup=1,
+        weight_decay=1e-4,
+    )
     cfg = resolve(cfg)
     # A tensor learning rate in both runs, so that both step with the same float32 value.
     opt = make_optimizer(model, cfg, tensor_lr=tensor_lr, capturable=capturable)
@@ -46,17 +62,34 @@ def _epoch(model, opt, schedule, epoch: int, runner=None, label_smoothing: float
     images = torch.randint(0, 256, (N, 3, SIZE, SIZE), dtype=torch.uint8, generator=g).to(device)
     labels = (torch.arange(N) % 2).float().to(device)
     stats = train_one_epoch(
-        model, TensorSource(images), labels, inputs=lambda b: (b.float() / 255 - 0.5) * 4, optimizer=opt,
-        schedule=schedule, batch_size=16, threshold=0.5, pos_weight=torch.tensor(1.5, device=device),
-        shuffle_gen=torch.Generator().manual_seed(epoch), epoch=epoch, label_smoothing=label_smoothing, runner=runner,
-    )  # fmt: skip
+        model,
+        TensorSource(images),
+        labels,
+        inputs=lambda b: (b.float() / 255 - 0.5) * 4,
+        optimizer=opt,
+        schedule=schedule,
+        batch_size=16,
+        threshold=0.5,
+        pos_weight=torch.tensor(1.5, device=device),
+        shuffle_gen=torch.Generator().manual_seed(epoch),
+        epoch=epoch,
+        label_smoothing=label_smoothing,
+        runner=runner,
+    )
     schedule.after_epoch()
     return stats
 
 
 def _runner(model, opt, backend):
-    return graph_runner(model, opt, opt.step, threshold=0.5, pos_weight=torch.tensor(1.5, device=opt.param_groups[0]["params"][0].device),
-                        autocast_dtype=None, backend=backend)  # fmt: skip
+    return graph_runner(
+        model,
+        opt,
+        opt.step,
+        threshold=0.5,
+        pos_weight=torch.tensor(1.5, device=opt.param_groups[0]["params"][0].device),
+        autocast_dtype=None,
+        backend=backend,
+    )
 
 
 def _same_training(a, b, exact: bool) -> None:
@@ -172,8 +205,21 @@ def test_cuda_graphs_setting_is_checked():
 def test_cli_refuses_cuda_graphs_without_a_gpu(tiny_data, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    result = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--epochs", "1",
-                                      "--device", "cpu", "--cuda-graphs", "on"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(tiny_data),
+            "--out",
+            str(tmp_path / "r"),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--cuda-graphs",
+            "on",
+        ],
+    )
     assert result.exit_code == 2
     assert "--cuda-graphs on needs a CUDA device" in result.output
     assert not (tmp_path / "r").exists()  # refused before the run folder or any decoding

@@ -11,6 +11,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Lowest first. A module may import from its own layer and the layers below it, never from above.
+# One layer per line reads as the stack it is, hence the formatter is told to leave it (fmt: skip).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("binclass", "binclass.errors", "binclass.metrics", "binclass.phases", "binclass.progressbar",
               "binclass.allocator", "binclass.device", "binclass.synth", "binclass.fastexit")),
@@ -20,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("binclass.engine",)),
     ("recipes", ("binclass.recipes", "binclass.predict", "binclass.lrfind", "binclass.watch")),
     ("command line, developer tools", ("binclass.cli", "binclass.devtools")),
-]  # fmt: skip  (one layer per line reads as the stack it is)
+]  # fmt: skip
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -108,11 +109,17 @@ def test_no_module_imports_from_a_higher_layer():
 @pytest.mark.parametrize(
     "files, problem",
     [
-        ({"binclass/__init__.py": "", "binclass/a.py": "from . import b", "binclass/b.py": "def f():\n    from .a import x"},
-         "cycle"),
+        (
+            {
+                "binclass/__init__.py": "",
+                "binclass/a.py": "from . import b",
+                "binclass/b.py": "def f():\n    from .a import x",
+            },
+            "cycle",
+        ),
         ({"binclass/__init__.py": "", "binclass/errors.py": "from .cli import app", "binclass/cli.py": ""}, "upward"),
     ],
-)  # fmt: skip  (each case on one line: files, then what is wrong with them)
+)
 def test_the_checks_catch_a_cycle_inside_a_function_and_an_upward_import(tmp_path, files, problem):
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -71,23 +71,43 @@ model = Net()
 @pytest.mark.parametrize(
     "body,expected",
     [
-        ("criterion = nn.BCEWithLogitsLoss()\nfor x, y in train_loader:\n    out = model(x)\n    pred = out.argmax(1)\n",
-         "lint-argmax-single-output"),
-        ("from torch import argmax\ncriterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x)\n    p = argmax(out, dim=-1)\n",
-         "lint-argmax-single-output"),
-        ("criterion = nn.BCELoss()\nfor x, y in loader:\n    out = model(x)\n    p = out.max(1)[1]\n",
-         "lint-argmax-single-output"),
-        ("criterion = nn.BCELoss()\nfor x, y in loader:\n    _, p = torch.max(model(x), 1)\n", "lint-argmax-single-output"),
-        ("criterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x)\n    pred = (out > 0.5).float()\n",
-         "lint-threshold-on-logits"),
-        ("criterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x).squeeze(1)\n    pred = torch.round(out)\n",
-         "lint-threshold-on-logits"),
-        ("from torch.optim import lr_scheduler\nopt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
-         "s = lr_scheduler.ExponentialLR(opt, 0.9)\nfor e in range(3):\n    for x, y in train_loader:\n        s.step()\n",
-         "lint-scheduler-in-batch-loop"),
-        ("def validate(val_loader):\n    with torch.no_grad():\n        for x, y in val_loader:\n            model(x)\n",
-         "lint-eval-mode"),
-        ("def validate(val_loader):\n    model.eval()\n    for x, y in val_loader:\n        model(x)\n", "lint-no-grad"),
+        (
+            "criterion = nn.BCEWithLogitsLoss()\nfor x, y in train_loader:\n    out = model(x)\n    pred = out.argmax(1)\n",
+            "lint-argmax-single-output",
+        ),
+        (
+            "from torch import argmax\ncriterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x)\n    p = argmax(out, dim=-1)\n",
+            "lint-argmax-single-output",
+        ),
+        (
+            "criterion = nn.BCELoss()\nfor x, y in loader:\n    out = model(x)\n    p = out.max(1)[1]\n",
+            "lint-argmax-single-output",
+        ),
+        (
+            "criterion = nn.BCELoss()\nfor x, y in loader:\n    _, p = torch.max(model(x), 1)\n",
+            "lint-argmax-single-output",
+        ),
+        (
+            "criterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x)\n    pred = (out > 0.5).float()\n",
+            "lint-threshold-on-logits",
+        ),
+        (
+            "criterion = nn.BCEWithLogitsLoss()\nfor x, y in loader:\n    out = model(x).squeeze(1)\n    pred = torch.round(out)\n",
+            "lint-threshold-on-logits",
+        ),
+        (
+            "from torch.optim import lr_scheduler\nopt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+            "s = lr_scheduler.ExponentialLR(opt, 0.9)\nfor e in range(3):\n    for x, y in train_loader:\n        s.step()\n",
+            "lint-scheduler-in-batch-loop",
+        ),
+        (
+            "def validate(val_loader):\n    with torch.no_grad():\n        for x, y in val_loader:\n            model(x)\n",
+            "lint-eval-mode",
+        ),
+        (
+            "def validate(val_loader):\n    model.eval()\n    for x, y in val_loader:\n        model(x)\n",
+            "lint-no-grad",
+        ),
     ],
 )
 def test_each_rule_fires(body, expected):
@@ -111,7 +131,7 @@ def test_correct_variants_are_silent(body):
 
 
 def test_model_defined_in_another_class_and_alias_imports():
-    src = '''
+    src = """
 from torch import nn as tnn
 import torch as T
 class Backbone(tnn.Module):
@@ -132,7 +152,7 @@ loss_fn = tnn.BCELoss()
 for x, y in train_loader:
     out = clf(x)
     guess = T.argmax(out, 1)
-'''
+"""
     found = {f.id for f in lint_source(src)}
     assert {"lint-argmax-single-output", "lint-sigmoid-bceloss", "lint-hardcoded-flatten"} <= found
 

@@ -28,8 +28,23 @@ def test_suggests_a_tenth_of_the_edge_when_the_loss_never_falls():
 
 def test_lr_find_cli_on_generated_images(tiny_data, tmp_path):
     plot = tmp_path / "lr.png"
-    result = runner.invoke(app, ["lr-find", str(tiny_data), "--model", "small", "--image-size", "32",
-                                 "--batch-size", "16", "--steps", "60", "--plot", str(plot)])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "lr-find",
+            str(tiny_data),
+            "--model",
+            "small",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "16",
+            "--steps",
+            "60",
+            "--plot",
+            str(plot),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert plot.stat().st_size > 0
     suggested = float(result.output.split("suggested learning rate: ")[1].split(" ")[0])

@@ -20,4 +20,3 @@ def test_marks_charge_the_time_since_the_previous_mark_and_repeats_add_up(monkey
 def test_no_marks_is_only_the_total(monkeypatch):
     monkeypatch.setattr(phases_module.time, "perf_counter", lambda: 3.0)
     assert Phases().summary() == "0.0s since the start"
-

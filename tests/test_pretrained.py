@@ -14,11 +14,11 @@ from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from binclass.run import history
 from binclass.cli import app
 from binclass.errors import BinclassError
 from binclass.models import normalization
 from binclass.models.pretrained import lite0_imagenet, map_by_order
+from binclass.run import history
 
 runner = CliRunner()
 
@@ -33,7 +33,9 @@ def test_packaged_lite0_weights_classify_chelsea_as_a_cat():
     model = lite0_imagenet()
     mean, std = normalization("efficientnet_lite0")
     img = np.asarray(Image.fromarray(skimage_data.chelsea()).resize((224, 224), Image.BILINEAR), np.float32) / 255
-    x = (torch.from_numpy(img).permute(2, 0, 1)[None] - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    x = (torch.from_numpy(img).permute(2, 0, 1)[None] - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[
+        :, None, None
+    ]
     with torch.no_grad():
         top = int(model(x).argmax(1))
     assert 281 <= top <= 285  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -63,8 +65,23 @@ def test_timm_model_with_local_weights_trains_and_predicts(tiny_data, tmp_path):
     weights = tmp_path / "test_resnet.safetensors"
     save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(weights))
     out = tmp_path / "r"
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "timm:test_resnet",
-                                 "--weights", str(weights), "--image-size", "32", "--epochs", "2"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--model",
+            "timm:test_resnet",
+            "--weights",
+            str(weights),
+            "--image-size",
+            "32",
+            "--epochs",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "model.json").read_text())["architecture"] == "timm:test_resnet"
     closing = [line for line in result.output.splitlines() if "since the start" in line]
@@ -74,8 +91,22 @@ def test_timm_model_with_local_weights_trains_and_predicts(tiny_data, tmp_path):
 
 def test_lite0_run_folder_and_predict_agree(tiny_data, tmp_path):
     out = tmp_path / "lite"
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "efficientnet_lite0",
-                                 "--image-size", "64", "--epochs", "3", "--tta"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--model",
+            "efficientnet_lite0",
+            "--image-size",
+            "64",
+            "--epochs",
+            "3",
+            "--tta",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "features:" in result.output
     last = history.read_epochs(out)[-1]
@@ -94,8 +125,25 @@ def test_lite0_run_folder_and_predict_agree(tiny_data, tmp_path):
 
 def test_finetune_keeps_the_better_model_and_predict_uses_it(tiny_data, tmp_path):
     out = tmp_path / "ft"
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "efficientnet_lite0",
-                                 "--image-size", "64", "--epochs", "2", "--finetune", "1", "--batch-size", "16"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--model",
+            "efficientnet_lite0",
+            "--image-size",
+            "64",
+            "--epochs",
+            "2",
+            "--finetune",
+            "1",
+            "--batch-size",
+            "16",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = history.read_epochs(out)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -114,8 +162,12 @@ def test_finetune_follows_optimizer_augment_early_stop_and_save_every(tiny_data,
     from binclass.run.checkpoints import Checkpoints
 
     optimizers, modes, writes = [], [], []
-    real_make, real_augment, real_evaluate, real_write = (recipe.make_optimizer, recipe.augment_batch,
-                                                          recipe.evaluate, Checkpoints.write)  # fmt: skip
+    real_make, real_augment, real_evaluate, real_write = (
+        recipe.make_optimizer,
+        recipe.augment_batch,
+        recipe.evaluate,
+        Checkpoints.write,
+    )
 
     def make_optimizer(model, cfg, **kw):
         optimizer = real_make(model, cfg, **kw)
@@ -129,12 +181,39 @@ def test_finetune_follows_optimizer_augment_early_stop_and_save_every(tiny_data,
     monkeypatch.setattr(recipe, "make_optimizer", make_optimizer)
     monkeypatch.setattr(recipe, "augment_batch", lambda x, mode, gen: modes.append(mode) or real_augment(x, mode, gen))
     monkeypatch.setattr(recipe, "evaluate", evaluate)
-    monkeypatch.setattr(Checkpoints, "write", lambda self, model, epoch, *a: writes.append(epoch) or real_write(self, model, epoch, *a))
+    monkeypatch.setattr(
+        Checkpoints, "write", lambda self, model, epoch, *a: writes.append(epoch) or real_write(self, model, epoch, *a)
+    )
     out = tmp_path / "ft"
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "efficientnet_lite0",
-                                 "--image-size", "64", "--epochs", "2", "--finetune", "4", "--batch-size", "16",
-                                 "--optimizer", "sgd", "--lr", "0.01", "--augment", "none", "--early-stop", "2",
-                                 "--save-every", "1e9"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--model",
+            "efficientnet_lite0",
+            "--image-size",
+            "64",
+            "--epochs",
+            "2",
+            "--finetune",
+            "4",
+            "--batch-size",
+            "16",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.01",
+            "--augment",
+            "none",
+            "--early-stop",
+            "2",
+            "--save-every",
+            "1e9",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert optimizers == [("SGD", 0.01), ("SGD", pytest.approx(0.001))]  # the head's, then the fine-tune's at a tenth
     assert modes and set(modes) == {"none"}

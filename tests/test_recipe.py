@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from binclass.config import TrainConfig
-from binclass.recipes.resolve import resolve
 from binclass.data.augment import augment_batch
 from binclass.engine.ema import WeightAverage
 from binclass.engine.optim import make_scheduler, warmup_cosine
 from binclass.recipes.defaults import SMALL, SMALL_BY_DEVICE, recipe_defaults, recipe_for
+from binclass.recipes.resolve import resolve
 
 
 def test_small_defaults_fill_only_what_the_user_left_unset():
@@ -31,7 +31,13 @@ def test_small_defaults_fill_only_what_the_user_left_unset():
 def test_other_models_keep_the_generic_defaults():
     cfg = resolve(TrainConfig(data_dir="d", out="o", model="seed", device="cpu"))
     assert (cfg.epochs, cfg.optimizer, cfg.label_smoothing, cfg.ema, cfg.tta, cfg.image_size) == (
-        15, "adamw", 0.0, 0.0, False, 150)
+        15,
+        "adamw",
+        0.0,
+        0.0,
+        False,
+        150,
+    )
     assert recipe_for("seed", "cuda") == recipe_for("seed", "cpu")
 
 
@@ -74,8 +80,10 @@ def test_weight_average_follows_its_half_life():
         model(torch.randn(8, 3))  # train mode: batch norm updates its running statistics
         ema.update()
         d = min(decay, (1 + step) / (10 + step))
-        expected = [e.lerp(v, 1 - d) if e.is_floating_point() else v.clone()
-                    for e, v in zip(expected, model.state_dict().values())]  # fmt: skip
+        expected = [
+            e.lerp(v, 1 - d) if e.is_floating_point() else v.clone()
+            for e, v in zip(expected, model.state_dict().values())
+        ]
     got = list(ema.model.state_dict().values())
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e)

@@ -16,10 +16,10 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from binclass.run import history
 from binclass.cli import app
-from binclass.data.decode import decode_image, ImageProblem
+from binclass.data.decode import ImageProblem, decode_image
 from binclass.data.scan import scan_dataset
+from binclass.run import history
 from binclass.synth import make_dataset
 
 runner = CliRunner()
@@ -81,8 +81,23 @@ def test_check_names_every_bad_file_with_its_reason(messy_data):
 
 
 def test_train_skips_bad_files_and_strict_refuses(messy_data, tmp_path):
-    result = runner.invoke(app, ["train", str(messy_data), "--out", str(tmp_path / "r"), "--model", "small",
-                                 "--image-size", "32", "--epochs", "1", "--batch-size", "8"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(messy_data),
+            "--out",
+            str(tmp_path / "r"),
+            "--model",
+            "small",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "skipped 3 bad file(s)" in result.output and "bomb.png: decompression bomb" in result.output
     assert history.read_epochs(tmp_path / "r")[0]["train_n"] == 24 + 5  # 5 odd-but-valid images kept
@@ -144,8 +159,27 @@ def test_extreme_logits_give_finite_loss_and_gradients():
 
 def test_non_finite_loss_stops_the_run_naming_epoch_step_and_files(tiny_data, tmp_path):
     out = tmp_path / "nan"
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "seed", "--image-size", "32",
-                                 "--optimizer", "sgd", "--lr", "1e30", "--epochs", "3", "--batch-size", "16"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--model",
+            "seed",
+            "--image-size",
+            "32",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+        ],
+    )
     assert result.exit_code == 2
     assert "non-finite training loss" in result.output and "epoch 1, step" in result.output
     assert ".png" in result.output  # the batch's files are named
@@ -164,8 +198,23 @@ class Payload:
 @pytest.fixture(scope="module")
 def small_run(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trusted") / "run"
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "seed", "--image-size", "32",
-                                 "--epochs", "1", "--batch-size", "16"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--model",
+            "seed",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -218,18 +267,40 @@ fit(TrainConfig(data_dir=data, out=out, model="small", image_size=32, epochs=4, 
 
 @pytest.mark.parametrize("compiled", ["off", "on"])  # on: a compiled optimizer step and a tensor learning rate
 def test_killed_and_resumed_run_equals_uninterrupted(tiny_data, tmp_path, compiled):
-    args = ["--model", "small", "--image-size", "32", "--epochs", "4", "--batch-size", "16", "--augment", "standard",
-            "--scheduler", "cosine", "--deterministic", "--precision", "fp32", "--compile-optimizer", compiled,
-            "--save-every", "0"]  # fmt: skip
+    args = [
+        "--model",
+        "small",
+        "--image-size",
+        "32",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--augment",
+        "standard",
+        "--scheduler",
+        "cosine",
+        "--deterministic",
+        "--precision",
+        "fp32",
+        "--compile-optimizer",
+        compiled,
+        "--save-every",
+        "0",
+    ]
     cli = [sys.executable, "-m", "binclass.cli", "train", str(tiny_data)]
     whole = subprocess.run(cli + ["--out", str(tmp_path / "a"), *args], capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
-    killed = subprocess.run([sys.executable, "-c", KILLED_CHILD, str(tiny_data), str(tmp_path / "b"), compiled],
-                            capture_output=True, text=True)  # fmt: skip
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_CHILD, str(tiny_data), str(tmp_path / "b"), compiled],
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -9  # SIGKILL mid-epoch 3: no cleanup ran
     assert len(history.read_epochs(tmp_path / "b")) == 2
-    resumed = subprocess.run([sys.executable, "-m", "binclass.cli", "train", "--resume", str(tmp_path / "b")],
-                             capture_output=True, text=True)  # fmt: skip
+    resumed = subprocess.run(
+        [sys.executable, "-m", "binclass.cli", "train", "--resume", str(tmp_path / "b")], capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after epoch 2" in resumed.stdout
     a, b = history.read_epochs(tmp_path / "a"), history.read_epochs(tmp_path / "b")

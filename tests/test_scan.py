@@ -73,8 +73,10 @@ def test_hidden_files_and_other_extensions_ignored(tmp_path):
         (lambda p: p.mkdir(), "found 0"),
         (lambda p: [_images(p / c, 1) for c in "abc"], "found 3"),
         (lambda p: [_images(p / "a", 1), (p / "b").mkdir()], "holds no images"),
-        (lambda p: [_images(p / "train" / c, 1) for c in "ab"] + [_images(p / "validation" / c, 1) for c in "ac"],
-         "class folders differ"),
+        (
+            lambda p: [_images(p / "train" / c, 1) for c in "ab"] + [_images(p / "validation" / c, 1) for c in "ac"],
+            "class folders differ",
+        ),
         (lambda p: [_images(p / "train" / c, 1) for c in "ab"], "not its partner"),
     ],
 )

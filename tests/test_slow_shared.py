@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from binclass.run import history
 from binclass.cli import app
+from binclass.run import history
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from binclass.run import history
 from binclass.config import TrainConfig
-from binclass.recipes.resolve import resolve
 from binclass.engine.optim import make_scheduler
+from binclass.recipes.resolve import resolve
 from binclass.recipes.train import fit
+from binclass.run import history
 
 
 def parse_closing_line(line: str) -> tuple[float, dict[str, float]]:
@@ -24,8 +24,16 @@ def parse_closing_line(line: str) -> tuple[float, dict[str, float]]:
 
 
 def _cfg(data, out, **kw):
-    base = dict(data_dir=str(data), out=str(out), model="small", image_size=32, epochs=4, batch_size=16,
-                lr=0.003, augment="flip")  # fmt: skip
+    base = dict(
+        data_dir=str(data),
+        out=str(out),
+        model="small",
+        image_size=32,
+        epochs=4,
+        batch_size=16,
+        lr=0.003,
+        augment="flip",
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -59,8 +67,10 @@ def test_a_run_written_without_a_later_column_keeps_its_own_columns(tmp_path):
 
 def test_early_stop_and_val_split(tiny_data, tmp_path):
     # Two class folders only: validation is held out; an lr this high makes the loss stall quickly.
-    fit(_cfg(tiny_data / "train", tmp_path / "r", epochs=30, lr=0.5, optimizer="sgd", early_stop=2,
-             val_split=0.25), log=lambda s: None)  # fmt: skip
+    fit(
+        _cfg(tiny_data / "train", tmp_path / "r", epochs=30, lr=0.5, optimizer="sgd", early_stop=2, val_split=0.25),
+        log=lambda s: None,
+    )
     rows = history.read_epochs(tmp_path / "r")
     meta = json.loads((tmp_path / "r" / "model.json").read_text())
     assert len(rows) < 30
@@ -141,7 +151,6 @@ def test_compiled_step_falls_back_to_eager_when_compiling_fails(monkeypatch):
     assert not torch.equal(before, model.weight) and opt.state
 
 
-
 def test_pos_weight_auto_balances_the_classes():
     from binclass.recipes.common import resolve_pos_weight
 
@@ -159,8 +168,25 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
     from binclass.cli import app
 
     out = tmp_path / "rep"
-    result = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(out), "--model", "seed", "--image-size",
-                                      "32", "--epochs", "2", "--batch-size", "16", "--seeds", "0,1,2"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--model",
+            "seed",
+            "--image-size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--seeds",
+            "0,1,2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "seeds.json").read_text())
     accs = [history.read_epochs(out / f"seed-{s}")[-1]["val_acc"] for s in (0, 1, 2)]
@@ -169,7 +195,10 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
     assert summary["std_val_acc"] == pytest.approx(statistics.stdev(accs))
     assert json.loads((out / "seed-1" / "config.json").read_text())["seed"] == 1
     assert "over 3 seeds" in result.output
-    assert all(r["seconds"] > 0 for r in summary["seeds"]) and f"in {summary['seeds'][2]['seconds']:.0f} s" in result.output
+    assert (
+        all(r["seconds"] > 0 for r in summary["seeds"])
+        and f"in {summary['seeds'][2]['seconds']:.0f} s" in result.output
+    )
     bad = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "x"), "--seeds", "a,b"])
     assert bad.exit_code == 2 and "--seeds" in bad.output
 
@@ -178,21 +207,35 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
     spread = [f for f in json.loads(doc.stdout)["findings"] if f["id"] == "seed-spread"]
     assert len(spread) == 1 and spread[0]["evidence"]["sd"] == pytest.approx(statistics.stdev(accs), abs=1e-6)
     assert spread[0]["evidence"]["val_acc"] == pytest.approx(accs[1])
-    cmp = CliRunner().invoke(app, ["compare", str(out / "seed-0"), str(out / "seed-2"), "--plot",
-                                   str(tmp_path / "c.png"), "--json"])  # fmt: skip
+    cmp = CliRunner().invoke(
+        app, ["compare", str(out / "seed-0"), str(out / "seed-2"), "--plot", str(tmp_path / "c.png"), "--json"]
+    )
     pair = json.loads(cmp.stdout)["pairs"][0]
     noise = math.sqrt(2) * statistics.stdev(accs)
     assert pair["seed_noise_sd"] == pytest.approx(noise, abs=1e-9)
     assert pair["beyond_seed_noise"] == (abs(accs[0] - accs[2]) > 2 * noise)
-    fixed = CliRunner().invoke(app, ["compare", str(out / "seed-0"), str(out / "seed-2"), "--plot",
-                                     str(tmp_path / "c.png"), "--seed-sd", "3", "--json"])  # fmt: skip
+    fixed = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            str(out / "seed-0"),
+            str(out / "seed-2"),
+            "--plot",
+            str(tmp_path / "c.png"),
+            "--seed-sd",
+            "3",
+            "--json",
+        ],
+    )
     assert json.loads(fixed.stdout)["pairs"][0]["seed_noise_sd"] == pytest.approx(math.sqrt(2) * 0.03)
     whole = CliRunner().invoke(app, ["compare", str(out), str(out / "seed-0")])
     assert whole.exit_code == 2 and "seed-N" in whole.output
 
 
 @pytest.mark.parametrize("every, writes", [(0.0, 5), (1e9, 1)])
-def test_checkpoints_are_written_every_epoch_or_at_most_every_n_seconds(tiny_data, tmp_path, monkeypatch, every, writes):
+def test_checkpoints_are_written_every_epoch_or_at_most_every_n_seconds(
+    tiny_data, tmp_path, monkeypatch, every, writes
+):
     import binclass.recipes.scratch as train_mod
     from binclass.run.weights import load_model
 
@@ -209,14 +252,23 @@ def test_checkpoints_are_written_every_epoch_or_at_most_every_n_seconds(tiny_dat
     assert meta["best_epoch"] == best_epoch
     # best.safetensors holds the weights of that epoch, also when it was kept in memory until the end
     model, _ = load_model(out, "best")
-    from binclass.engine.loop import evaluate
-    from binclass.data.sources import make_source
     from binclass.data.scan import scan_dataset
+    from binclass.data.sources import make_source
+    from binclass.engine.loop import evaluate
 
     layout = scan_dataset(tiny_data)
     src, *_ = make_source(layout.val.paths, 32, "memory", torch.device("cpu"), 1)
-    ev = evaluate(model, src, np.asarray(layout.val.labels), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                  threshold=0.5, batch_size=64, device=torch.device("cpu"), tta=True)
+    ev = evaluate(
+        model,
+        src,
+        np.asarray(layout.val.labels),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        threshold=0.5,
+        batch_size=64,
+        device=torch.device("cpu"),
+        tta=True,
+    )
     assert ev.metrics["loss"] == pytest.approx(rows[best_epoch - 1]["val_loss"], rel=1e-5)
 
 
@@ -252,11 +304,19 @@ def test_an_epoch_keeps_no_new_tensor_per_step():
         live.append(sum(issubclass(type(o), torch.Tensor) for o in gc.get_objects()))
 
     stats = train_one_epoch(
-        model, TensorSource(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)), (torch.arange(n) % 2).float(),
-        inputs=lambda b: b.float() / 255, optimizer=torch.optim.RMSprop(model.parameters(), lr=1e-4),
-        schedule=Schedule(None, True), batch_size=batch, threshold=0.5, pos_weight=None,
-        shuffle_gen=torch.Generator().manual_seed(0), epoch=1, progress=count,
-    )  # fmt: skip
+        model,
+        TensorSource(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)),
+        (torch.arange(n) % 2).float(),
+        inputs=lambda b: b.float() / 255,
+        optimizer=torch.optim.RMSprop(model.parameters(), lr=1e-4),
+        schedule=Schedule(None, True),
+        batch_size=batch,
+        threshold=0.5,
+        pos_weight=None,
+        shuffle_gen=torch.Generator().manual_seed(0),
+        epoch=1,
+        progress=count,
+    )
     assert len(live) == n // batch == len(stats.steps)
     assert live[-1] == live[1], live  # from the second step (the first creates the optimizer's state)
     assert all(math.isfinite(s["loss"]) for s in stats.steps)

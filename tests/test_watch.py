@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from binclass import watch
-from binclass.watch import BinclassWatchWarning, WatchError, Watcher
+from binclass.watch import BinclassWatchWarning, Watcher, WatchError
 
 
 def _ids(findings):

@@ -134,7 +134,9 @@ def predict(
     run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
     paths: list[Path] = typer.Argument(..., help="image files or folders"),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="write here instead of stdout"),
-    checkpoint: str = typer.Option("auto", help="auto (model.json's choice: last unless a fine-tune kept best) | last | best"),
+    checkpoint: str = typer.Option(
+        "auto", help="auto (model.json's choice: last unless a fine-tune kept best) | last | best"
+    ),
     device: str = typer.Option("auto"),
 ) -> None:
     """Write `path,prob,label` for every image (prob = probability of the positive class)."""
@@ -158,7 +160,9 @@ def predict(
 @user_errors
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
-    data_dir: Path = typer.Argument(..., help="a folder with the same two class folders (or a validation/ holding them)"),
+    data_dir: Path = typer.Argument(
+        ..., help="a folder with the same two class folders (or a validation/ holding them)"
+    ),
     checkpoint: str = typer.Option("auto", help="auto | last | best"),
     device: str = typer.Option("auto"),
 ) -> None:
@@ -215,7 +219,9 @@ def lint(
 @app.command()
 @user_errors
 def bench(
-    data_dir: Path = typer.Argument(..., help="train/ + validation/ folders (e.g. ../shared/data/cats_and_dogs_filtered)"),
+    data_dir: Path = typer.Argument(
+        ..., help="train/ + validation/ folders (e.g. ../shared/data/cats_and_dogs_filtered)"
+    ),
     model: str = typer.Option("seed"),
     epochs: int = typer.Option(3, help="epochs per contender; s/epoch is the mean after the first"),
     batch_size: int = typer.Option(20),
@@ -227,8 +233,15 @@ def bench(
     """Time the posted loop, `binclass train` (fp32 and auto precision) and the compute floor, side by side."""
     from .devtools.bench import render, run_bench
 
-    result = run_bench(data_dir, model=model, epochs=epochs, batch_size=batch_size, device=device, compile=compile,
-                       cuda_graphs=cuda_graphs)  # fmt: skip
+    result = run_bench(
+        data_dir,
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        device=device,
+        compile=compile,
+        cuda_graphs=cuda_graphs,
+    )
     typer.echo(json.dumps(result, indent=2) if as_json else render(result))
 
 
@@ -251,8 +264,11 @@ def scale_bench(
 def compare(
     run_dirs: list[Path] = typer.Argument(..., help="two or more finished run folders on the same validation data"),
     plot: Path = typer.Option(Path("compare.png"), help="validation curves of all runs overlaid"),
-    seed_sd: Optional[float] = typer.Option(None, help="seed-to-seed sd of validation accuracy in points, for every "
-                                            "run (default: from the seeds.json of --seeds runs)"),
+    seed_sd: Optional[float] = typer.Option(
+        None,
+        help="seed-to-seed sd of validation accuracy in points, for every "
+        "run (default: from the seeds.json of --seeds runs)",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Overlay runs' curves and test, pair by pair, whether their validation accuracies really differ:
@@ -284,12 +300,22 @@ def lr_find(
     """The learning-rate range test: loss against an exponentially growing learning rate, and a suggestion."""
     from .lrfind import lr_range_test, plot_lr_find
 
-    cfg = TrainConfig(data_dir=str(data_dir), out=".", model=model, optimizer=optimizer, batch_size=batch_size,
-                      image_size=image_size, augment=augment, seed=seed)  # fmt: skip
+    cfg = TrainConfig(
+        data_dir=str(data_dir),
+        out=".",
+        model=model,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        image_size=image_size,
+        augment=augment,
+        seed=seed,
+    )
     result = lr_range_test(cfg, start, end, steps)
     plot_lr_find(result, plot, f"lr-find: {model}, {optimizer}, batch {batch_size}")
-    typer.echo(f"suggested learning rate: {result.suggestion:.2g} ({result.rule}); the loss starts to rise at "
-               f"{result.rise_lr:.2g}; {len(result.lrs)} steps up to {result.lrs[-1]:.2g}; plot: {plot}")  # fmt: skip
+    typer.echo(
+        f"suggested learning rate: {result.suggestion:.2g} ({result.rule}); the loss starts to rise at "
+        f"{result.rise_lr:.2g}; {len(result.lrs)} steps up to {result.lrs[-1]:.2g}; plot: {plot}"
+    )
 
 
 @app.command()
@@ -308,8 +334,16 @@ def demo(
         typer.echo(f"generated demo images in {data}")
     # The small recipe otherwise, at a fifth of its peak lr: with 600 images a run is only ~200 steps, and
     # at lr 0.1 these 20 epochs ended at chance (0.475 validation accuracy; 0.02: 0.965).
-    cfg = TrainConfig(data_dir=str(data), out=str(out), model="small", image_size=64, epochs=epochs,
-                      batch_size=32, augment="flip", lr=0.02)  # fmt: skip
+    cfg = TrainConfig(
+        data_dir=str(data),
+        out=str(out),
+        model="small",
+        image_size=64,
+        epochs=epochs,
+        batch_size=32,
+        augment="flip",
+        lr=0.02,
+    )
     run_dir = fit(cfg, overwrite=True)
     typer.echo(f"open {run_dir / REPORT_FILE} in a browser")
 

@@ -8,11 +8,11 @@ import csv
 import math
 from pathlib import Path
 
+from .errors import BinclassError
+from .metrics import wilson_interval
 from .run import history
 from .run.files import PREDICTIONS_FILE, SEEDS_FILE
 from .run.seeds import find_seed_summary
-from .errors import BinclassError
-from .metrics import wilson_interval
 
 ALPHA = 0.05  # significance level of the per-pair test
 
@@ -61,8 +61,10 @@ def compare_runs(run_dirs: list[Path], seed_sd: float | None = None) -> dict:
     for run in map(Path, run_dirs):
         rows = history.read_epochs(run)
         if not rows and (run / SEEDS_FILE).is_file():
-            raise BinclassError(f"{run}: holds a --seeds run; compare its seed folders ({run}/seed-N), which "
-                                "then carry that recipe's seed spread")  # fmt: skip
+            raise BinclassError(
+                f"{run}: holds a --seeds run; compare its seed folders ({run}/seed-N), which "
+                "then carry that recipe's seed spread"
+            )
         if not rows:
             raise BinclassError(f"{run}: no metrics.csv rows; compare needs finished binclass runs")
         correct[run] = correctness(run)
@@ -70,9 +72,19 @@ def compare_runs(run_dirs: list[Path], seed_sd: float | None = None) -> dict:
         low, high = wilson_interval(k, n)
         summary = find_seed_summary(run) if seed_sd is None else None
         sd = seed_sd if seed_sd is not None else (summary["std_val_acc"] if summary else None)
-        runs.append({"run": str(run), "n": n, "accuracy": k / n if n else float("nan"), "low": low, "high": high,
-                     "best_val_loss": min(r["val_loss"] for r in rows), "epochs": len(rows), "seed_sd": sd,
-                     "seeds": len(summary["seeds"]) if summary else None})  # fmt: skip
+        runs.append(
+            {
+                "run": str(run),
+                "n": n,
+                "accuracy": k / n if n else float("nan"),
+                "low": low,
+                "high": high,
+                "best_val_loss": min(r["val_loss"] for r in rows),
+                "epochs": len(rows),
+                "seed_sd": sd,
+                "seeds": len(summary["seeds"]) if summary else None,
+            }
+        )
     pairs = []
     names = [Path(r["run"]) for r in runs]
     by_name = {Path(r["run"]): r for r in runs}
@@ -86,17 +98,29 @@ def compare_runs(run_dirs: list[Path], seed_sd: float | None = None) -> dict:
             p = mcnemar_exact(a_only, b_only)
             diff = by_name[a]["accuracy"] - by_name[b]["accuracy"]
             noise = seed_noise(by_name[a]["seed_sd"], by_name[b]["seed_sd"])
-            pairs.append({"a": str(a), "b": str(b), "common_images": len(common), "only_a_right": a_only,
-                          "only_b_right": b_only, "p_value": p, "differ": p < ALPHA, "difference": diff,
-                          "seed_noise_sd": noise,
-                          "beyond_seed_noise": None if noise is None else abs(diff) > SEED_Z * noise})  # fmt: skip
+            pairs.append(
+                {
+                    "a": str(a),
+                    "b": str(b),
+                    "common_images": len(common),
+                    "only_a_right": a_only,
+                    "only_b_right": b_only,
+                    "p_value": p,
+                    "differ": p < ALPHA,
+                    "difference": diff,
+                    "seed_noise_sd": noise,
+                    "beyond_seed_noise": None if noise is None else abs(diff) > SEED_Z * noise,
+                }
+            )
     return {"runs": runs, "pairs": pairs, "alpha": ALPHA}
 
 
 def render(result: dict) -> str:
     lines = [f"{'run':40} {'val acc':>8} {'95% interval':>16} {'best val loss':>14}"]
     for r in result["runs"]:
-        lines.append(f"{r['run'][-40:]:40} {r['accuracy']:8.3f} {r['low']:7.3f}-{r['high']:.3f} {r['best_val_loss']:14.4f}")
+        lines.append(
+            f"{r['run'][-40:]:40} {r['accuracy']:8.3f} {r['low']:7.3f}-{r['high']:.3f} {r['best_val_loss']:14.4f}"
+        )
     for p in result["pairs"]:
         verdict = "differ beyond noise" if p["differ"] else "not distinguishable from noise"
         lines.append(
@@ -112,15 +136,17 @@ def render(result: dict) -> str:
                 f"(|difference| {'>' if p['beyond_seed_noise'] else '<='} {SEED_Z:g} sd)"
             )
         else:
-            lines.append("  seed-to-seed spread unknown: train each with --seeds 0,1,2 (or pass --seed-sd) to "
-                         "tell a better recipe from a lucky seed")  # fmt: skip
+            lines.append(
+                "  seed-to-seed spread unknown: train each with --seeds 0,1,2 (or pass --seed-sd) to "
+                "tell a better recipe from a lucky seed"
+            )
     return "\n".join(lines)
 
 
 def plot_compare(run_dirs: list[Path], path: Path) -> None:
-    from .report.plots import finish_figure  # first: it selects the Agg backend
-
     import matplotlib.pyplot as plt
+
+    from .report.plots import finish_figure  # first: it selects the Agg backend
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     for run in map(Path, run_dirs):
@@ -128,8 +154,9 @@ def plot_compare(run_dirs: list[Path], path: Path) -> None:
         x = [r["epoch"] for r in rows]
         line = ax_loss.plot(x, [r["val_loss"] for r in rows], "o-", label=run.name)[0]
         ax_acc.plot(x, [r["val_acc"] for r in rows], "o-", color=line.get_color(), label=run.name)
-        ax_acc.fill_between(x, [r["val_acc_low"] for r in rows], [r["val_acc_high"] for r in rows],
-                            color=line.get_color(), alpha=0.12)  # fmt: skip
+        ax_acc.fill_between(
+            x, [r["val_acc_low"] for r in rows], [r["val_acc_high"] for r in rows], color=line.get_color(), alpha=0.12
+        )
     ax_loss.set(xlabel="epoch", ylabel="validation loss", title="Validation loss")
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy (95% bands)")
     finish_figure(fig, path, (ax_loss, ax_acc))

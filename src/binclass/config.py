@@ -31,9 +31,11 @@ def setting(default: Any, help: str) -> Any:
 @dataclass(frozen=True)
 class TrainConfig:
     data_dir: str = field(
-        metadata={"help": "train/ + validation/ (or val/, valid/) with two class folders each, or just two class "
-                  "folders (optional with --resume)"}
-    )  # fmt: skip
+        metadata={
+            "help": "train/ + validation/ (or val/, valid/) with two class folders each, or just two class "
+            "folders (optional with --resume)"
+        }
+    )
     out: str = setting("runs/latest", "run folder to write")
     # Settings left as None take the model's recipe default (recipes/defaults.py), which may depend on the device.
     model: str = setting("small", "small (the from-scratch recipe) | seed | efficientnet_lite0 | timm:NAME")
@@ -71,7 +73,9 @@ class TrainConfig:
     save_every: float = setting(10.0, "seconds between checkpoints (weights + --resume state); 0: every epoch")
     strict: bool = setting(False, "stop on any bad image file instead of skipping it")
     compile_optimizer: str = setting("auto", "auto (CPU, 2M+ weights) | on | off: torch.compile the optimizer step")
-    cuda_graphs: str = setting("off", "on | off: replay the training step as one CUDA graph (GPU; rmsprop, adam, adamw)")
+    cuda_graphs: str = setting(
+        "off", "on | off: replay the training step as one CUDA graph (GPU; rmsprop, adam, adamw)"
+    )
     deterministic: bool = setting(False, "deterministic kernels only (bit-identical reruns and resumes)")
     finetune: int = setting(0, "pretrained models: epochs of fine-tuning the whole network after the head")
     tta: bool | None = setting(
@@ -106,7 +110,9 @@ class TrainConfig:
         try:
             raw = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise BinclassError(f"{path}: cannot read the run's config ({exc}); is this a binclass run folder?") from None
+            raise BinclassError(
+                f"{path}: cannot read the run's config ({exc}); is this a binclass run folder?"
+            ) from None
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
 

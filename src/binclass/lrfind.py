@@ -97,9 +97,9 @@ def suggest(lrs: list[float], losses: list[float]) -> tuple[float, float, str]:
 
 
 def plot_lr_find(result: LrFind, path: Path, title: str) -> None:
-    from .report.plots import finish_figure  # first: it selects the Agg backend
-
     import matplotlib.pyplot as plt
+
+    from .report.plots import finish_figure  # first: it selects the Agg backend
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(result.lrs, result.losses, color="tab:blue")

@@ -22,6 +22,7 @@ from .errors import BinclassError
 from .metrics import predict_labels
 from .run.files import EVALUATION_FILE
 from .run.weights import load_meta, load_model
+
 CHUNK = 512  # images decoded at a time while predicting: bounds memory for folders of any size
 
 
@@ -74,8 +75,15 @@ def predict_paths(
         release_free_memory()  # the last chunk's blocks: kept (see allocator), they would add up
         chunk = paths[start : start + CHUNK]
         images = TensorSource(decode_many(chunk, predictor.size))
-        logits = predict_logits(predictor.model, images, predictor.mean, predictor.std, predictor.batch_size,
-                                predictor.device, tta=predictor.tta)  # fmt: skip
+        logits = predict_logits(
+            predictor.model,
+            images,
+            predictor.mean,
+            predictor.std,
+            predictor.batch_size,
+            predictor.device,
+            tta=predictor.tta,
+        )
         probs = probabilities(logits).numpy()
         for path, prob, label in zip(chunk, probs.tolist(), predict_labels(probs, threshold).tolist()):
             yield path, float(prob), classes[label]
@@ -97,11 +105,24 @@ def evaluate_folder(predictor: Predictor, data_dir: Path) -> dict:
     classes = predictor.meta["classes"]
     split = scan_labeled(Path(data_dir), classes)
     images = TensorSource(decode_many(split.paths, predictor.size))
-    ev = evaluate(predictor.model, images, np.asarray(split.labels), mean=predictor.mean, std=predictor.std,
-                  threshold=float(predictor.meta["threshold"]), batch_size=predictor.batch_size,
-                  device=predictor.device, tta=predictor.tta)  # fmt: skip
-    return {"data_dir": str(data_dir), "classes": classes, "positive_class": classes[1],
-            "checkpoint": predictor.checkpoint, **ev.metrics}  # fmt: skip
+    ev = evaluate(
+        predictor.model,
+        images,
+        np.asarray(split.labels),
+        mean=predictor.mean,
+        std=predictor.std,
+        threshold=float(predictor.meta["threshold"]),
+        batch_size=predictor.batch_size,
+        device=predictor.device,
+        tta=predictor.tta,
+    )
+    return {
+        "data_dir": str(data_dir),
+        "classes": classes,
+        "positive_class": classes[1],
+        "checkpoint": predictor.checkpoint,
+        **ev.metrics,
+    }
 
 
 def write_evaluation(run_dir: Path, result: dict) -> Path:

@@ -36,7 +36,12 @@ def draw_image(rng: np.random.Generator, cls: int, size: int, easy: bool = False
 
 
 def make_dataset(
-    root: Path, n_train: int = 60, n_val: int = 20, size: int = 48, seed: int = 0, fmt: str = "png",
+    root: Path,
+    n_train: int = 60,
+    n_val: int = 20,
+    size: int = 48,
+    seed: int = 0,
+    fmt: str = "png",
     easy: bool = False,
 ) -> Path:
     """root/train/{circles,squares} and root/validation/{...}, n_train and n_val images per class."""

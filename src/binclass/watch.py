@@ -78,41 +78,66 @@ class Watcher:
             if p.numel() == out.numel() or (preds.dim() >= 1 and preds.shape[0] == n):
                 p = p[:n] if p.numel() != n else p
                 if n >= 2 and bool((p == 0).all()) and float(out.std()) > 1e-6:
-                    found.append(self._report(Finding(
-                        "metric-argmax-single-output", "error",
-                        {"outputs_shape": list(outputs.shape), "outputs_std": float(out.std()), "predictions": "all 0"},
-                        "Every prediction is class 0 although the single output varies: predictions come from argmax "
-                        "(or max(dim=1)) over one column, which is always 0.",
-                        "Predict with (torch.sigmoid(logits) >= 0.5) or (logits >= 0) for a one-output model.",
-                    )))  # fmt: skip
+                    found.append(
+                        self._report(
+                            Finding(
+                                "metric-argmax-single-output",
+                                "error",
+                                {
+                                    "outputs_shape": list(outputs.shape),
+                                    "outputs_std": float(out.std()),
+                                    "predictions": "all 0",
+                                },
+                                "Every prediction is class 0 although the single output varies: predictions come from argmax "
+                                "(or max(dim=1)) over one column, which is always 0.",
+                                "Predict with (torch.sigmoid(logits) >= 0.5) or (logits >= 0) for a one-output model.",
+                            )
+                        )
+                    )
                 outside = bool(((out < 0) | (out > 1)).any())
                 if outside and p.numel() == n:
                     at_half = (out >= 0.5).float()
                     at_half_strict = (out > 0.5).float()
                     at_zero = (out >= 0).float()
-                    matches_half = bool((p == at_half).all()) or bool((p == at_half_strict).all()) or bool(
-                        (p == torch.round(out)).all()
+                    matches_half = (
+                        bool((p == at_half).all())
+                        or bool((p == at_half_strict).all())
+                        or bool((p == torch.round(out)).all())
                     )
                     if matches_half and not bool((p == at_zero).all()):
-                        found.append(self._report(Finding(
-                            "threshold-on-logits", "error",
-                            {"outputs_min": float(out.min()), "outputs_max": float(out.max())},
-                            f"Outputs range from {float(out.min()):.2f} to {float(out.max()):.2f}, so they are logits, "
-                            "yet predictions threshold them at 0.5 (or round them): logits between 0 and 0.5 are "
-                            "counted as class 0 though their probability is above 0.5.",
-                            "Threshold probabilities (torch.sigmoid(logits) >= 0.5) or logits at 0 (logits >= 0).",
-                        )))  # fmt: skip
+                        found.append(
+                            self._report(
+                                Finding(
+                                    "threshold-on-logits",
+                                    "error",
+                                    {"outputs_min": float(out.min()), "outputs_max": float(out.max())},
+                                    f"Outputs range from {float(out.min()):.2f} to {float(out.max()):.2f}, so they are logits, "
+                                    "yet predictions threshold them at 0.5 (or round them): logits between 0 and 0.5 are "
+                                    "counted as class 0 though their probability is above 0.5.",
+                                    "Threshold probabilities (torch.sigmoid(logits) >= 0.5) or logits at 0 (logits >= 0).",
+                                )
+                            )
+                        )
         for name, other in (("outputs", outputs), ("predictions", preds)):
             if other is None or n < 2:
                 continue
-            if other.dim() != labels.dim() and other.numel() == labels.numel() and tuple(other.shape[:1]) == tuple(labels.shape[:1]):
-                found.append(self._report(Finding(
-                    "label-shape-broadcast", "error",
-                    {name: list(other.shape), "labels": list(labels.shape)},
-                    f"{name.capitalize()} of shape {tuple(other.shape)} meet labels of shape {tuple(labels.shape)}: "
-                    f"a loss or == between them broadcasts to ({n}, {n}), comparing every sample with every label.",
-                    "Give both the same shape: labels.float().unsqueeze(1) for (N, 1) outputs, or outputs.squeeze(1).",
-                )))  # fmt: skip
+            if (
+                other.dim() != labels.dim()
+                and other.numel() == labels.numel()
+                and tuple(other.shape[:1]) == tuple(labels.shape[:1])
+            ):
+                found.append(
+                    self._report(
+                        Finding(
+                            "label-shape-broadcast",
+                            "error",
+                            {name: list(other.shape), "labels": list(labels.shape)},
+                            f"{name.capitalize()} of shape {tuple(other.shape)} meet labels of shape {tuple(labels.shape)}: "
+                            f"a loss or == between them broadcasts to ({n}, {n}), comparing every sample with every label.",
+                            "Give both the same shape: labels.float().unsqueeze(1) for (N, 1) outputs, or outputs.squeeze(1).",
+                        )
+                    )
+                )
         if single:
             if preds is not None and _flat(preds).numel() == n:
                 positive = int((_flat(preds) > 0.5).sum())
@@ -124,17 +149,30 @@ class Watcher:
             self.samples += n
             self.batches += 1
             both_classes = 0 < self.labels_positive < self.samples
-            if (self.samples >= self.min_samples and self.batches >= self.min_batches and both_classes
-                    and self.predicted_positive in (0, self.samples)):  # fmt: skip
+            if (
+                self.samples >= self.min_samples
+                and self.batches >= self.min_batches
+                and both_classes
+                and self.predicted_positive in (0, self.samples)
+            ):
                 cls = 1 if self.predicted_positive else 0
-                found.append(self._report(Finding(
-                    "constant-predictions", "error",
-                    {"samples": self.samples, "batches": self.batches, "predicted_class": cls,
-                     "label_positive_share": self.labels_positive / self.samples},
-                    f"All {self.samples} predictions so far are class {cls} while the labels hold both classes: "
-                    "the model has collapsed to a constant output.",
-                    "Lower the learning rate (10x), use BCEWithLogitsLoss on raw logits, and check input normalization.",
-                )))  # fmt: skip
+                found.append(
+                    self._report(
+                        Finding(
+                            "constant-predictions",
+                            "error",
+                            {
+                                "samples": self.samples,
+                                "batches": self.batches,
+                                "predicted_class": cls,
+                                "label_positive_share": self.labels_positive / self.samples,
+                            },
+                            f"All {self.samples} predictions so far are class {cls} while the labels hold both classes: "
+                            "the model has collapsed to a constant output.",
+                            "Lower the learning rate (10x), use BCEWithLogitsLoss on raw logits, and check input normalization.",
+                        )
+                    )
+                )
         return found
 
 

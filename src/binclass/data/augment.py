@@ -24,8 +24,13 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> to
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
-def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, min_scale: float = MIN_SCALE,
-                  max_shift: float = MAX_SHIFT, max_rotate_deg: float = MAX_ROTATE_DEG) -> torch.Tensor:  # fmt: skip
+def random_affine(
+    x: torch.Tensor,
+    generator: torch.Generator | None = None,
+    min_scale: float = MIN_SCALE,
+    max_shift: float = MAX_SHIFT,
+    max_rotate_deg: float = MAX_ROTATE_DEG,
+) -> torch.Tensor:
     """Per-image random zoom, shift and rotation of a float batch (N, C, H, W); borders are reflected.
     min_scale: the sampled window's side as a fraction of the image's (< 1 zooms in); max_shift: of the side."""
     n = x.shape[0]

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BinclassError
-from .sources import check_files
 from .decode import ImageProblem
 from .scan import DataLayout, Ignored, scan_dataset
+from .sources import check_files
 
 CHECK_SIZE = 32  # pixels: decoding fully is what matters, not the output size
 
@@ -30,8 +30,11 @@ class CheckReport:
             "validation": len(self.layout.val),
             "good": self.good,
             "bad": [{"path": str(p.path), "reason": p.kind, "detail": p.detail} for p in self.problems],
-            "ignored": {"hidden": self.ignored.hidden, "not_images": self.ignored.other,
-                        "links_outside": self.ignored.outside_links},  # fmt: skip
+            "ignored": {
+                "hidden": self.ignored.hidden,
+                "not_images": self.ignored.other,
+                "links_outside": self.ignored.outside_links,
+            },
         }
 
 
@@ -48,8 +51,9 @@ def strict_error(problems: list[ImageProblem]) -> BinclassError:
     return BinclassError(f"{len(problems)} bad image file(s) (--strict): {names}{more}; remove or replace them")
 
 
-def check_dataset(data_dir: Path, val_split: float = 0.2, seed: int = 0, positive: str | None = None,
-                  workers: int = 0) -> CheckReport:  # fmt: skip
+def check_dataset(
+    data_dir: Path, val_split: float = 0.2, seed: int = 0, positive: str | None = None, workers: int = 0
+) -> CheckReport:
     layout = scan_dataset(Path(data_dir), val_split, seed, positive)
     paths = layout.train.paths + layout.val.paths
     good, problems = check_files(paths, CHECK_SIZE, workers)

@@ -108,7 +108,9 @@ def class_order(names: list[str], positive: str | None) -> list[str]:
     if positive is None:
         return names
     if positive not in names:
-        raise BinclassError(f"--positive {positive!r} is not a class folder; the classes are {names[0]!r} and {names[1]!r}")
+        raise BinclassError(
+            f"--positive {positive!r} is not a class folder; the classes are {names[0]!r} and {names[1]!r}"
+        )
     return [n for n in names if n != positive] + [positive]
 
 
@@ -129,7 +131,9 @@ def _collect(folder: Path, classes: list[str], ignored: Ignored | None = None, r
     for index, name in enumerate(classes):
         images = list_images(folder / name, ignored, root=root or folder)
         if not images:
-            raise BinclassError(f"{folder / name}: class folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            raise BinclassError(
+                f"{folder / name}: class folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
         paths += images
         labels += [index] * len(images)
     return Split(paths, labels)

@@ -69,7 +69,9 @@ def decode_cached(
     return images, good, problems, sum(hits)
 
 
-def check_files(paths: list[Path], size: int, workers: int = 0, chunk: int = 512) -> tuple[list[int], list[ImageProblem]]:
+def check_files(
+    paths: list[Path], size: int, workers: int = 0, chunk: int = 512
+) -> tuple[list[int], list[ImageProblem]]:
     """Fully decode every file (in chunks, keeping no pixels): indices of the good ones, and the problems."""
     good: list[int] = []
     problems: list[ImageProblem] = []
@@ -123,9 +125,19 @@ def make_source(
     the problems of the bad ones, and a line saying what was done."""
     if mode == "none":
         good, problems = check_files(paths, size, workers)
-        return StreamSource([paths[i] for i in good], size, device, workers), good, problems, "checked, streamed per batch"
+        return (
+            StreamSource([paths[i] for i in good], size, device, workers),
+            good,
+            problems,
+            "checked, streamed per batch",
+        )
     if mode == "disk":
         images, good, problems, hits = decode_cached(paths, size, cache_dir or default_cache_dir(), workers)
-        return TensorSource(images.to(device)), good, problems, f"{hits} from the disk cache, {len(good) - hits} decoded"
+        return (
+            TensorSource(images.to(device)),
+            good,
+            problems,
+            f"{hits} from the disk cache, {len(good) - hits} decoded",
+        )
     images, good, problems = decode_checked(paths, size, workers)
     return TensorSource(images.to(device)), good, problems, "decoded"

@@ -50,7 +50,9 @@ def _run(cmd: list[str]) -> tuple[float, float, str]:
     with tempfile.NamedTemporaryFile(suffix=".peak") as peak_file:
         env = {**os.environ, "BINCLASS_PEAK_FILE": peak_file.name}
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "binclass.devtools.peak", *cmd], capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "binclass.devtools.peak", *cmd], capture_output=True, text=True, env=env
+        )
         wall = time.perf_counter() - start
         out = proc.stdout + proc.stderr
         if proc.returncode != 0:
@@ -61,21 +63,57 @@ def _run(cmd: list[str]) -> tuple[float, float, str]:
 
 def _posted(data_dir: Path, epochs: int, device: str, n_train: int, tmp: Path) -> Row:
     csv_path = tmp / "posted.csv"
-    wall, rss, _ = _run(["binclass.devtools.posted", str(data_dir), "--csv", str(csv_path),
-                         "--epochs", str(epochs), "--lr", "1e-4", "--device", device])  # fmt: skip
+    wall, rss, _ = _run(
+        [
+            "binclass.devtools.posted",
+            str(data_dir),
+            "--csv",
+            str(csv_path),
+            "--epochs",
+            str(epochs),
+            "--lr",
+            "1e-4",
+            "--device",
+            device,
+        ]
+    )
     import csv
 
     spe = steady([float(r["seconds"]) for r in csv.DictReader(csv_path.open()) if r["seconds"]])
     return Row("a: posted loop (ImageFolder, DataLoader 2 workers)", spe, n_train / spe, rss, wall, "fp32")
 
 
-def _binclass(data_dir: Path, model: str, epochs: int, batch: int, device: str, precision: str, tmp: Path,
-              graphs: bool = False) -> Row:  # fmt: skip
+def _binclass(
+    data_dir: Path, model: str, epochs: int, batch: int, device: str, precision: str, tmp: Path, graphs: bool = False
+) -> Row:
     out = tmp / f"run-{precision}{'-graphs' if graphs else ''}"
-    wall, rss, log = _run(["binclass.cli", "train", str(data_dir), "--out", str(out),
-                           "--model", model, "--epochs", str(epochs), "--batch-size", str(batch), "--optimizer",
-                           "rmsprop", "--lr", "1e-4", "--augment", "none", "--device", device,
-                           "--precision", precision, "--cuda-graphs", "on" if graphs else "off"])  # fmt: skip
+    wall, rss, log = _run(
+        [
+            "binclass.cli",
+            "train",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--model",
+            model,
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            str(batch),
+            "--optimizer",
+            "rmsprop",
+            "--lr",
+            "1e-4",
+            "--augment",
+            "none",
+            "--device",
+            device,
+            "--precision",
+            precision,
+            "--cuda-graphs",
+            "on" if graphs else "off",
+        ]
+    )
     rows = history.read_epochs(out)
     spe = steady([r["seconds"] for r in rows])
     used = json.loads((out / CONFIG_FILE).read_text())["extra"]["precision"]
@@ -83,22 +121,61 @@ def _binclass(data_dir: Path, model: str, epochs: int, batch: int, device: str, 
     return Row(name, spe, rows[0]["train_n"] / spe, rss, wall, used, steady([r["train_seconds"] for r in rows]))
 
 
-def _floor(model: str, size: int, n: int, epochs: int, batch: int, device: str, precision: str, channels_last: bool,
-           compile: bool = False, compile_step: bool = False) -> Row:  # fmt: skip
-    cmd = ["binclass.devtools.bench", "--floor", model, str(size), str(n), str(epochs), str(batch), device,
-           precision, str(int(channels_last)), str(int(compile)), str(int(compile_step))]  # fmt: skip
+def _floor(
+    model: str,
+    size: int,
+    n: int,
+    epochs: int,
+    batch: int,
+    device: str,
+    precision: str,
+    channels_last: bool,
+    compile: bool = False,
+    compile_step: bool = False,
+) -> Row:
+    cmd = [
+        "binclass.devtools.bench",
+        "--floor",
+        model,
+        str(size),
+        str(n),
+        str(epochs),
+        str(batch),
+        device,
+        precision,
+        str(int(channels_last)),
+        str(int(compile)),
+        str(int(compile_step)),
+    ]
     wall, rss, out = _run(cmd)
     spe = float(out.strip().splitlines()[-1])
-    layout = ("channels_last" if channels_last else "NCHW") + (" + compiled model" if compile else "") + (
-        " + compiled step" if compile_step else ""
+    layout = (
+        ("channels_last" if channels_last else "NCHW")
+        + (" + compiled model" if compile else "")
+        + (" + compiled step" if compile_step else "")
     )
-    return Row(f"c: compute floor {precision} {layout}", spe, n / spe, rss, wall,
-               "training only" + (" (wall includes compiling)" if compile else ""))  # fmt: skip
+    return Row(
+        f"c: compute floor {precision} {layout}",
+        spe,
+        n / spe,
+        rss,
+        wall,
+        "training only" + (" (wall includes compiling)" if compile else ""),
+    )
 
 
-def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: int, device: str,
-                        precision: str, channels_last: bool, compile: bool = False,
-                        compile_step: bool = False) -> float:  # fmt: skip
+def floor_epoch_seconds(
+    model_name: str,
+    size: int,
+    n: int,
+    epochs: int,
+    batch: int,
+    device: str,
+    precision: str,
+    channels_last: bool,
+    compile: bool = False,
+    compile_step: bool = False,
+) -> float:
     """Mean seconds per epoch of forward + backward + RMSprop step over n in-memory images."""
     keep_freed_memory()  # as binclass train does
     dev = resolve_device(device)
@@ -134,9 +211,17 @@ def floor_epoch_seconds(model_name: str, size: int, n: int, epochs: int, batch: 
     return (time.perf_counter() - start) / epochs
 
 
-def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: int = 20, device: str = "auto",
-              image_size: int = 150, precisions: tuple[str, ...] = ("fp32", "auto"), compile: bool = False,
-              cuda_graphs: bool = False) -> dict:  # fmt: skip
+def run_bench(
+    data_dir: Path,
+    model: str = "seed",
+    epochs: int = 2,
+    batch_size: int = 20,
+    device: str = "auto",
+    image_size: int = 150,
+    precisions: tuple[str, ...] = ("fp32", "auto"),
+    compile: bool = False,
+    cuda_graphs: bool = False,
+) -> dict:
     """cuda_graphs: also time `binclass train --cuda-graphs on` at each precision (a GPU only)."""
     data_dir = Path(data_dir)
     if not (data_dir / "train").is_dir():
@@ -150,8 +235,13 @@ def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: 
         rows += [_binclass(data_dir, model, epochs, batch_size, device, p, tmp) for p in precisions]
         if cuda_graphs:
             rows += [_binclass(data_dir, model, epochs, batch_size, device, p, tmp, graphs=True) for p in precisions]
-        floors = [("fp32", False, False, False), ("fp32", True, False, False), ("fp32", True, False, True),
-                  ("bf16", True, False, False), ("bf16", True, False, True)]  # fmt: skip
+        floors = [
+            ("fp32", False, False, False),
+            ("fp32", True, False, False),
+            ("fp32", True, False, True),
+            ("bf16", True, False, False),
+            ("bf16", True, False, True),
+        ]
         if compile:
             floors.append(("bf16", True, True, False))
         rows += [_floor(model, image_size, n_train, epochs, batch_size, device, *f) for f in floors]
@@ -159,8 +249,16 @@ def run_bench(data_dir: Path, model: str = "seed", epochs: int = 2, batch_size: 
     info = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     if torch.cuda.is_available() and device != "cpu":
         info["gpu"] = torch.cuda.get_device_name(0)
-    return {"data_dir": str(data_dir), "model": model, "epochs": epochs, "batch_size": batch_size,
-            "image_size": image_size, "machine": info, "rows": [asdict(r) for r in rows], "ratios": ratios}  # fmt: skip
+    return {
+        "data_dir": str(data_dir),
+        "model": model,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "image_size": image_size,
+        "machine": info,
+        "rows": [asdict(r) for r in rows],
+        "ratios": ratios,
+    }
 
 
 def bench_ratios(rows: list[Row]) -> dict[str, dict[str, float]]:
@@ -175,9 +273,11 @@ def bench_ratios(rows: list[Row]) -> dict[str, dict[str, float]]:
             continue
         precision = "bf16" if r.note == "bf16" else "fp32"
         floor = min(f.seconds_per_epoch for f in floors if precision in f.name)
-        ratios[r.name] = {"speedup_vs_posted (a/b)": posted.seconds_per_epoch / r.seconds_per_epoch,
-                          f"vs_{precision}_floor (b/c)": r.seconds_per_epoch / floor,
-                          "whole-run speedup (a wall / b wall)": posted.wall_seconds / r.wall_seconds}  # fmt: skip
+        ratios[r.name] = {
+            "speedup_vs_posted (a/b)": posted.seconds_per_epoch / r.seconds_per_epoch,
+            f"vs_{precision}_floor (b/c)": r.seconds_per_epoch / floor,
+            "whole-run speedup (a wall / b wall)": posted.wall_seconds / r.wall_seconds,
+        }
         if r.train_seconds_per_epoch is not None:
             ratios[r.name]["training pass / floor"] = r.train_seconds_per_epoch / floor
             ratios[r.name]["validation pass / floor"] = (r.seconds_per_epoch - r.train_seconds_per_epoch) / floor
@@ -191,8 +291,10 @@ def render(result: dict) -> str:
         f"{'':52} {'s/epoch':>8} {'img/s':>7} {'peak MB':>8} {'wall s':>7}  note",
     ]
     for r in result["rows"]:
-        lines.append(f"{r['name']:52} {r['seconds_per_epoch']:8.2f} {r['images_per_second']:7.0f} "
-                     f"{r['peak_rss_mb']:8.0f} {r['wall_seconds']:7.1f}  {r['note']}")  # fmt: skip
+        lines.append(
+            f"{r['name']:52} {r['seconds_per_epoch']:8.2f} {r['images_per_second']:7.0f} "
+            f"{r['peak_rss_mb']:8.0f} {r['wall_seconds']:7.1f}  {r['note']}"
+        )
     for name, ratio in result["ratios"].items():
         lines.append(f"{name}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items()))
     return "\n".join(lines)
@@ -206,8 +308,9 @@ if __name__ == "__main__":  # the floor's own process: python -m binclass.devtoo
         sys.exit("internal entry point; use `binclass bench`")
 
 
-def run_scale(base_per_class: int = 100, factors: tuple[int, ...] = (1, 4, 16), image_size: int = 150,
-              epochs: int = 2) -> list[dict]:  # fmt: skip
+def run_scale(
+    base_per_class: int = 100, factors: tuple[int, ...] = (1, 4, 16), image_size: int = 150, epochs: int = 2
+) -> list[dict]:
     """Train the seed network on generated sets of base x factor images per class (JPEG, 200 px):
     wall time, seconds per epoch and peak memory should grow linearly with the set."""
     results = []
@@ -217,21 +320,50 @@ def run_scale(base_per_class: int = 100, factors: tuple[int, ...] = (1, 4, 16), 
             n = base_per_class * factor
             data = make_dataset(tmp / f"x{factor}", n_train=n, n_val=max(1, n // 4), size=200, seed=factor, fmt="jpg")
             out = tmp / f"run{factor}"
-            wall, rss, _ = _run(["binclass.cli", "train", str(data), "--out", str(out),
-                                 "--model", "seed", "--epochs", str(epochs), "--batch-size", "20",
-                                 "--image-size", str(image_size), "--optimizer", "rmsprop", "--augment", "none"])  # fmt: skip
+            wall, rss, _ = _run(
+                [
+                    "binclass.cli",
+                    "train",
+                    str(data),
+                    "--out",
+                    str(out),
+                    "--model",
+                    "seed",
+                    "--epochs",
+                    str(epochs),
+                    "--batch-size",
+                    "20",
+                    "--image-size",
+                    str(image_size),
+                    "--optimizer",
+                    "rmsprop",
+                    "--augment",
+                    "none",
+                ]
+            )
             rows = history.read_epochs(out)
             images = rows[0]["train_n"] + rows[0]["val_n"]
-            results.append({"factor": factor, "images": images, "wall_seconds": wall,
-                            "seconds_per_epoch": steady([r["seconds"] for r in rows]), "peak_rss_mb": rss})  # fmt: skip
+            results.append(
+                {
+                    "factor": factor,
+                    "images": images,
+                    "wall_seconds": wall,
+                    "seconds_per_epoch": steady([r["seconds"] for r in rows]),
+                    "peak_rss_mb": rss,
+                }
+            )
     return results
 
 
 def render_scale(results: list[dict]) -> str:
     base = results[0]
-    lines = [f"{'scale':>5} {'images':>7} {'s/epoch':>8} {'wall s':>7} {'peak MB':>8} {'MB over 1x':>10} {'s/epoch ratio':>13}"]
+    lines = [
+        f"{'scale':>5} {'images':>7} {'s/epoch':>8} {'wall s':>7} {'peak MB':>8} {'MB over 1x':>10} {'s/epoch ratio':>13}"
+    ]
     for r in results:
-        lines.append(f"{r['factor']:>4}x {r['images']:>7} {r['seconds_per_epoch']:8.2f} {r['wall_seconds']:7.1f} "
-                     f"{r['peak_rss_mb']:8.0f} {r['peak_rss_mb'] - base['peak_rss_mb']:10.0f} "
-                     f"{r['seconds_per_epoch'] / base['seconds_per_epoch']:13.2f}")  # fmt: skip
+        lines.append(
+            f"{r['factor']:>4}x {r['images']:>7} {r['seconds_per_epoch']:8.2f} {r['wall_seconds']:7.1f} "
+            f"{r['peak_rss_mb']:8.0f} {r['peak_rss_mb'] - base['peak_rss_mb']:10.0f} "
+            f"{r['seconds_per_epoch'] / base['seconds_per_epoch']:13.2f}"
+        )
     return "\n".join(lines)

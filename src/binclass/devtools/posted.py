@@ -90,8 +90,11 @@ def main():
                 pred = torch.argmax(output, dim=1)
                 correct = pred.eq(labels)
                 acc = torch.mean(correct.float())
-                print('[Epoch {}/{}] Iteration {} -> Train Loss: {:.4f}, Accuracy: {:.3f}'.format(
-                    epoch + 1, epochs, itr, total_loss / p_itr, acc))
+                print(
+                    "[Epoch {}/{}] Iteration {} -> Train Loss: {:.4f}, Accuracy: {:.3f}".format(
+                        epoch + 1, epochs, itr, total_loss / p_itr, acc
+                    )
+                )
                 loss_list.append(total_loss / p_itr)
                 acc_list.append(acc)
                 writer.writerow([epoch + 1, itr, total_loss / p_itr, float(acc), "", "", ""])
@@ -112,7 +115,9 @@ def main():
         seconds = time.perf_counter() - start
         writer.writerow([epoch + 1, itr - 1, "", "", val_loss / val_n, val_correct / val_n, seconds])
         log.flush()
-        print(f"[Epoch {epoch + 1}/{epochs}] val loss {val_loss / val_n:.4f} val acc {val_correct / val_n:.3f} ({seconds:.1f}s)")
+        print(
+            f"[Epoch {epoch + 1}/{epochs}] val loss {val_loss / val_n:.4f} val acc {val_correct / val_n:.3f} ({seconds:.1f}s)"
+        )
     log.close()
 
 

@@ -73,18 +73,27 @@ def check_argmax(h: History) -> list[Finding]:
             and loss_first - loss_last >= 0.05
             and float(tail_loss.mean()) < constant_bound - 0.08
         ):
-            return [Finding(
-                "metric-argmax-single-output", "error",
-                {"series": label, "loss_first": loss_first, "loss_last": loss_last,
-                 "acc_mean_second_half": float(tail_acc.mean()), "class_share": share,
-                 "constant_prediction_loss": constant_bound, "points": int(len(acc))},
-                f"The {label} stays at the class share ({tail_acc.mean():.3f} vs {share:.3f}) while the loss fell from "
-                f"{loss_first:.3f} to {loss_last:.3f}, well below the {constant_bound:.3f} of any constant prediction: "
-                "this is not a real accuracy. Typical cause: argmax (or max(dim=1)) over a model with one output, "
-                "which is always class 0.",
-                "With one output, predict with (torch.sigmoid(logits) >= 0.5) or (logits >= 0) and compare with "
-                "labels of the same shape; count correct predictions over the whole epoch.",
-            )]  # fmt: skip
+            return [
+                Finding(
+                    "metric-argmax-single-output",
+                    "error",
+                    {
+                        "series": label,
+                        "loss_first": loss_first,
+                        "loss_last": loss_last,
+                        "acc_mean_second_half": float(tail_acc.mean()),
+                        "class_share": share,
+                        "constant_prediction_loss": constant_bound,
+                        "points": int(len(acc)),
+                    },
+                    f"The {label} stays at the class share ({tail_acc.mean():.3f} vs {share:.3f}) while the loss fell from "
+                    f"{loss_first:.3f} to {loss_last:.3f}, well below the {constant_bound:.3f} of any constant prediction: "
+                    "this is not a real accuracy. Typical cause: argmax (or max(dim=1)) over a model with one output, "
+                    "which is always class 0.",
+                    "With one output, predict with (torch.sigmoid(logits) >= 0.5) or (logits >= 0) and compare with "
+                    "labels of the same shape; count correct predictions over the whole epoch.",
+                )
+            ]
     return []
 
 
@@ -117,7 +126,11 @@ def check_constant_predictions(h: History) -> list[Finding]:
     epochs = _constant_epochs(h)
     step_losses = _values(h.steps, "loss")
     saturated_steps = int(np.sum(step_losses >= SATURATED_LOSS)) if len(step_losses) else 0
-    if not epochs and len(step_losses) >= 4 and np.mean(step_losses[-max(1, len(step_losses) // 4):]) >= SATURATED_LOSS:
+    if (
+        not epochs
+        and len(step_losses) >= 4
+        and np.mean(step_losses[-max(1, len(step_losses) // 4) :]) >= SATURATED_LOSS
+    ):
         epochs = [(-1, f"training loss near {float(np.median(step_losses)):.1f}: saturated outputs (BCE clamp)")]
     if not epochs:
         return []
@@ -142,21 +155,29 @@ def check_constant_predictions(h: History) -> list[Finding]:
         if trailing == 1:
             # Only the latest epoch, after epochs that told the classes apart: batch norm at a high learning
             # rate can do this for an epoch and recover (seen in the small recipe's warm-up): no verdict yet.
-            return [Finding(
-                "constant-predictions", "warning", evidence,
-                f"The latest epoch's model predicts one class for everything ({epochs[-1][1]}; epoch {last_epoch}), "
-                "after epochs that told the classes apart. A high learning rate can do this for an epoch and "
-                "recover; if it is the run's last epoch, it is the model you have.",
-                "Watch the next epochs; if it lasts, lower the learning rate (10x). A finished run's "
-                "best.safetensors holds the epoch of lowest validation loss.",
-            )]  # fmt: skip
-    return [Finding(
-        "constant-predictions", "error", evidence,
-        f"The model predicts one class for everything ({epochs[-1][1]}; epochs {_ranges(stuck)}). Its accuracy is "
-        "just the share of that class, and more epochs will not fix it.",
-        "Lower the learning rate (10x; for RMSprop on this kind of CNN 1e-4 rather than 1e-3), use BCEWithLogitsLoss "
-        "on raw logits instead of sigmoid + BCELoss, and check that the inputs are normalized.",
-    )]  # fmt: skip
+            return [
+                Finding(
+                    "constant-predictions",
+                    "warning",
+                    evidence,
+                    f"The latest epoch's model predicts one class for everything ({epochs[-1][1]}; epoch {last_epoch}), "
+                    "after epochs that told the classes apart. A high learning rate can do this for an epoch and "
+                    "recover; if it is the run's last epoch, it is the model you have.",
+                    "Watch the next epochs; if it lasts, lower the learning rate (10x). A finished run's "
+                    "best.safetensors holds the epoch of lowest validation loss.",
+                )
+            ]
+    return [
+        Finding(
+            "constant-predictions",
+            "error",
+            evidence,
+            f"The model predicts one class for everything ({epochs[-1][1]}; epochs {_ranges(stuck)}). Its accuracy is "
+            "just the share of that class, and more epochs will not fix it.",
+            "Lower the learning rate (10x; for RMSprop on this kind of CNN 1e-4 rather than 1e-3), use BCEWithLogitsLoss "
+            "on raw logits instead of sigmoid + BCELoss, and check that the inputs are normalized.",
+        )
+    ]
 
 
 def _longest_run(epochs: list[int]) -> int:
@@ -201,15 +222,22 @@ def check_not_learning(h: History) -> list[Finding]:
     # Three quarters of the second half within 0.02 of the constant-prediction loss: no signal learned
     # (a quarter may be spikes, as when a too-high learning rate kicks the weights now and then).
     if np.mean(np.abs(tail - floor) < 0.02) >= 0.75:
-        return [Finding(
-            "not-learning", "warning",
-            {"series": label, "loss_last": float(losses[-1]), "constant_prediction_loss": floor,
-             "points": int(len(losses))},
-            f"The {label} stays at {float(np.median(tail)):.3f}, the loss of predicting the class share "
-            f"({floor:.3f} = ln 2 for a balanced set): the model has not learned anything from the images.",
-            "Check that labels match images (look at a few), try a 10x lower and a 10x higher learning rate, "
-            "and make sure the optimizer gets the model's parameters and optimizer.step() runs.",
-        )]  # fmt: skip
+        return [
+            Finding(
+                "not-learning",
+                "warning",
+                {
+                    "series": label,
+                    "loss_last": float(losses[-1]),
+                    "constant_prediction_loss": floor,
+                    "points": int(len(losses)),
+                },
+                f"The {label} stays at {float(np.median(tail)):.3f}, the loss of predicting the class share "
+                f"({floor:.3f} = ln 2 for a balanced set): the model has not learned anything from the images.",
+                "Check that labels match images (look at a few), try a 10x lower and a 10x higher learning rate, "
+                "and make sure the optimizer gets the model's parameters and optimizer.step() runs.",
+            )
+        ]
     return []
 
 
@@ -220,24 +248,31 @@ def check_diverging(h: History) -> list[Finding]:
             v = r.get(key)
             if v is not None and not math.isfinite(v):
                 where = f"epoch {r.get('epoch')}" + (f", step {r['step']}" if "step" in r else "")
-                return [Finding(
-                    "diverging", "error", {"series": key, "value": v, "at": where},
-                    f"The {key.replace('_', ' ')} became {v} at {where}: training diverged and the weights are garbage.",
-                    "Lower the learning rate, use BCEWithLogitsLoss (never log of a sigmoid), and clip gradients "
-                    "(torch.nn.utils.clip_grad_norm_).",
-                )]  # fmt: skip
+                return [
+                    Finding(
+                        "diverging",
+                        "error",
+                        {"series": key, "value": v, "at": where},
+                        f"The {key.replace('_', ' ')} became {v} at {where}: training diverged and the weights are garbage.",
+                        "Lower the learning rate, use BCEWithLogitsLoss (never log of a sigmoid), and clip gradients "
+                        "(torch.nn.utils.clip_grad_norm_).",
+                    )
+                ]
     losses = _values(h.epochs, "train_loss")
     if len(losses) >= 4:
         rises = np.diff(losses[-4:])
         low = float(losses.min())
         if np.all(rises > 0) and losses[-1] > 1.25 * low + 0.02:  # three rises in a row, 25% above the best
-            return [Finding(
-                "diverging", "error",
-                {"series": "train_loss", "min": low, "last": float(losses[-1]), "rising_epochs": 3},
-                f"The training loss has risen for 3 epochs in a row, from its best {low:.4f} to {losses[-1]:.4f}: "
-                "the optimizer is overshooting.",
-                "Lower the learning rate (or add a decaying schedule) and restart from the best checkpoint.",
-            )]  # fmt: skip
+            return [
+                Finding(
+                    "diverging",
+                    "error",
+                    {"series": "train_loss", "min": low, "last": float(losses[-1]), "rising_epochs": 3},
+                    f"The training loss has risen for 3 epochs in a row, from its best {low:.4f} to {losses[-1]:.4f}: "
+                    "the optimizer is overshooting.",
+                    "Lower the learning rate (or add a decaying schedule) and restart from the best checkpoint.",
+                )
+            ]
     return []
 
 
@@ -250,14 +285,17 @@ def check_lr_collapse(h: History) -> list[Finding]:
         below = np.flatnonzero(lrs < 0.01 * lrs[0])
         if len(below) and below[0] < len(lrs) / 2:
             i = int(below[0])
-            return [Finding(
-                "lr-schedule-collapse", "warning",
-                {"lr_start": float(lrs[0]), "lr_at": float(lrs[i]), "at": f"{unit} {i + 1} of {len(lrs)}"},
-                f"The learning rate fell from {lrs[0]:.3g} to {lrs[i]:.3g} (under 1% of its start) by {unit} {i + 1} "
-                f"of {len(lrs)}: most of the run trained at almost no learning rate.",
-                "An epoch-based scheduler (StepLR, ExponentialLR, CosineAnnealingLR with T_max in epochs) is being "
-                "stepped after every batch: call scheduler.step() once per epoch, or size it in steps.",
-            )]  # fmt: skip
+            return [
+                Finding(
+                    "lr-schedule-collapse",
+                    "warning",
+                    {"lr_start": float(lrs[0]), "lr_at": float(lrs[i]), "at": f"{unit} {i + 1} of {len(lrs)}"},
+                    f"The learning rate fell from {lrs[0]:.3g} to {lrs[i]:.3g} (under 1% of its start) by {unit} {i + 1} "
+                    f"of {len(lrs)}: most of the run trained at almost no learning rate.",
+                    "An epoch-based scheduler (StepLR, ExponentialLR, CosineAnnealingLR with T_max in epochs) is being "
+                    "stepped after every batch: call scheduler.step() once per epoch, or size it in steps.",
+                )
+            ]
     return []
 
 
@@ -279,30 +317,46 @@ def check_overfitting(h: History) -> list[Finding]:
         rise = float(np.mean(tail)) - val[best]
         if after >= 3 and float(np.min(tail)) > val[best] + margin and rise > 2 * _jitter(val[best:]) and fell:
             b = int(rows[best]["epoch"])
-            evidence = {"best_epoch": b, "val_loss_best": float(val[best]), "val_loss_last": float(val[-1]),
-                        "train_loss_at_best": float(train[best]), "train_loss_last": float(train[-1]),
-                        "epochs_since_best": after}  # fmt: skip
-            what = (f"Validation loss was lowest at epoch {b} ({val[best]:.4f}) and has risen for {after} epochs to "
-                    f"{val[-1]:.4f}, while training loss kept falling ({train[best]:.4f} -> {train[-1]:.4f})")  # fmt: skip
+            evidence = {
+                "best_epoch": b,
+                "val_loss_best": float(val[best]),
+                "val_loss_last": float(val[-1]),
+                "train_loss_at_best": float(train[best]),
+                "train_loss_last": float(train[-1]),
+                "epochs_since_best": after,
+            }
+            what = (
+                f"Validation loss was lowest at epoch {b} ({val[best]:.4f}) and has risen for {after} epochs to "
+                f"{val[-1]:.4f}, while training loss kept falling ({train[best]:.4f} -> {train[-1]:.4f})"
+            )
             acc_best, acc_last = rows[best].get("val_acc"), rows[-1].get("val_acc")
             if acc_best is not None and acc_last is not None and acc_last >= acc_best:
                 # Loss up, accuracy not down: the mistakes it still makes grow more confident. Going back to the
                 # best-loss epoch would cost accuracy; regularizing is what helps (label smoothing + a weight
                 # average took the small recipe from 0.864 to 0.886 on the CPU, README).
                 evidence.update(val_acc_at_best=acc_best, val_acc_last=acc_last)
-                return [Finding(
-                    "overfitting", "warning", evidence,
-                    f"{what}, though validation accuracy has not fallen ({acc_best:.3f} at epoch {b}, {acc_last:.3f} "
-                    "now): the model is growing over-confident on the images it gets wrong, the first sign of "
-                    "memorizing the training images.",
-                    f"Going back to epoch {b}'s weights would not raise accuracy. Regularize instead: label smoothing "
-                    "(--label-smoothing 0.1), a weight average (--ema), augmentation (--augment crop), weight decay.",
-                )]  # fmt: skip
-            return [Finding(
-                "overfitting", "warning", evidence, f"{what}: the model is memorizing the training images.",
-                f"Keep the weights of epoch {b} (binclass: best.safetensors, --early-stop 3), add "
-                "augmentation (--augment standard), dropout or weight decay, or use more data.",
-            )]  # fmt: skip
+                return [
+                    Finding(
+                        "overfitting",
+                        "warning",
+                        evidence,
+                        f"{what}, though validation accuracy has not fallen ({acc_best:.3f} at epoch {b}, {acc_last:.3f} "
+                        "now): the model is growing over-confident on the images it gets wrong, the first sign of "
+                        "memorizing the training images.",
+                        f"Going back to epoch {b}'s weights would not raise accuracy. Regularize instead: label smoothing "
+                        "(--label-smoothing 0.1), a weight average (--ema), augmentation (--augment crop), weight decay.",
+                    )
+                ]
+            return [
+                Finding(
+                    "overfitting",
+                    "warning",
+                    evidence,
+                    f"{what}: the model is memorizing the training images.",
+                    f"Keep the weights of epoch {b} (binclass: best.safetensors, --early-stop 3), add "
+                    "augmentation (--augment standard), dropout or weight decay, or use more data.",
+                )
+            ]
     last = h.epochs[-1] if h.epochs else {}
     if last.get("train_acc") is not None and last.get("val_acc") is not None:
         gap = last["train_acc"] - last["val_acc"]
@@ -316,19 +370,37 @@ def check_overfitting(h: History) -> list[Finding]:
             # Still at (or within noise of) its lowest validation loss, the model generalizes as well as it
             # ever did: the gap is worth knowing (info), but stopping earlier would not help.
             rising = len(val) > 0 and val[-1] > float(np.min(val)) + max(0.02, 0.05 * float(np.min(val)))
-            evidence = {"train_acc": last["train_acc"], "val_acc": last["val_acc"], "gap": gap,
-                        "gap_standard_error": se, "val_loss_rising": bool(rising)}  # fmt: skip
-            message = (f"Training accuracy ({last['train_acc']:.3f}) is {gap * 100:.1f} points above validation "
-                       f"accuracy ({last['val_acc']:.3f}), far more than sampling noise explains")  # fmt: skip
+            evidence = {
+                "train_acc": last["train_acc"],
+                "val_acc": last["val_acc"],
+                "gap": gap,
+                "gap_standard_error": se,
+                "val_loss_rising": bool(rising),
+            }
+            message = (
+                f"Training accuracy ({last['train_acc']:.3f}) is {gap * 100:.1f} points above validation "
+                f"accuracy ({last['val_acc']:.3f}), far more than sampling noise explains"
+            )
             if rising:
-                return [Finding("overfitting", "warning", evidence, message + ", and validation loss is above its best.",
-                                "Regularize (augmentation, dropout, weight decay), stop earlier, or get more training images.")]  # fmt: skip
-            return [Finding(
-                "overfitting", "info", evidence,
-                message + ": the model fits its training images better than new ones. Validation loss is still at "
-                "its lowest, so the gap is not costing accuracy yet.",
-                "More data or stronger augmentation may narrow the gap; stopping earlier would not help.",
-            )]  # fmt: skip
+                return [
+                    Finding(
+                        "overfitting",
+                        "warning",
+                        evidence,
+                        message + ", and validation loss is above its best.",
+                        "Regularize (augmentation, dropout, weight decay), stop earlier, or get more training images.",
+                    )
+                ]
+            return [
+                Finding(
+                    "overfitting",
+                    "info",
+                    evidence,
+                    message + ": the model fits its training images better than new ones. Validation loss is still at "
+                    "its lowest, so the gap is not costing accuracy yet.",
+                    "More data or stronger augmentation may narrow the gap; stopping earlier would not help.",
+                )
+            ]
     return []
 
 
@@ -358,29 +430,40 @@ def check_sampling_noise(h: History) -> list[Finding]:
         expected = math.sqrt(p * (1 - p) / h.batch_size)
         observed = float(np.std(np.diff(acc)) / math.sqrt(2))  # step-to-step: the slow trend cancels
         if observed <= 1.3 * expected:  # 1.3: allows for the model changing between steps
-            out.append(Finding(
-                "within-sampling-noise", "info",
-                {"batch_size": h.batch_size, "expected_sd": expected, "observed_sd": observed,
-                 "observed_min": float(acc.min()), "observed_max": float(acc.max())},
-                f"Per-batch accuracy jumps between {acc.min():.2f} and {acc.max():.2f}; a batch of {h.batch_size} "
-                f"at {p:.2f} has a standard deviation of {expected:.3f} (binomial), and the jumps ({observed:.3f}) "
-                "are no larger: they are sampling noise, not a training problem.",
-                "Watch the accuracy counted over the whole epoch and the validation loss instead of single batches.",
-            ))  # fmt: skip
+            out.append(
+                Finding(
+                    "within-sampling-noise",
+                    "info",
+                    {
+                        "batch_size": h.batch_size,
+                        "expected_sd": expected,
+                        "observed_sd": observed,
+                        "observed_min": float(acc.min()),
+                        "observed_max": float(acc.max()),
+                    },
+                    f"Per-batch accuracy jumps between {acc.min():.2f} and {acc.max():.2f}; a batch of {h.batch_size} "
+                    f"at {p:.2f} has a standard deviation of {expected:.3f} (binomial), and the jumps ({observed:.3f}) "
+                    "are no larger: they are sampling noise, not a training problem.",
+                    "Watch the accuracy counted over the whole epoch and the validation loss instead of single batches.",
+                )
+            )
     val = _values(h.epochs, "val_acc")
     if h.val_n and len(val) >= 3:
         lo, hi = wilson_interval(round(val[-1] * h.val_n), h.val_n)
         half = (hi - lo) / 2
         changes = np.abs(np.diff(val))
         if np.any(np.diff(val) < 0) and changes.max() <= half:
-            out.append(Finding(
-                "within-sampling-noise", "info",
-                {"val_n": h.val_n, "interval_half_width": half, "largest_epoch_change": float(changes.max())},
-                f"Validation accuracy moves by at most {changes.max() * 100:.1f} points between epochs, inside its "
-                f"±{half * 100:.1f}-point 95% interval on {h.val_n} images: these ups and downs are not evidence of "
-                "anything.",
-                "Compare runs by validation loss, or by accuracy only when the difference exceeds the interval.",
-            ))  # fmt: skip
+            out.append(
+                Finding(
+                    "within-sampling-noise",
+                    "info",
+                    {"val_n": h.val_n, "interval_half_width": half, "largest_epoch_change": float(changes.max())},
+                    f"Validation accuracy moves by at most {changes.max() * 100:.1f} points between epochs, inside its "
+                    f"±{half * 100:.1f}-point 95% interval on {h.val_n} images: these ups and downs are not evidence of "
+                    "anything.",
+                    "Compare runs by validation loss, or by accuracy only when the difference exceeds the interval.",
+                )
+            )
     return out
 
 
@@ -400,16 +483,25 @@ def check_unstable_validation(h: History) -> list[Finding]:
     if not (changes.max() > limit and changes.min() < -limit):
         return []
     first, last = int(rows[0]["epoch"]), int(rows[-1]["epoch"])
-    return [Finding(
-        "unstable-validation", "info",
-        {"epochs": [first, last], "val_acc": [float(a) for a in acc], "largest_change": float(np.abs(changes).max()),
-         "noise_limit": limit, "val_n": h.val_n, "lr": rows[-1].get("lr")},  # fmt: skip
-        f"Validation accuracy jumps both ways in epochs {first}-{last} ({', '.join(f'{a:.3f}' for a in acc)}), by up "
-        f"to {np.abs(changes).max() * 100:.1f} points, while sampling {h.val_n} images explains changes of at most "
-        f"about {limit * 100:.1f}: the model itself changes a lot from one epoch to the next.",
-        "Expected at the peak of a warm-up or one-cycle schedule if it settles as the learning rate falls. If it "
-        "lasts, lower the learning rate, average the weights (--ema), and keep batches of 32+ for batch norm.",
-    )]  # fmt: skip
+    return [
+        Finding(
+            "unstable-validation",
+            "info",
+            {
+                "epochs": [first, last],
+                "val_acc": [float(a) for a in acc],
+                "largest_change": float(np.abs(changes).max()),
+                "noise_limit": limit,
+                "val_n": h.val_n,
+                "lr": rows[-1].get("lr"),
+            },
+            f"Validation accuracy jumps both ways in epochs {first}-{last} ({', '.join(f'{a:.3f}' for a in acc)}), by up "
+            f"to {np.abs(changes).max() * 100:.1f} points, while sampling {h.val_n} images explains changes of at most "
+            f"about {limit * 100:.1f}: the model itself changes a lot from one epoch to the next.",
+            "Expected at the peak of a warm-up or one-cycle schedule if it settles as the learning rate falls. If it "
+            "lasts, lower the learning rate, average the weights (--ema), and keep batches of 32+ for batch norm.",
+        )
+    ]
 
 
 # --- small-validation-set ---------------------------------------------------------------------------
@@ -423,13 +515,16 @@ def check_small_validation(h: History) -> list[Finding]:
     if half <= 0.02:
         return []
     needed = math.ceil(Z95**2 * max(p * (1 - p), 0.01) / 0.02**2)
-    return [Finding(
-        "small-validation-set", "info",
-        {"val_n": h.val_n, "val_acc": p, "low": lo, "high": hi, "half_width": half, "n_for_2_points": needed},
-        f"With {h.val_n} validation images, accuracy {p:.3f} is only known to within ±{half * 100:.1f} points "
-        f"(95% interval {lo:.3f}-{hi:.3f}).",
-        f"Treat differences under {half * 100:.1f} points as noise; about {needed} validation images would give ±2 points.",
-    )]  # fmt: skip
+    return [
+        Finding(
+            "small-validation-set",
+            "info",
+            {"val_n": h.val_n, "val_acc": p, "low": lo, "high": hi, "half_width": half, "n_for_2_points": needed},
+            f"With {h.val_n} validation images, accuracy {p:.3f} is only known to within ±{half * 100:.1f} points "
+            f"(95% interval {lo:.3f}-{hi:.3f}).",
+            f"Treat differences under {half * 100:.1f} points as noise; about {needed} validation images would give ±2 points.",
+        )
+    ]
 
 
 # --- seed-spread ------------------------------------------------------------------------------------
@@ -444,22 +539,39 @@ def check_seed_spread(h: History, summary: dict) -> list[Finding]:
     acc = float(val[-1])
     pair_sd = math.sqrt(2) * sd  # two single runs of one recipe differ by this much (sd) from the seed alone
     where = f"{(acc - mean) / sd:+.1f} sd from their mean" if sd > 0 else "at their common value"
-    return [Finding(
-        "seed-spread", "info",
-        {"seeds": len(accs), "mean": mean, "sd": sd, "min": stats["min_val_acc"], "max": stats["max_val_acc"], "val_acc": acc,
-         "pair_sd": pair_sd},
-        f"Across {len(accs)} seeds of this recipe, validation accuracy was {mean:.3f} ± {sd * 100:.1f} points (sd; "
-        f"{stats['min_val_acc']:.3f}-{stats['max_val_acc']:.3f}); this run's {acc:.3f} is {where}. Two single runs of one recipe differ "
-        f"by {pair_sd * 100:.1f} points (sd) from the seed alone.",
-        f"Call a change of recipe an improvement only when it moves the seed mean by more than about "
-        f"{2 * pair_sd * 100:.1f} points, or compare the runs with `binclass compare`, which accounts for this spread.",
-    )]  # fmt: skip
+    return [
+        Finding(
+            "seed-spread",
+            "info",
+            {
+                "seeds": len(accs),
+                "mean": mean,
+                "sd": sd,
+                "min": stats["min_val_acc"],
+                "max": stats["max_val_acc"],
+                "val_acc": acc,
+                "pair_sd": pair_sd,
+            },
+            f"Across {len(accs)} seeds of this recipe, validation accuracy was {mean:.3f} ± {sd * 100:.1f} points (sd; "
+            f"{stats['min_val_acc']:.3f}-{stats['max_val_acc']:.3f}); this run's {acc:.3f} is {where}. Two single runs of one recipe differ "
+            f"by {pair_sd * 100:.1f} points (sd) from the seed alone.",
+            f"Call a change of recipe an improvement only when it moves the seed mean by more than about "
+            f"{2 * pair_sd * 100:.1f} points, or compare the runs with `binclass compare`, which accounts for this spread.",
+        )
+    ]
 
 
 CHECKS: list[Callable[[History], list[Finding]]] = [
-    check_argmax, check_constant_predictions, check_not_learning, check_diverging, check_lr_collapse,
-    check_overfitting, check_sampling_noise, check_unstable_validation, check_small_validation,
-]  # fmt: skip
+    check_argmax,
+    check_constant_predictions,
+    check_not_learning,
+    check_diverging,
+    check_lr_collapse,
+    check_overfitting,
+    check_sampling_noise,
+    check_unstable_validation,
+    check_small_validation,
+]
 
 
 def diagnose(h: History) -> list[Finding]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checks import check_seed_spread, diagnose
-from .findings import SEVERITIES, Finding, sort_findings
 from ..run import history as run_history
 from ..run.files import DIAGNOSIS_FILE
 from ..run.seeds import find_seed_summary
+from .checks import check_seed_spread, diagnose
+from .findings import SEVERITIES, Finding, sort_findings
 from .logs import fill_counts, from_run_folder, load_history
 
 

@@ -13,11 +13,15 @@ from .findings import Finding
 NN = "torch.nn"
 EPOCH_SCHEDULERS = {"StepLR", "MultiStepLR", "ExponentialLR", "ReduceLROnPlateau", "CosineAnnealingLR", "PolynomialLR"}
 LOSS_KINDS = {
-    f"{NN}.BCELoss": "bce", f"{NN}.functional.binary_cross_entropy": "bce",
-    f"{NN}.BCEWithLogitsLoss": "bce_logits", f"{NN}.functional.binary_cross_entropy_with_logits": "bce_logits",
-    f"{NN}.CrossEntropyLoss": "multiclass", f"{NN}.NLLLoss": "multiclass", f"{NN}.functional.cross_entropy": "multiclass",
+    f"{NN}.BCELoss": "bce",
+    f"{NN}.functional.binary_cross_entropy": "bce",
+    f"{NN}.BCEWithLogitsLoss": "bce_logits",
+    f"{NN}.functional.binary_cross_entropy_with_logits": "bce_logits",
+    f"{NN}.CrossEntropyLoss": "multiclass",
+    f"{NN}.NLLLoss": "multiclass",
+    f"{NN}.functional.cross_entropy": "multiclass",
     f"{NN}.functional.nll_loss": "multiclass",
-}  # fmt: skip
+}
 SIGMOIDS = {"torch.sigmoid", f"{NN}.functional.sigmoid", f"{NN}.Sigmoid", "torch.special.expit"}
 NO_GRAD = {"torch.no_grad", "torch.inference_mode", "torch.set_grad_enabled", "torch.autograd.no_grad"}
 VAL_WORDS = ("val", "valid", "test", "eval", "dev")
@@ -111,10 +115,15 @@ def _build_context(tree: ast.Module) -> Context:
             for inner in ast.walk(node):
                 if isinstance(inner, ast.Call) and _canon(ctx.qualified(inner.func)) in SIGMOIDS:
                     ctx.sigmoid_in_model = ctx.sigmoid_in_model or inner.lineno
-                if (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute)
-                        and inner.func.attr == "sigmoid" and not inner.args
-                        and isinstance(inner.func.value, ast.Name) and inner.func.value.id not in ("torch", "F")):
-                    ctx.sigmoid_in_model = ctx.sigmoid_in_model or inner.lineno  # fmt: skip
+                if (
+                    isinstance(inner, ast.Call)
+                    and isinstance(inner.func, ast.Attribute)
+                    and inner.func.attr == "sigmoid"
+                    and not inner.args
+                    and isinstance(inner.func.value, ast.Name)
+                    and inner.func.value.id not in ("torch", "F")
+                ):
+                    ctx.sigmoid_in_model = ctx.sigmoid_in_model or inner.lineno
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             q = _canon(ctx.qualified(node.func))
@@ -131,22 +140,30 @@ def _build_context(tree: ast.Module) -> Context:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
             targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
             root = node.value
-            while isinstance(root, ast.Call) and isinstance(root.func, ast.Attribute) and root.func.attr in ("to", "cuda", "cpu", "train", "float"):
+            while (
+                isinstance(root, ast.Call)
+                and isinstance(root.func, ast.Attribute)
+                and root.func.attr in ("to", "cuda", "cpu", "train", "float")
+            ):
                 root = root.func.value  # model = Net().to(device)
             if isinstance(root, ast.Call):
                 q = _canon(ctx.qualified(root.func)) or ""
                 cls = q.rsplit(".", 1)[-1]
                 if cls in ctx.model_classes or q == f"{NN}.Sequential":
                     ctx.model_names.update(targets)
-                if q.startswith("torch.optim.lr_scheduler.") or (cls.endswith(("LR", "LROnPlateau")) and "lr_scheduler" in q):
+                if q.startswith("torch.optim.lr_scheduler.") or (
+                    cls.endswith(("LR", "LROnPlateau")) and "lr_scheduler" in q
+                ):
                     for t in targets:
                         ctx.schedulers[t] = (cls, root)
     # Names bound to raw model outputs: out = model(x), out = model(x).squeeze(1), ...
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             value = node.value
-            while isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in (
-                "squeeze", "view", "reshape", "flatten", "float", "detach", "cpu"
+            while (
+                isinstance(value, ast.Call)
+                and isinstance(value.func, ast.Attribute)
+                and value.func.attr in ("squeeze", "view", "reshape", "flatten", "float", "detach", "cpu")
             ):
                 value = value.func.value
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ctx.model_names:
@@ -156,8 +173,10 @@ def _build_context(tree: ast.Module) -> Context:
 
 def _is_raw_output(ctx: Context, node: ast.AST) -> bool:
     """True when node is a model output that no sigmoid has touched."""
-    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
-        "squeeze", "view", "reshape", "flatten", "float", "detach", "cpu"
+    while (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("squeeze", "view", "reshape", "flatten", "float", "detach", "cpu")
     ):
         node = node.func.value
     if isinstance(node, ast.Name):
@@ -242,12 +261,15 @@ class _Linter:
             if kind in self.ctx.losses:
                 evidence["loss"] = self.ctx.losses[kind][0].rsplit(".", 1)[-1]
         self.add(
-            "lint-argmax-single-output", "error", call.lineno, evidence,
+            "lint-argmax-single-output",
+            "error",
+            call.lineno,
+            evidence,
             f"`{ast.unparse(call)}` takes the argmax over one column: the model has a single output, so this is "
             "always 0 and the 'accuracy' only counts class-0 labels.",
             "Use `pred = (torch.sigmoid(output) >= 0.5).long()` (or `output >= 0` on logits) and compare with "
             "labels of the same shape.",
-        )  # fmt: skip
+        )
 
     # round / threshold on logits
     def _logits_setting(self) -> bool:
@@ -269,18 +291,24 @@ class _Linter:
         if not self._logits_setting() or len(node.ops) != 1:
             return
         right = node.comparators[0]
-        if isinstance(node.ops[0], (ast.Gt, ast.GtE, ast.Lt, ast.LtE)) and isinstance(right, ast.Constant) and right.value == 0.5:
+        if (
+            isinstance(node.ops[0], (ast.Gt, ast.GtE, ast.Lt, ast.LtE))
+            and isinstance(right, ast.Constant)
+            and right.value == 0.5
+        ):
             if _is_raw_output(self.ctx, node.left):
                 self._threshold_finding(node, ast.unparse(node))
 
     def _threshold_finding(self, node: ast.AST, code: str) -> None:
         self.add(
-            "lint-threshold-on-logits", "error", node.lineno,
+            "lint-threshold-on-logits",
+            "error",
+            node.lineno,
             {"code": code, "loss": "BCEWithLogitsLoss", "loss_line": self.ctx.losses["bce_logits"][1]},
             f"`{code}` thresholds raw logits at 0.5 (the model feeds BCEWithLogitsLoss, so its outputs are logits, "
             "not probabilities): a logit of 0.3 is a probability of 0.57 but counts as class 0.",
             "Threshold the probability, `torch.sigmoid(output) >= 0.5`, or the logit at 0, `output >= 0`.",
-        )  # fmt: skip
+        )
 
     # epoch scheduler stepped per batch
     def check_scheduler(self, call: ast.Call) -> None:
@@ -300,12 +328,14 @@ class _Linter:
         if loop is None:
             return
         self.add(
-            "lint-scheduler-in-batch-loop", "error", call.lineno,
+            "lint-scheduler-in-batch-loop",
+            "error",
+            call.lineno,
             {"scheduler": cls, "constructed_line": ctor.lineno, "batch_loop_line": loop.lineno},
             f"`{f.value.id}.step()` runs once per batch, but {cls} counts epochs: its schedule runs "
             f"{'hundreds of times' if cls != 'ReduceLROnPlateau' else 'per batch'} too fast and the learning rate collapses early.",
             f"Move `{f.value.id}.step()` after the batch loop (once per epoch), or use a per-step schedule such as OneCycleLR.",
-        )  # fmt: skip
+        )
 
     # sigmoid + BCELoss
     def check_sigmoid_bce(self) -> None:
@@ -313,13 +343,15 @@ class _Linter:
         if "bce" in self.ctx.losses and sigmoid_line is not None:
             q, line = self.ctx.losses["bce"]
             self.add(
-                "lint-sigmoid-bceloss", "warning", line,
+                "lint-sigmoid-bceloss",
+                "warning",
+                line,
                 {"loss": q.rsplit(".", 1)[-1], "sigmoid_line": sigmoid_line},
                 "A sigmoid feeds BCELoss: in float32 the sigmoid saturates to exactly 0 "
                 "or 1 and BCELoss clamps its log at -100 (the 'loss stuck near 50' of a collapsed run).",
                 "Return the raw logit from forward() and use nn.BCEWithLogitsLoss (numerically stable); apply "
                 "torch.sigmoid only to report probabilities.",
-            )  # fmt: skip
+            )
 
     # accuracy of one batch reported
     def check_single_batch_accuracy(self) -> None:
@@ -327,7 +359,9 @@ class _Linter:
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Assign) and self._is_comparison(node.value, compared):
                 compared.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        accumulated = {n.target.id for n in ast.walk(self.tree) if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
+        accumulated = {
+            n.target.id for n in ast.walk(self.tree) if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)
+        }
         for node in ast.walk(self.tree):
             if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
                 continue
@@ -338,13 +372,15 @@ class _Linter:
             for use in ast.walk(loop):
                 if isinstance(use, ast.Call) and self._reports(use) and name in _names_in(use):
                     self.add(
-                        "lint-single-batch-accuracy", "warning", node.lineno,
+                        "lint-single-batch-accuracy",
+                        "warning",
+                        node.lineno,
                         {"name": name, "reported_line": use.lineno},
                         f"`{name}` is the accuracy of one batch, and it is reported as the accuracy of the iteration: "
                         "a batch of 20 has a standard error of about ±11 points, so the curve jumps.",
                         "Accumulate correct predictions and sample counts over the whole epoch (`correct += ...; "
                         "total += len(labels)`) and report correct / total once per epoch.",
-                    )  # fmt: skip
+                    )
                     break
 
     @staticmethod
@@ -367,7 +403,8 @@ class _Linter:
             return False
         for n in ast.walk(node):
             if isinstance(n, ast.Call) and (
-                (isinstance(n.func, ast.Attribute) and n.func.attr == "mean") or _canon(self.ctx.qualified(n.func)) == "torch.mean"
+                (isinstance(n.func, ast.Attribute) and n.func.attr == "mean")
+                or _canon(self.ctx.qualified(n.func)) == "torch.mean"
             ):
                 return True
             if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
@@ -376,32 +413,49 @@ class _Linter:
 
     # validation loops
     def check_validation_loop(self, loop: ast.For) -> None:
-        scope = next((a for a in self.ancestors(loop) if isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef))), self.tree)
+        scope = next(
+            (a for a in self.ancestors(loop) if isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef))), self.tree
+        )
         has_eval = any(
             isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "eval" and not n.args
             for n in ast.walk(scope)
         )
         if not has_eval:
             self.add(
-                "lint-eval-mode", "warning", loop.lineno, {"loop": ast.unparse(loop.iter)},
+                "lint-eval-mode",
+                "warning",
+                loop.lineno,
+                {"loop": ast.unparse(loop.iter)},
                 "This validation loop runs without `model.eval()`: dropout stays on and batch norm uses (and updates) "
                 "batch statistics, so validation numbers are noisier and lower than the model's real performance.",
                 "Call `model.eval()` before the validation loop and `model.train()` before training resumes.",
-            )  # fmt: skip
+            )
         guarded = any(
             isinstance(a, (ast.With, ast.AsyncWith))
-            and any(_canon(self.ctx.qualified(i.context_expr.func if isinstance(i.context_expr, ast.Call) else i.context_expr)) in NO_GRAD for i in a.items)
+            and any(
+                _canon(
+                    self.ctx.qualified(i.context_expr.func if isinstance(i.context_expr, ast.Call) else i.context_expr)
+                )
+                in NO_GRAD
+                for i in a.items
+            )
             for a in self.ancestors(loop)
         ) or (
             isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and any(_canon(self.ctx.qualified(d.func if isinstance(d, ast.Call) else d)) in NO_GRAD for d in scope.decorator_list)
-        )  # fmt: skip
+            and any(
+                _canon(self.ctx.qualified(d.func if isinstance(d, ast.Call) else d)) in NO_GRAD
+                for d in scope.decorator_list
+            )
+        )
         if not guarded:
             self.add(
-                "lint-no-grad", "warning", loop.lineno, {"loop": ast.unparse(loop.iter)},
+                "lint-no-grad",
+                "warning",
+                loop.lineno,
+                {"loop": ast.unparse(loop.iter)},
                 "This validation loop builds autograd graphs it never uses: slower and several times the memory.",
                 "Wrap it in `with torch.no_grad():` (or `torch.inference_mode()`).",
-            )  # fmt: skip
+            )
 
     # hard-coded flatten size
     def check_flatten(self, cls: ast.ClassDef) -> None:
@@ -415,11 +469,14 @@ class _Linter:
                 first = _arg(call, 0, "in_features")
                 if first is not None and _literal_arith(first) and isinstance(first, ast.BinOp):
                     self.add(
-                        "lint-hardcoded-flatten", "info", call.lineno, {"in_features": ast.unparse(first)},
+                        "lint-hardcoded-flatten",
+                        "info",
+                        call.lineno,
+                        {"in_features": ast.unparse(first)},
                         f"The first Linear after the conv layers has a hard-coded input size ({ast.unparse(first)}): "
                         "it only fits one image size, and a different size fails with a shape error.",
                         "Compute it from the image size (or run a dummy tensor through the conv layers), or use nn.LazyLinear.",
-                    )  # fmt: skip
+                    )
                 return
 
 
@@ -427,7 +484,9 @@ def lint_source(source: str, path: str = "<string>") -> list[Finding]:
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as exc:
-        raise BinclassError(f"{path}:{exc.lineno}: not valid Python ({exc.msg}); lint reads Python source files") from None
+        raise BinclassError(
+            f"{path}:{exc.lineno}: not valid Python ({exc.msg}); lint reads Python source files"
+        ) from None
     return sorted(_Linter(tree, path).run(), key=lambda f: f.line or 0)
 
 

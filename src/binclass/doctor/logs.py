@@ -9,20 +9,38 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import BinclassError
 from ..run import history as run_history
 from ..run.files import CONFIG_FILE
-from ..errors import BinclassError
 
 # Canonical name -> names other tools write (compared lowercased, with "/" and "-" read as "_").
 EPOCH_ALIASES = {
     "train_loss": ("loss", "train_loss", "training_loss", "train_loss_epoch", "loss_epoch", "trn_loss"),
-    "train_acc": ("acc", "accuracy", "train_acc", "train_accuracy", "binary_accuracy", "train_binary_accuracy",
-                  "train_acc_epoch", "acc_epoch", "training_accuracy", "training_acc"),
+    "train_acc": (
+        "acc",
+        "accuracy",
+        "train_acc",
+        "train_accuracy",
+        "binary_accuracy",
+        "train_binary_accuracy",
+        "train_acc_epoch",
+        "acc_epoch",
+        "training_accuracy",
+        "training_acc",
+    ),
     "val_loss": ("val_loss", "valid_loss", "validation_loss", "val_loss_epoch"),
-    "val_acc": ("val_acc", "val_accuracy", "val_binary_accuracy", "valid_acc", "valid_accuracy",
-                "validation_accuracy", "validation_acc", "val_acc_epoch"),
+    "val_acc": (
+        "val_acc",
+        "val_accuracy",
+        "val_binary_accuracy",
+        "valid_acc",
+        "valid_accuracy",
+        "validation_accuracy",
+        "validation_acc",
+        "val_acc_epoch",
+    ),
     "lr": ("lr", "learning_rate"),
-}  # fmt: skip
+}
 STEP_ALIASES = {
     "loss": ("train_loss_step", "loss_step"),
     "batch_acc": ("train_acc_step", "acc_step", "accuracy_step", "batch_acc"),
@@ -99,7 +117,12 @@ def from_rows(rows: list[dict], source: str) -> History:
         if has_step and not is_val and not explicit_epoch and ("train_loss" in ev or "train_acc" in ev):
             sv = {"loss": ev.pop("train_loss", None), "batch_acc": ev.pop("train_acc", None), **sv}
         if sv:
-            record = {"step": step if step is not None else len(steps) + 1, "epoch": epoch, "lr": ev.pop("lr", None), **sv}
+            record = {
+                "step": step if step is not None else len(steps) + 1,
+                "epoch": epoch,
+                "lr": ev.pop("lr", None),
+                **sv,
+            }
             steps.append({k: v for k, v in record.items() if v is not None})
         if ev:
             key = epoch if epoch is not None else float(index)
@@ -128,7 +151,9 @@ def fill_counts(hist: History) -> None:
     if hist.batch_size is None:
         hist.batch_size = max((s["batch_size"] for s in hist.steps), default=None)
     hist.counts = bool(hist.epochs)
-    if hist.epochs and hist.epochs[-1].get("val_n"):  # absent in a hand-made or foreign metrics.csv: no counts, no crash
+    if hist.epochs and hist.epochs[-1].get(
+        "val_n"
+    ):  # absent in a hand-made or foreign metrics.csv: no counts, no crash
         last = hist.epochs[-1]
         hist.val_n = int(last["val_n"])
         if last.get("val_tp") is not None and last.get("val_fn") is not None:
@@ -139,7 +164,9 @@ def load_history(target: Path) -> History:
     target = Path(target)
     if target.is_dir():
         if not (target / run_history.METRICS_FILE).exists():
-            raise BinclassError(f"{target}: no {run_history.METRICS_FILE}; give a binclass run folder or a CSV/JSONL log")
+            raise BinclassError(
+                f"{target}: no {run_history.METRICS_FILE}; give a binclass run folder or a CSV/JSONL log"
+            )
         return from_run_folder(target)
     if not target.is_file():
         raise BinclassError(f"{target}: no such file or folder")

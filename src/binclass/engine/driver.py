@@ -75,13 +75,28 @@ def epoch_row(epoch: int, stats: EpochStats, m: dict, seconds: float) -> dict:
     """One metrics.csv row from the training pass and the validation metrics of an epoch."""
     (tn, fp), (fn, tp) = m["confusion"]
     return {
-        "epoch": epoch, "train_loss": stats.loss, "train_acc": stats.accuracy, "val_loss": m["loss"],
-        "val_acc": m["accuracy"], "val_acc_low": m["accuracy_low"], "val_acc_high": m["accuracy_high"],
-        "val_precision": m["precision"], "val_recall": m["recall"], "val_f1": m["f1"],
-        "val_balanced_acc": m["balanced_accuracy"], "val_auc": m["auc"], "lr": stats.steps[-1]["lr"],
-        "seconds": seconds, "train_n": stats.n, "val_n": m["n"], "val_tn": tn, "val_fp": fp, "val_fn": fn, "val_tp": tp,
+        "epoch": epoch,
+        "train_loss": stats.loss,
+        "train_acc": stats.accuracy,
+        "val_loss": m["loss"],
+        "val_acc": m["accuracy"],
+        "val_acc_low": m["accuracy_low"],
+        "val_acc_high": m["accuracy_high"],
+        "val_precision": m["precision"],
+        "val_recall": m["recall"],
+        "val_f1": m["f1"],
+        "val_balanced_acc": m["balanced_accuracy"],
+        "val_auc": m["auc"],
+        "lr": stats.steps[-1]["lr"],
+        "seconds": seconds,
+        "train_n": stats.n,
+        "val_n": m["n"],
+        "val_tn": tn,
+        "val_fp": fp,
+        "val_fn": fn,
+        "val_tp": tp,
         "train_seconds": stats.seconds,
-    }  # fmt: skip  (one line per metrics.csv column group reads like the file's header)
+    }
 
 
 class EpochRecorder:

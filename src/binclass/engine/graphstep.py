@@ -85,7 +85,9 @@ def graphs_wanted(setting: str, device: torch.device, optimizer: str) -> bool:
     if setting != "on":
         return False
     if device.type != "cuda":
-        raise BinclassError(f"--cuda-graphs on needs a CUDA device (this run uses {device.type}); use --cuda-graphs off")
+        raise BinclassError(
+            f"--cuda-graphs on needs a CUDA device (this run uses {device.type}); use --cuda-graphs off"
+        )
     if optimizer not in GRAPH_OPTIMIZERS:
         raise BinclassError(
             f"--cuda-graphs on works with --optimizer {', '.join(GRAPH_OPTIMIZERS)} (their step can run inside a "
@@ -99,8 +101,13 @@ class GraphedStep:
     batches of the captured size, eagerly for others. The StepOut it returns is only valid until the
     next call: copy from it (on the same stream) before calling again."""
 
-    def __init__(self, body: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], StepOut], model: nn.Module,
-                 optimizer: torch.optim.Optimizer, backend: GraphBackend | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        body: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], StepOut],
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        backend: GraphBackend | None = None,
+    ) -> None:
         self.body, self.model, self.optimizer = body, model, optimizer
         self.backend = backend if backend is not None else CudaGraphBackend()
         self.graph: Replayable | None = None
@@ -141,8 +148,11 @@ class GraphedStep:
         self.batch = x.shape[0]
         self.x = x.clone(memory_format=torch.preserve_format)
         self.target, self.y = target.clone(), y.clone()
-        self.out = StepOut(torch.zeros((), device=device), torch.zeros((), dtype=torch.float64, device=device),
-                           torch.zeros((), dtype=torch.int64, device=device))  # fmt: skip
+        self.out = StepOut(
+            torch.zeros((), device=device),
+            torch.zeros((), dtype=torch.float64, device=device),
+            torch.zeros((), dtype=torch.int64, device=device),
+        )
         saved = _Snapshot(self.model, self.optimizer)
         try:
             with warnings.catch_warnings():  # torch warns (once) that a capturable step ran uncaptured: the plan
@@ -168,8 +178,9 @@ class _Snapshot:
         self.tensors = [*model.parameters(), *model.buffers()]
         self.values = [t.detach().clone() for t in self.tensors]
         self.fresh = not optimizer.state  # no step taken yet: its state is created by the warm-up
-        self.state = [(t, t.detach().clone()) for s in optimizer.state.values() for t in s.values()
-                      if isinstance(t, torch.Tensor)]  # fmt: skip
+        self.state = [
+            (t, t.detach().clone()) for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)
+        ]
 
     @torch.no_grad()
     def restore(self) -> None:

@@ -35,7 +35,9 @@ def prepare(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
 
 
 @functools.lru_cache(maxsize=16)
-def _along_row(values: tuple[float, ...], dtype: torch.dtype, device: torch.device, channels: int, width: int) -> torch.Tensor:
+def _along_row(
+    values: tuple[float, ...], dtype: torch.dtype, device: torch.device, channels: int, width: int
+) -> torch.Tensor:
     """One value per channel (or one for all), repeated for each of `width` pixels of a row. Made once
     per run and size, not per batch (on a GPU each would be a host-to-device copy); only ever read."""
     return torch.tensor(values, dtype=dtype, device=device).expand(channels).repeat(width)

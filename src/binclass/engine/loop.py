@@ -5,13 +5,11 @@ from __future__ import annotations
 import functools
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import metrics
@@ -62,8 +60,15 @@ def train_one_epoch(
     n = len(source)
     device = labels.device
     if runner is None:
-        runner = functools.partial(training_step, model, optimizer, optimizer_step or optimizer.step,
-                                   threshold=threshold, pos_weight=pos_weight, autocast_dtype=autocast_dtype)  # fmt: skip
+        runner = functools.partial(
+            training_step,
+            model,
+            optimizer,
+            optimizer_step or optimizer.step,
+            threshold=threshold,
+            pos_weight=pos_weight,
+            autocast_dtype=autocast_dtype,
+        )
     order = torch.randperm(n, generator=shuffle_gen).to(device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_steps = math.ceil(n / batch_size)
@@ -95,12 +100,24 @@ def train_one_epoch(
     lrs = [float(lr) for lr in step_lrs]  # no wait left: the device has finished every step
     seconds = time.perf_counter() - started
     steps = [
-        {"epoch": epoch, "step": i + 1, "loss": float(losses[i]), "batch_acc": corrects[i] / step_sizes[i],
-         "batch_size": step_sizes[i], "lr": lrs[i]}
+        {
+            "epoch": epoch,
+            "step": i + 1,
+            "loss": float(losses[i]),
+            "batch_acc": corrects[i] / step_sizes[i],
+            "batch_size": step_sizes[i],
+            "lr": lrs[i],
+        }
         for i in range(n_steps)
-    ]  # fmt: skip
-    return EpochStats(loss=float(loss_sum.item()) / n, accuracy=sum(corrects) / n, n=n, steps=steps,
-                      order=order.tolist(), seconds=seconds)  # fmt: skip
+    ]
+    return EpochStats(
+        loss=float(loss_sum.item()) / n,
+        accuracy=sum(corrects) / n,
+        n=n,
+        steps=steps,
+        order=order.tolist(),
+        seconds=seconds,
+    )
 
 
 @dataclass

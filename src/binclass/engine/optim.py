@@ -25,8 +25,9 @@ def compile_step_wanted(setting: str, model: nn.Module, device: torch.device) ->
     return device.type == "cpu" and sum(p.numel() for p in model.parameters()) >= COMPILE_STEP_MIN_PARAMS
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, tensor_lr: bool = False,
-                   capturable: bool = False) -> torch.optim.Optimizer:  # fmt: skip
+def make_optimizer(
+    model: nn.Module, cfg: TrainConfig, tensor_lr: bool = False, capturable: bool = False
+) -> torch.optim.Optimizer:
     """tensor_lr: keep the learning rate in a 0-d tensor, so that a schedule changing it does not make a
     compiled step recompile. capturable: a step that can run inside a CUDA graph (not SGD)."""
     params = model.parameters()

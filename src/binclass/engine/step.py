@@ -35,8 +35,12 @@ def training_step(
     """Forward, loss, backward and optimizer step on one batch, with no host sync: the same function runs
     eagerly and inside a captured CUDA graph (which needs autocast_cache=False)."""
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None,
-                        cache_enabled=autocast_cache):  # fmt: skip
+    with torch.autocast(
+        x.device.type,
+        dtype=autocast_dtype or torch.bfloat16,
+        enabled=autocast_dtype is not None,
+        cache_enabled=autocast_cache,
+    ):
         logits = model(x).reshape(-1)
     per_sample = F.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=pos_weight, reduction="none")
     loss = per_sample.mean()

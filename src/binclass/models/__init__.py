@@ -38,8 +38,9 @@ def _timm_name(name: str) -> str:
     return name.split(":", 1)[1] if name.startswith("timm:") else name
 
 
-def build_model(name: str, image_size: int, pretrained: bool = False, weights: Path | None = None,
-                width: int | None = None) -> nn.Module:  # fmt: skip
+def build_model(
+    name: str, image_size: int, pretrained: bool = False, weights: Path | None = None, width: int | None = None
+) -> nn.Module:
     """The network, untrained unless pretrained=True (backbones only: weights from the packaged Lite0 file,
     a local --weights file, or timm's hub when online). width: the small network's first-stage channels."""
     if name == "small" and width is not None:

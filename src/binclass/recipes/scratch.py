@@ -93,18 +93,39 @@ def fit_scratch(
     def train(epoch: int) -> EpochStats:
         progress = step_progress(f"epoch {epoch}/{cfg.epochs}", epoch, on_step)
         stats = train_one_epoch(
-            model, train_x, train_y, inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),
-            optimizer=optimizer, schedule=schedule, optimizer_step=optimizer_step, batch_size=cfg.batch_size,
-            threshold=cfg.threshold, pos_weight=pos_weight, shuffle_gen=shuffle_gen, epoch=epoch,
-            autocast_dtype=autocast_dtype, label_smoothing=float(cfg.label_smoothing or 0.0), ema=ema,
-            progress=progress, runner=runner,
-        )  # fmt: skip  (one line per group of related arguments)
+            model,
+            train_x,
+            train_y,
+            inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),
+            optimizer=optimizer,
+            schedule=schedule,
+            optimizer_step=optimizer_step,
+            batch_size=cfg.batch_size,
+            threshold=cfg.threshold,
+            pos_weight=pos_weight,
+            shuffle_gen=shuffle_gen,
+            epoch=epoch,
+            autocast_dtype=autocast_dtype,
+            label_smoothing=float(cfg.label_smoothing or 0.0),
+            ema=ema,
+            progress=progress,
+            runner=runner,
+        )
         check_finite(stats, layout.train.paths, cfg.batch_size, run_dir)
         return stats
 
     def validate():
-        return evaluate(scored, val_x, val_y, mean=mean, std=std, threshold=cfg.threshold,
-                        batch_size=cfg.eval_batch_size, device=device, tta=bool(cfg.tta))  # fmt: skip  (as predict calls it)
+        return evaluate(
+            scored,
+            val_x,
+            val_y,
+            mean=mean,
+            std=std,
+            threshold=cfg.threshold,
+            batch_size=cfg.eval_batch_size,
+            device=device,
+            tta=bool(cfg.tta),
+        )
 
     def save(epoch: int) -> None:
         counters = {"epoch": epoch, **best.state_dict(), **early_stop.state_dict()}
@@ -113,9 +134,17 @@ def fit_scratch(
 
     phases.mark("setup")
     ev = run_epochs(
-        range(done + 1, cfg.epochs + 1), train=train, validate=validate, scored=scored, schedule=schedule,
-        recorder=recorder, best=best, early_stop=early_stop, checkpoints=checkpoints, save_state=save,
-    )  # fmt: skip  (one line per group of related arguments)
+        range(done + 1, cfg.epochs + 1),
+        train=train,
+        validate=validate,
+        scored=scored,
+        schedule=schedule,
+        recorder=recorder,
+        best=best,
+        early_stop=early_stop,
+        checkpoints=checkpoints,
+        save_state=save,
+    )
     if ev is None:  # resumed a run whose epochs were all complete: score the saved model once more
         ev = validate()
     return finish_run(run_dir, layout, ev.probs, cfg.threshold, recorder.doctor.findings, log, phases)
@@ -150,9 +179,17 @@ def graph_runner(
 
     def body(x: torch.Tensor, target: torch.Tensor, y: torch.Tensor):
         return training_step(
-            model, optimizer, optimizer_step, x, target, y, threshold=threshold, pos_weight=pos_weight,
-            autocast_dtype=autocast_dtype, autocast_cache=False,
-        )  # fmt: skip  (one line per group of related arguments)
+            model,
+            optimizer,
+            optimizer_step,
+            x,
+            target,
+            y,
+            threshold=threshold,
+            pos_weight=pos_weight,
+            autocast_dtype=autocast_dtype,
+            autocast_cache=False,
+        )
 
     return GraphedStep(body, model, optimizer, backend)
 

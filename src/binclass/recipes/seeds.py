@@ -24,7 +24,13 @@ def run_seeds(cfg: TrainConfig, seeds: list[int], overwrite: bool = False, log: 
         seconds = time.perf_counter() - start  # the whole run: decoding, training, report
         last = history.read_epochs(run_cfg.out)[-1]
         per_seed.append(
-            {"seed": seed, "run": run_cfg.out, "val_acc": last["val_acc"], "val_loss": last["val_loss"], "seconds": seconds}
+            {
+                "seed": seed,
+                "run": run_cfg.out,
+                "val_acc": last["val_acc"],
+                "val_loss": last["val_loss"],
+                "seconds": seconds,
+            }
         )
     return write_seed_summary(out, per_seed)
 

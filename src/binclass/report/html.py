@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..doctor.diagnosis import read_diagnosis
 from ..run import history
 from ..run.files import CONFIG_FILE, CONFUSION_PLOT, CURVES_PLOT, META_FILE, PREDICTIONS_FILE, REPORT_FILE, ROC_PLOT
-from ..doctor.diagnosis import read_diagnosis
 from .plots import plot_confusion, plot_curves, plot_roc
 
 
@@ -49,8 +49,8 @@ def _diagnosis_section(run_dir: Path) -> str:
     colors = {"error": "#c0392b", "warning": "#d68910", "info": "#2e86c1"}
     items = "".join(
         f'<li><b style="color:{colors.get(f["severity"], "#222")}">{html.escape(f["severity"])}</b> '
-        f'<code>{html.escape(f["id"])}</code>: {html.escape(f["message"])}<br><i>Fix:</i> {html.escape(f["fix"])}<br>'
-        f'<small>evidence: {html.escape(json.dumps(f["evidence"]))}</small></li>'
+        f"<code>{html.escape(f['id'])}</code>: {html.escape(f['message'])}<br><i>Fix:</i> {html.escape(f['fix'])}<br>"
+        f"<small>evidence: {html.escape(json.dumps(f['evidence']))}</small></li>"
         for f in findings
     )
     return f'<h2>Doctor</h2><ul id="doctor">{items}</ul>'
@@ -78,8 +78,19 @@ def write_report(run_dir: Path) -> Path:
         f"Lowest validation loss at epoch {meta.get('best_epoch', '-')}. "
         "<code>model.safetensors</code> holds the last epoch, <code>best.safetensors</code> the lowest-loss epoch.</p>"
     )
-    cols = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_low", "val_acc_high",
-            "val_f1", "val_auc", "lr", "seconds"]  # fmt: skip
+    cols = [
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "val_acc_low",
+        "val_acc_high",
+        "val_f1",
+        "val_auc",
+        "lr",
+        "seconds",
+    ]
     settings = {k: v for k, v in config.items() if k != "extra"}
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>binclass run {html.escape(run_dir.name)}</title>
@@ -87,18 +98,18 @@ def write_report(run_dir: Path) -> Path:
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}
 img{{max-width:100%}} .row img{{max-width:48%}}</style></head><body>
 <h1>binclass run: {html.escape(run_dir.name)}</h1>
-<p>classes: {html.escape(meta['classes'][0])} = 0, {html.escape(meta['classes'][1])} = 1 (positive);
-model {html.escape(meta['architecture'])} at {meta['image_size']} px; threshold {meta['threshold']}</p>
+<p>classes: {html.escape(meta["classes"][0])} = 0, {html.escape(meta["classes"][1])} = 1 (positive);
+model {html.escape(meta["architecture"])} at {meta["image_size"]} px; threshold {meta["threshold"]}</p>
 {summary}
 {_diagnosis_section(run_dir)}
-<h2>Curves</h2>{_img(run_dir / CURVES_PLOT, 'loss and accuracy curves')}
-<p>Faint lines: single batches. A batch of {config.get('batch_size')} images has a binomial standard error of about
-±{50 / max(1, config.get('batch_size', 1)) ** 0.5:.0f} points at 50% accuracy, so its accuracy jumps; the epoch
+<h2>Curves</h2>{_img(run_dir / CURVES_PLOT, "loss and accuracy curves")}
+<p>Faint lines: single batches. A batch of {config.get("batch_size")} images has a binomial standard error of about
+±{50 / max(1, config.get("batch_size", 1)) ** 0.5:.0f} points at 50% accuracy, so its accuracy jumps; the epoch
 curves count every sample.</p>
-<div class="row">{_img(run_dir / CONFUSION_PLOT, 'confusion matrix')} {_img(run_dir / ROC_PLOT, 'ROC curve') if predictions is not None else ''}</div>
+<div class="row">{_img(run_dir / CONFUSION_PLOT, "confusion matrix")} {_img(run_dir / ROC_PLOT, "ROC curve") if predictions is not None else ""}</div>
 <h2>Epochs</h2>{_table(epochs, cols)}
-<h2>Settings</h2>{_table([{'setting': k, 'value': v} for k, v in settings.items()], ['setting', 'value'])}
-<h2>Environment</h2>{_table([{'key': k, 'value': v} for k, v in config.get('extra', {}).items()], ['key', 'value'])}
+<h2>Settings</h2>{_table([{"setting": k, "value": v} for k, v in settings.items()], ["setting", "value"])}
+<h2>Environment</h2>{_table([{"key": k, "value": v} for k, v in config.get("extra", {}).items()], ["key", "value"])}
 </body></html>
 """
     out = run_dir / REPORT_FILE

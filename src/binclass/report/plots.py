@@ -34,10 +34,22 @@ def plot_curves(epochs: list[dict], steps: list[dict], path: Path) -> None:
     x = [r["epoch"] for r in epochs]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     if steps:
-        ax_loss.plot(_step_positions(steps), [s["loss"] for s in steps], color="tab:blue", alpha=0.15, lw=0.8,
-                     label="train loss per batch")  # fmt: skip
-        ax_acc.plot(_step_positions(steps), [s["batch_acc"] for s in steps], color="tab:blue", alpha=0.15,
-                    lw=0.8, label="train accuracy per batch (noisy: one batch)")  # fmt: skip
+        ax_loss.plot(
+            _step_positions(steps),
+            [s["loss"] for s in steps],
+            color="tab:blue",
+            alpha=0.15,
+            lw=0.8,
+            label="train loss per batch",
+        )
+        ax_acc.plot(
+            _step_positions(steps),
+            [s["batch_acc"] for s in steps],
+            color="tab:blue",
+            alpha=0.15,
+            lw=0.8,
+            label="train accuracy per batch (noisy: one batch)",
+        )
     ax_loss.plot(x, [r["train_loss"] for r in epochs], "o-", color="tab:blue", label="train (whole epoch)")
     ax_loss.plot(x, [r["val_loss"] for r in epochs], "o-", color="tab:orange", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="BCE loss", title="Loss")
@@ -48,8 +60,14 @@ def plot_curves(epochs: list[dict], steps: list[dict], path: Path) -> None:
         if steps and max(s["loss"] for s in steps) > top:
             ax_loss.set_ylim(0, top)
             ax_loss.set_title("Loss (batch spikes above the frame are cut off)")
-    ax_acc.fill_between(x, [r["val_acc_low"] for r in epochs], [r["val_acc_high"] for r in epochs],
-                        color="tab:orange", alpha=0.2, label="validation 95% interval (Wilson)")  # fmt: skip
+    ax_acc.fill_between(
+        x,
+        [r["val_acc_low"] for r in epochs],
+        [r["val_acc_high"] for r in epochs],
+        color="tab:orange",
+        alpha=0.2,
+        label="validation 95% interval (Wilson)",
+    )
     ax_acc.plot(x, [r["train_acc"] for r in epochs], "o-", color="tab:blue", label="train (whole epoch)")
     ax_acc.plot(x, [r["val_acc"] for r in epochs], "o-", color="tab:orange", label="validation")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
@@ -62,8 +80,15 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path) -
     ax.imshow(cm, cmap="Blues")
     for i in range(2):
         for j in range(2):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=14)  # fmt: skip
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+                fontsize=14,
+            )
     ax.set_xticks([0, 1], classes)
     ax.set_yticks([0, 1], classes)
     ax.set(xlabel="predicted", ylabel="true", title="Validation confusion matrix")
@@ -75,5 +100,7 @@ def plot_roc(labels: np.ndarray, probs: np.ndarray, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4.2, 4))
     ax.plot(fpr, tpr, color="tab:orange", label=f"AUC {roc_auc(labels, probs):.3f}")
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8, label="chance")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Validation ROC", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="false positive rate", ylabel="true positive rate", title="Validation ROC", xlim=(0, 1), ylim=(0, 1.01)
+    )
     finish_figure(fig, path, (ax,))

@@ -24,7 +24,9 @@ def prepare_run_dir(out: Path, overwrite: bool) -> Path:
         raise BinclassError(f"{out}: exists and is not a folder; choose another --out")
     if out.is_dir() and any((out / name).exists() for name in RUN_MARKERS):
         if not overwrite:
-            raise BinclassError(f"{out}: already holds a run; choose another --out, --resume {out}, or pass --overwrite")
+            raise BinclassError(
+                f"{out}: already holds a run; choose another --out, --resume {out}, or pass --overwrite"
+            )
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,11 +11,28 @@ from pathlib import Path
 from .files import METRICS_FILE, STEPS_FILE
 
 METRIC_COLUMNS = [
-    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_low", "val_acc_high",
-    "val_precision", "val_recall", "val_f1", "val_balanced_acc", "val_auc", "lr", "seconds",
-    "train_n", "val_n", "val_tn", "val_fp", "val_fn", "val_tp",
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "val_acc_low",
+    "val_acc_high",
+    "val_precision",
+    "val_recall",
+    "val_f1",
+    "val_balanced_acc",
+    "val_auc",
+    "lr",
+    "seconds",
+    "train_n",
+    "val_n",
+    "val_tn",
+    "val_fp",
+    "val_fn",
+    "val_tp",
     "train_seconds",  # the training pass alone; seconds - train_seconds is the validation pass
-]  # fmt: skip
+]
 STEP_COLUMNS = ["epoch", "step", "loss", "batch_acc", "batch_size", "lr"]
 INT_COLUMNS = {"epoch", "step", "batch_size", "train_n", "val_n", "val_tn", "val_fp", "val_fn", "val_tp"}
 

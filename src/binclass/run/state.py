@@ -118,7 +118,7 @@ def load_state(
         tensors = load_file(str(path))
     except (SafetensorError, KeyError, ValueError, OSError) as exc:
         raise BinclassError(f"{path}: not a binclass training state ({exc}); it was not loaded") from None
-    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
+    model.load_state_dict({k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
     if ema is not None:
         ema.load_state_dict({k[len("ema/") :]: v for k, v in tensors.items() if k.startswith("ema/")}, strict=True)
     optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
