@@ -1,7 +1,7 @@
-"""How decoding the data set scales with threads, against worker processes, on this machine: a table.
+"""How decoding the data set scales with threads, against worker processes, on the machine that runs it: a table.
 binclass decodes in threads; Pillow holds the GIL between its decode and resize calls, so threads
-stop scaling somewhere. Processes do not share a GIL but pay start-up. Run on the GPU machine (16
-cores) by scripts/device_checks.sh; here for the 2-core figures.
+stop scaling somewhere. Processes do not share a GIL but pay start-up. scripts/device_checks.sh runs it on a GPU
+machine's cores; docs/benchmarks.md has the 2-core figures.
     python scripts/decode_scaling.py DATA_DIR [--size 150] [--repeats 2]"""
 
 from __future__ import annotations

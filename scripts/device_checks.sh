@@ -1,13 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks of issue #4 as one prepared run. The device tool runs it in the repository root;
-# DATA is the cats-vs-dogs folder carried along, OUT the folder whose files come back. The data (65 MiB)
-# does not fit the 64 MiB that travels; a lossless copy does (58.5 MiB; binclass decodes it to the same
-# 150 px cache, tensor for tensor). Here, once:
-#   echo /.gpu-data/ >> .git/info/exclude
-#   python scripts/pack_for_device.py ../shared/data/cats_and_dogs_filtered .gpu-data/cats_and_dogs_filtered
-# then the device call: command "bash scripts/device_checks.sh .gpu-data/cats_and_dogs_filtered $OUT",
-# carry [".gpu-data"], timeout_s 540.
-# Targets (#4): 15 epochs of the seed model on the 2000/1000 set, end to end including decoding, under
+# The GPU checks as one prepared run, on a machine with a CUDA GPU, from the repository root:
+#   bash scripts/device_checks.sh DATA OUT
+# DATA is the cats-vs-dogs folder (or its smaller lossless copy, scripts/pack_for_device.py: 58.5 instead
+# of 65 MiB, decoded to the same 150 px cache tensor for tensor), OUT a folder for the results.
+# Targets: 15 epochs of the seed model on the 2000/1000 set, end to end including decoding, under
 # 4 s of wall time and at least 6x faster than the posted loop in the same call. Each step has its own
 # timeout, so that a hang in one still leaves the others' output.
 set -u
@@ -47,9 +43,9 @@ print(f'import torch {t1 - t0:.2f} s, CUDA init {t2 - t1:.2f} s, first optimizer
   for r in /tmp/*-graphs-*.log; do
     echo "$(basename $r .log): $(grep -E 'images:' $r) | $(grep -E '^epoch +15/15' $r)"
   done
-  echo "== decoding: threads against processes on this machine's cores"
+  echo "== decoding: threads against processes on the GPU machine's cores"
   timeout 120 python3 scripts/decode_scaling.py "$DATA" --repeats 2
-  echo "== #4 bench: seed model, batch 20, 15 epochs, posted loop vs binclass train vs floors"
+  echo "== bench: seed model, batch 20, 15 epochs, posted loop vs binclass train vs floors"
   timeout 330 python3 -m binclass.cli bench "$DATA" --epochs 15 --device cuda --cuda-graphs --json > "$OUT/bench.json"
   python3 -c "import json,sys; from binclass.devtools.bench import render; print(render(json.load(open(sys.argv[1]))))" "$OUT/bench.json"
   date -u

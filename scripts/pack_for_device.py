@@ -1,5 +1,5 @@
-"""Copy an image folder for the device machine, small enough to travel with the working tree (64 MiB in
-all): every JPEG re-coded losslessly with `jpegtran -arithmetic -copy all` (arithmetic instead of
+"""Copy an image folder for a GPU machine, small enough to travel with a working tree limited to 64 MiB:
+every JPEG re-coded losslessly with `jpegtran -arithmetic -copy all` (arithmetic instead of
 Huffman entropy coding: the same DCT coefficients, so the same pixels, about 14% smaller; Huffman
 optimization alone saved 3%, too little), everything else copied as is. Pillow's libjpeg-turbo reads
 arithmetic-coded files directly, so the device needs no restore step. Each re-coded file is checked
@@ -9,8 +9,8 @@ skipped.
 
     python scripts/pack_for_device.py ../shared/data/cats_and_dogs_filtered .gpu-data/cats_and_dogs_filtered
 
-DEST must be a folder git ignores (e.g. `echo /.gpu-data/ >> .git/info/exclude`) and is named in the
-device call's `carry`."""
+DEST must be a folder git ignores (e.g. `echo /.gpu-data/ >> .git/info/exclude`) that travels with
+the working tree."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Run several `binclass train` configurations, some at a time, and tabulate their final validation
-accuracy and wall time: the ablation and accuracy-versus-time tables of the README come from this.
+accuracy and wall time: the ablation and accuracy-versus-time tables of docs/benchmarks.md come from this.
 
     python scripts/sweep.py DATA_DIR OUT_DIR --parallel 4 --plan plan.txt
 

@@ -68,6 +68,6 @@ def test_ratios_compare_each_run_with_the_fastest_floor_of_its_precision():
 
 def test_bench_cuda_graphs_needs_a_gpu(tiny_data):
     if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
+        pytest.skip("a GPU is present")
     with pytest.raises(BinclassError, match="needs a CUDA device"):
         run_bench(tiny_data, device="cpu", cuda_graphs=True)

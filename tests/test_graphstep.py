@@ -204,7 +204,7 @@ def test_cuda_graphs_setting_is_checked():
 
 def test_cli_refuses_cuda_graphs_without_a_gpu(tiny_data, tmp_path):
     if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
+        pytest.skip("a GPU is present")
     result = CliRunner().invoke(
         app,
         [

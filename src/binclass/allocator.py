@@ -4,8 +4,8 @@ glibc's malloc serves each request above its mmap threshold (at most 32 MiB) wit
 unmaps it on free, and trims the top of its heap as soon as enough of it is free. A CPU training step
 allocates and frees the same large tensors every time (the seed network's activations, its 9.5M-weight
 fc1's bf16 copy and fp32 gradient), so every step paid for page faults that zero-fill those pages
-again: on the 2-core development machine, forward + backward of the seed network in bf16 took 8.7 s
-per epoch, with 6.3 s of kernel CPU time, and 4.3 s once freed memory was kept (README, Speed).
+again: on a 2-core AMD EPYC (AVX512-BF16), forward + backward of the seed network in bf16 took 8.7 s
+per epoch, with 6.3 s of kernel CPU time, and 4.3 s once freed memory was kept (docs/benchmarks.md).
 
 Kept memory has a cost: freed blocks between live ones add up, and over 8 epochs the seed run's
 resident memory grew from 1.35 to 1.52 GB. `release_free_memory` (malloc_trim) before each epoch hands

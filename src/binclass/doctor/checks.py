@@ -333,7 +333,7 @@ def check_overfitting(h: History) -> list[Finding]:
             if acc_best is not None and acc_last is not None and acc_last >= acc_best:
                 # Loss up, accuracy not down: the mistakes it still makes grow more confident. Going back to the
                 # best-loss epoch would cost accuracy; regularizing is what helps (label smoothing + a weight
-                # average took the small recipe from 0.864 to 0.886 on the CPU, README).
+                # average took the small recipe from 0.864 to 0.886 on the CPU, docs/benchmarks.md).
                 evidence.update(val_acc_at_best=acc_best, val_acc_last=acc_last)
                 return [
                     Finding(
