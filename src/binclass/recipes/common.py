@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,11 @@ from ..data.scan import DataLayout, Split, scan_dataset
 from ..data.sources import Source, make_source
 from ..doctor.diagnosis import write_diagnosis
 from ..doctor.findings import Finding
+from ..engine.driver import Log
 from ..errors import BinclassError
 from ..phases import Phases
 from ..run.files import PREDICTIONS_FILE
 from ..run.folder import prepare_run_dir, write_predictions
-
-Log = Callable[[str], None]
 
 
 def seed_everything(seed: int) -> None:
