@@ -58,8 +58,8 @@ def test_a_run_written_without_a_later_column_keeps_its_own_columns(tmp_path):
     old_columns = [c for c in history.METRIC_COLUMNS if c != "train_seconds"]
     row = {c: 1 for c in history.METRIC_COLUMNS} | {"epoch": 1, "val_loss": 0.5}
     (tmp_path / history.METRICS_FILE).write_text(",".join(old_columns) + "\n")  # as an older binclass began it
-    history.append_epoch(tmp_path, row)
-    history.append_epoch(tmp_path, row | {"epoch": 2})
+    history.append_epochs(tmp_path, [row])
+    history.append_epochs(tmp_path, [row | {"epoch": 2}])
     rows = history.read_epochs(tmp_path)
     assert [r["epoch"] for r in rows] == [1, 2] and list(rows[0]) == old_columns
     assert rows[1]["val_loss"] == 0.5
@@ -240,8 +240,8 @@ def test_checkpoints_are_written_every_epoch_or_at_most_every_n_seconds(
     from binclass.run.weights import load_model
 
     saved = []
-    real = train_mod.save_state
-    monkeypatch.setattr(train_mod, "save_state", lambda run_dir, *a: saved.append(a[4]["epoch"]) or real(run_dir, *a))
+    real = train_mod.snapshot_state
+    monkeypatch.setattr(train_mod, "snapshot_state", lambda *a: saved.append(a[4]["epoch"]) or real(*a))
     out = tmp_path / "r"
     fit(_cfg(tiny_data, out, epochs=5, save_every=every), log=lambda s: None)
     assert len(saved) == writes and saved[-1] == 5  # the last epoch is always saved

@@ -70,7 +70,9 @@ class TrainConfig:
     precision: str = setting("auto", "auto (bf16 where the hardware supports it) | fp32 | bf16")
     cache: str = setting("memory", "memory | disk (reused by later runs) | none (decode per batch)")
     cache_dir: str | None = setting(None, "disk cache folder (default: $BINCLASS_CACHE or ~/.cache/binclass)")
-    save_every: float = setting(10.0, "seconds between checkpoints (weights + --resume state); 0: every epoch")
+    save_every: float = setting(
+        0.0, "seconds of training between checkpoints; 0: every epoch, each a point to resume from"
+    )
     strict: bool = setting(False, "stop on any bad image file instead of skipping it")
     compile_optimizer: str = setting("auto", "auto (CPU, 2M+ weights) | on | off: torch.compile the optimizer step")
     cuda_graphs: str = setting(

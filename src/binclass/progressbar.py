@@ -8,15 +8,16 @@ from collections.abc import Callable
 
 def terminal_progress(prefix: str) -> Callable[[int, int], None] | None:
     """An in-place step counter when stderr is a terminal; None (silent) when it is a log file."""
-    if not sys.stderr.isatty():
+    stream = getattr(sys.stderr, "terminal", sys.stderr)  # a run's captured stderr keeps the terminal here
+    if not stream.isatty():
         return None
 
     def show(done: int, total: int) -> None:
         width = 30
         filled = width * done // total
-        sys.stderr.write(f"\r{prefix} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        stream.write(f"\r{prefix} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
         if done == total:
-            sys.stderr.write("\r" + " " * (len(prefix) + width + 20) + "\r")
-        sys.stderr.flush()
+            stream.write("\r" + " " * (len(prefix) + width + 20) + "\r")
+        stream.flush()
 
     return show

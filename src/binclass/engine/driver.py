@@ -14,8 +14,8 @@ from torch import nn
 
 from ..allocator import release_free_memory
 from ..doctor.diagnosis import EpochDoctor
-from ..run import history
 from ..run.checkpoints import Checkpoints
+from ..run.state import StateSnapshot
 from .loop import EpochStats, Evaluation
 from .optim import Schedule
 
@@ -100,15 +100,14 @@ def epoch_row(epoch: int, stats: EpochStats, m: dict, seconds: float) -> dict:
 
 
 class EpochRecorder:
-    """The history files, the epoch's line and any new doctor finding, after every epoch of a run."""
+    """The epoch's line and any new doctor finding, after every epoch of a run (the history files are
+    written with the epoch's checkpoint)."""
 
     def __init__(self, run_dir: Path, total: int, log: Log) -> None:
         self.run_dir, self.total, self.log = Path(run_dir), total, log
         self.doctor = EpochDoctor(self.run_dir)
 
     def record(self, row: dict, stats: EpochStats) -> None:
-        history.append_steps(self.run_dir, stats.steps)
-        history.append_epoch(self.run_dir, row)
         self.log(
             f"epoch {row['epoch']:>3}/{self.total}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f} [{row['val_acc_low']:.3f}, "
@@ -129,34 +128,43 @@ def run_epochs(
     best: BestModel,
     early_stop: EarlyStop,
     checkpoints: Checkpoints,
-    save_state: Callable[[int], None] | None = None,
+    state: Callable[[int], StateSnapshot] | None = None,
 ) -> Evaluation | None:
     """Run `epochs` (numbers of the run's epochs, in order) and return the last validation, or None when
-    no epoch ran. `scored` is the model that is validated, tracked and saved (a weight average, the whole
-    network around a trained head). `save_state(epoch)` writes the resume state after each checkpoint:
-    last, so that a state on disk always has its weights and history beside it."""
+    no epoch ran; every checkpoint is on disk when it returns. `scored` is the model that is validated,
+    tracked and saved (a weight average, the whole network around a trained head). `state(epoch)`
+    snapshots the training state for --resume after that epoch, to be written with its checkpoint."""
     ev = None
     last = epochs[-1] if len(epochs) else None
-    for epoch in epochs:
-        if early_stop.triggered:
-            break  # a resumed run that had already stopped early
-        release_free_memory()  # what the last epoch freed (steps, validation, checkpoint): kept, it adds up
-        started = time.perf_counter()
-        stats = train(epoch)
-        ev = validate()
-        schedule.after_epoch()
-        row = epoch_row(epoch, stats, ev.metrics, time.perf_counter() - started)
-        recorder.record(row, stats)
-        early_stop.update(best.update(scored, epoch, row["val_loss"]))
-        if checkpoints.due(force=early_stop.triggered or epoch == last):
-            release_free_memory()  # the epoch's kept activations, before the files' buffers stack on top of them
-            checkpoints.write(scored, epoch, best.take_pending(), best.epoch, best.loss)
-            if save_state is not None:
-                save_state(epoch)
-        if early_stop.triggered:
-            recorder.log(
-                f"early stop: validation loss has not improved for {early_stop.patience} epochs "
-                f"(best: epoch {best.epoch})"
-            )
-            break
+    try:
+        for epoch in epochs:
+            if early_stop.triggered:
+                break  # a resumed run that had already stopped early
+            checkpoints.raise_if_failed()  # a full disk stops the run at the next epoch, not at its end
+            release_free_memory()  # what the last epoch freed (steps, validation, checkpoint): kept, it adds up
+            started = time.perf_counter()
+            stats = train(epoch)
+            ev = validate()
+            schedule.after_epoch()
+            row = epoch_row(epoch, stats, ev.metrics, time.perf_counter() - started)
+            checkpoints.add_rows(row, stats.steps)
+            recorder.record(row, stats)
+            early_stop.update(best.update(scored, epoch, row["val_loss"]))
+            if checkpoints.due(force=early_stop.triggered or epoch == last):
+                release_free_memory()  # the epoch's kept activations, before the snapshot's copies stack on top
+                snapshot = state(epoch) if state is not None else None
+                checkpoints.write(scored, epoch, best.take_pending(), best.epoch, best.loss, snapshot)
+            if early_stop.triggered:
+                recorder.log(
+                    f"early stop: validation loss has not improved for {early_stop.patience} epochs "
+                    f"(best: epoch {best.epoch})"
+                )
+                break
+    except BaseException:
+        try:
+            checkpoints.wait()  # the checkpoint in flight still lands: it is the one to resume from
+        except Exception:
+            pass  # the error that stopped the run is the one to report
+        raise
+    checkpoints.wait()
     return ev

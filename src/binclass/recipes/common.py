@@ -20,8 +20,37 @@ from ..doctor.findings import Finding
 from ..engine.driver import Log
 from ..errors import BinclassError
 from ..phases import Phases
-from ..run.files import PREDICTIONS_FILE
-from ..run.folder import prepare_run_dir, write_predictions
+from ..run.checkpoints import EventHook
+from ..run.files import CONFIG_FILE, PREDICTIONS_FILE
+from ..run.folder import open_run_dir, write_predictions
+from ..run.lock import RunLock
+from ..run.output import RunOutput
+
+
+class RunFolder:
+    """The run folder of one `fit`: opened (created, or found to resume) and locked once, after the data
+    scan has found nothing wrong; released when the run ends, however it ends."""
+
+    def __init__(self, out: Path, overwrite: bool, resume: bool, output: RunOutput) -> None:
+        self.path, self.overwrite, self.resume, self.output = Path(out), overwrite, resume, output
+        self.lock: RunLock | None = None
+
+    def open(self, cfg: TrainConfig) -> Path:
+        if self.lock is None:
+            self.lock = open_run_dir(self.path, self.overwrite, self.resume, self.output.log)
+            self.output.attach(self.path)
+            if not self.resume:  # first: a run stopped while decoding can be resumed with its settings
+                try:
+                    cfg.save(self.path / CONFIG_FILE)
+                except OSError as exc:
+                    raise BinclassError(
+                        f"{self.path}: cannot write {CONFIG_FILE} ({exc.strerror}); choose another --out"
+                    ) from None
+        return self.path
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
 
 def seed_everything(seed: int) -> None:
@@ -71,11 +100,12 @@ def drop_bad_files(
 
 
 def prepare_data(
-    cfg: TrainConfig, device: torch.device, resume: bool, overwrite: bool, log: Log
+    cfg: TrainConfig, device: torch.device, run: RunFolder, log: Log, on_event: EventHook | None = None
 ) -> tuple[Path, DataLayout, Source, Source]:
-    """Scan DATA_DIR, make the run folder, decode (or check) every image once; drop and name bad files."""
+    """Scan DATA_DIR, open the run folder (saving the config of a new run), decode (or check) every image
+    once; drop and name bad files."""
     layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
-    run_dir = Path(cfg.out) if resume else prepare_run_dir(Path(cfg.out), overwrite)
+    run_dir = run.open(cfg)
     held_out = "validation folder" if layout.val_source == "folder" else f"{cfg.val_split:.0%} held out"
     log(
         f"data: {len(layout.train)} train, {len(layout.val)} validation images ({held_out}); "
@@ -87,9 +117,13 @@ def prepare_data(
     train_x, train_good, train_bad, how = make_source(
         layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir
     )
+    if on_event is not None:
+        on_event("decoded-train")
     val_x, val_good, val_bad, val_how = make_source(
         layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir
     )
+    if on_event is not None:
+        on_event("decoded")
     log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
     layout = drop_bad_files(layout, train_good, val_good, train_bad + val_bad, cfg.strict, log)
     return run_dir, layout, train_x, val_x
@@ -103,14 +137,25 @@ def finish_run(
     findings: list[Finding],
     log: Log,
     phases: Phases,
+    on_event: EventHook | None = None,
 ) -> Path:
     """val_predictions.csv, diagnosis.json and the report, then the closing line."""
     phases.mark("training")
-    write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
-    write_diagnosis(run_dir, findings)
-    from ..report.html import write_report  # matplotlib import is slow; only needed here
+    try:
+        write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
+        if on_event is not None:
+            on_event("predictions")
+        write_diagnosis(run_dir, findings)
+        from ..report.html import write_report  # matplotlib import is slow; only needed here
 
-    report = write_report(run_dir)
+        report = write_report(run_dir)
+    except OSError as exc:
+        raise BinclassError(
+            f"{run_dir}: cannot write the run's report files ({exc.strerror or exc}); every checkpoint is intact: "
+            f"free space or fix the folder's permissions, then `binclass train --resume {run_dir}`"
+        ) from None
+    if on_event is not None:
+        on_event("report")
     phases.mark("report")
     log(f"run folder: {run_dir}  report: {report}  ({phases.summary()})")
     return run_dir

@@ -25,8 +25,8 @@ from ..engine.optim import Schedule, make_optimizer, make_scheduler, warmup_cosi
 from ..models import build_model, normalization
 from ..phases import Phases
 from ..progressbar import terminal_progress
-from ..run.checkpoints import Checkpoints
-from ..run.files import BEST_FILE, CONFIG_FILE
+from ..run.checkpoints import Checkpoints, EventHook
+from ..run.files import BEST_FILE
 from ..run.folder import model_meta
 from ..run.weights import load_model
 from .common import Log, finish_run, resolve_pos_weight, seed_everything
@@ -74,10 +74,10 @@ def fit_pretrained(
     val_x: Source,
     log: Log,
     phases: Phases,
+    on_event: EventHook | None = None,
 ) -> Path:
     """Train the head on cached features (and fine-tune with --finetune N); write the run folder."""
     mean, std = normalization(cfg.model)
-    cfg.save(run_dir / CONFIG_FILE)
 
     start = time.perf_counter()
     bs = cfg.eval_batch_size
@@ -104,7 +104,7 @@ def fit_pretrained(
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     best, early_stop = BestModel(), EarlyStop(cfg.early_stop)
     recorder = EpochRecorder(run_dir, cfg.epochs, log)
-    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every)
+    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every, on_event)
 
     def train(epoch: int) -> EpochStats:
         stats = train_one_epoch(
@@ -144,7 +144,8 @@ def fit_pretrained(
     if cfg.finetune:
         done = int(checkpoints.meta["epoch"])
         probs = finetune(cfg, device, model, layout, train_x, val_x, done, best, recorder, checkpoints, log)
-    return finish_run(run_dir, layout, probs, cfg.threshold, recorder.doctor.findings, log, phases)
+    checkpoints.close()
+    return finish_run(run_dir, layout, probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event)
 
 
 # The whole network trains at a tenth of the head's learning rate (ImageNet features need only a

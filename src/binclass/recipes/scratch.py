@@ -26,10 +26,10 @@ from ..models import build_model, normalization
 from ..phases import Phases
 from ..progressbar import terminal_progress
 from ..run import history
-from ..run.checkpoints import Checkpoints
-from ..run.files import CONFIG_FILE, MODEL_FILE
+from ..run.checkpoints import Checkpoints, EventHook
+from ..run.files import MODEL_FILE, STATE_FILE
 from ..run.folder import model_meta
-from ..run.state import load_state, save_state
+from ..run.state import StateSnapshot, load_state, snapshot_state
 from .common import Log, finish_run, resolve_pos_weight, seed_everything
 
 # Called after every optimizer step with (epoch, step, steps in the epoch): progress bars and tests' hooks.
@@ -47,14 +47,13 @@ def fit_scratch(
     log: Log,
     phases: Phases,
     on_step: StepHook | None = None,
+    on_event: EventHook | None = None,
 ) -> Path:
     """Train cfg's network on the decoded images and write the run folder (cfg: resolved)."""
     seed_everything(cfg.seed)
     model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device)
     mean, std = normalization(cfg.model)
     compiled, graphed = cfg.extra["compiled_optimizer_step"], cfg.extra["cuda_graphs"]
-    if not resume:
-        cfg.save(run_dir / CONFIG_FILE)
 
     train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
     val_y = np.asarray(layout.val.labels)
@@ -71,19 +70,29 @@ def fit_scratch(
 
     best, early_stop = BestModel(), EarlyStop(cfg.early_stop)
     done = 0  # last completed epoch
-    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every)
-    if resume:
-        counters, ema_updates = load_state(
+    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every, on_event)
+    if resume and not (run_dir / STATE_FILE).exists():
+        dropped = history.truncate(run_dir, 0)  # rows of an older binclass that kept no state for them
+        log(
+            f"no epoch of this run was completed before it stopped: training from epoch 1 of {cfg.epochs}"
+            + (f" (rows of epochs {_epochs(dropped)} had no checkpoint and are trained again)" if dropped else "")
+        )
+    elif resume:
+        restored = load_state(
             run_dir, model, optimizer, schedule.scheduler, generators, ema.model if ema is not None else None
         )
-        if ema is not None and ema_updates is not None:
-            ema.updates = ema_updates
-        done = int(counters["epoch"])
-        best.load_state_dict(counters)
-        early_stop.load_state_dict(counters)
-        history.truncate(run_dir, done)  # rows of an epoch that did not complete
+        if ema is not None and restored.ema_updates is not None:
+            ema.updates = restored.ema_updates
+        done = int(restored.counters["epoch"])
+        best.load_state_dict(restored.counters)
+        early_stop.load_state_dict(restored.counters)
+        dropped = restore_history(run_dir, done, restored.rows)
         checkpoints.meta.update(epoch=done, best_epoch=best.epoch, best_val_loss=best.loss)
-        log(f"resuming after epoch {done} of {cfg.epochs}")
+        checkpoints.saved_epoch = done
+        log(
+            f"resuming after epoch {done} of {cfg.epochs}"
+            + (f" (rows of epochs {_epochs(dropped)} had no checkpoint and are trained again)" if dropped else "")
+        )
     autocast_dtype = torch.bfloat16 if cfg.extra["precision"] == "bf16" else None
     runner = None
     if graphed:
@@ -127,10 +136,10 @@ def fit_scratch(
             tta=bool(cfg.tta),
         )
 
-    def save(epoch: int) -> None:
+    def state(epoch: int) -> StateSnapshot:
         counters = {"epoch": epoch, **best.state_dict(), **early_stop.state_dict()}
         ema_model, ema_updates = (ema.model, ema.updates) if ema is not None else (None, None)
-        save_state(run_dir, model, optimizer, schedule.scheduler, generators, counters, ema_model, ema_updates)
+        return snapshot_state(model, optimizer, schedule.scheduler, generators, counters, ema_model, ema_updates)
 
     phases.mark("setup")
     ev = run_epochs(
@@ -143,11 +152,29 @@ def fit_scratch(
         best=best,
         early_stop=early_stop,
         checkpoints=checkpoints,
-        save_state=save,
+        state=state,
     )
+    checkpoints.close()
     if ev is None:  # resumed a run whose epochs were all complete: score the saved model once more
         ev = validate()
-    return finish_run(run_dir, layout, ev.probs, cfg.threshold, recorder.doctor.findings, log, phases)
+    return finish_run(run_dir, layout, ev.probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event)
+
+
+def restore_history(run_dir: Path, done: int, rows: dict | None) -> list[int]:
+    """The history files as the checkpoint of epoch `done` left them: its own rows (kept in the state)
+    rewritten after the rows of the epochs before, and nothing after it. Returns the epochs dropped
+    after `done` (none, unless an older binclass wrote rows between checkpoints)."""
+    if not rows or not rows.get("metrics"):
+        return history.truncate(run_dir, done)  # a state written by an older binclass
+    first = min(int(r["epoch"]) for r in rows["metrics"])
+    dropped = history.truncate(run_dir, first - 1)
+    history.append_steps(run_dir, rows["steps"])
+    history.append_epochs(run_dir, rows["metrics"])
+    return [e for e in dropped if e > done]
+
+
+def _epochs(numbers: list[int]) -> str:
+    return f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 1 else str(numbers[0])
 
 
 def step_progress(label: str, epoch: int, on_step: StepHook | None) -> Callable[[int, int], None] | None:

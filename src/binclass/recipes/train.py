@@ -12,7 +12,9 @@ from ..config import TrainConfig
 from ..device import resolve_device
 from ..errors import BinclassError
 from ..phases import Phases
-from .common import Log, prepare_data
+from ..run.checkpoints import EventHook
+from ..run.output import RunOutput
+from .common import Log, RunFolder, prepare_data
 from .resolve import resolve
 from .scratch import StepHook, fit_scratch
 
@@ -23,10 +25,25 @@ def fit(
     resume: bool = False,
     log: Log = print,
     on_step: StepHook | None = None,
+    on_event: EventHook | None = None,
 ) -> Path:
-    """Train and write the run folder cfg.out. resume=True continues it from its last completed epoch
-    (cfg is then the run's own config.json). on_step(epoch, step, steps) runs after every optimizer step
-    of a from-scratch run (tests use it to stop a run at an exact point)."""
+    """Train and write the run folder cfg.out. resume=True continues it from its last checkpoint (cfg is
+    then the run's own config.json). The folder is locked while the run lives; the run's lines, and what
+    libraries print meanwhile, are kept in its train.log. on_step(epoch, step, steps) runs after every
+    optimizer step of a from-scratch run and on_event(name) at named points of the run (decoding,
+    checkpoint writes, the report): tests stop the process there."""
+    with RunOutput(log) as output:
+        run = RunFolder(Path(cfg.out), overwrite, resume, output)
+        try:
+            return _fit(cfg, run, output.log, on_step, on_event)
+        except BinclassError as exc:
+            output.keep(f"error: {exc}")
+            raise
+        finally:
+            run.release()
+
+
+def _fit(cfg: TrainConfig, run: RunFolder, log: Log, on_step: StepHook | None, on_event: EventHook | None) -> Path:
     phases = Phases()
     cfg = resolve(cfg)
     keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
@@ -35,15 +52,15 @@ def fit(
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if not cfg.from_scratch:
-        if resume:
+        if run.resume:
             raise BinclassError("--resume is for the from-scratch models; a pretrained run is short, start it again")
         from .pretrained import fit_pretrained, pretrained_model
 
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
         phases.mark("model")
-        data = prepare_data(cfg, device, resume, overwrite, log)
+        data = prepare_data(cfg, device, run, log, on_event)
         phases.mark("images")
-        return fit_pretrained(cfg, device, model, *data, log, phases)
-    data = prepare_data(cfg, device, resume, overwrite, log)
+        return fit_pretrained(cfg, device, model, *data, log, phases, on_event)
+    data = prepare_data(cfg, device, run, log, on_event)
     phases.mark("images")
-    return fit_scratch(cfg, device, *data, resume, log, phases, on_step)
+    return fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event)

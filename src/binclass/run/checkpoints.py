@@ -1,26 +1,51 @@
-"""Checkpoints: the weights files and model.json, written when due."""
+"""Checkpoints: the weights, model.json, the training state and the history rows, written in the
+background and in order, so that every epoch with a row in metrics.csv is a point to resume from."""
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .files import BEST_FILE, MODEL_FILE
-from .weights import save_meta, save_weights
+from ..errors import BinclassError
+from . import history
+from .files import BEST_FILE, META_FILE, MODEL_FILE, STATE_FILE
+from .state import StateSnapshot, write_state
+from .weights import cpu_copy, save_meta, save_weights
+
+# Called with the name of a point in a checkpoint's write: tests stop the process there.
+EventHook = Callable[[str], None]
 
 
 class Checkpoints:
-    """model.safetensors, best.safetensors and model.json, written at most every `every` seconds (and
-    whenever forced: the last epoch, an early stop). Between writes the best weights wait in memory
-    (the caller keeps them). Writing the seed network's weights and state took 0.1-0.3 s on a 2-core
-    CPU; its whole epoch took 0.28 s on an H200."""
+    """Checkpoints of one run folder, each taken at the end of an epoch: at most every `every` seconds
+    (0: every epoch) and whenever forced (the last epoch, an early stop).
 
-    def __init__(self, run_dir: Path, meta: dict, every: float = 0.0) -> None:
-        self.run_dir, self.meta, self.every = Path(run_dir), meta, every
+    A checkpoint is copied on the training thread (a snapshot) and written by one background thread,
+    in this order: model.safetensors, best.safetensors, model.json, state.safetensors, then the
+    history rows of the epochs it completes (steps.csv, then metrics.csv). Each file is written
+    atomically, and the state also holds those rows. So a row appears in metrics.csv only once its
+    epoch's checkpoint is on disk, and a resume restores the rows whatever became of the history files.
+    Training waits for a write only when the next checkpoint is due before the last one is written."""
+
+    def __init__(self, run_dir: Path, meta: dict, every: float = 0.0, on_event: EventHook | None = None) -> None:
+        self.run_dir, self.meta, self.every, self.on_event = Path(run_dir), meta, every, on_event
         self.last_write = time.perf_counter()
+        self.saved_epoch: int | None = None  # the last checkpoint on disk with its training state
+        self._metrics: list[dict] = []  # rows of the epochs since the last checkpoint
+        self._steps: list[dict] = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binclass-checkpoint")
+        self._pending: Future | None = None
+
+    def add_rows(self, row: dict, steps: list[dict]) -> None:
+        """An epoch's metrics row and step rows, written with the next checkpoint."""
+        self._metrics.append(row)
+        self._steps += steps
 
     def due(self, force: bool = False) -> bool:
         return force or self.every <= 0 or time.perf_counter() - self.last_write >= self.every
@@ -32,16 +57,75 @@ class Checkpoints:
         best_weights: dict[str, torch.Tensor] | None,
         best_epoch: int | None,
         best_loss: float,
+        state: StateSnapshot | None = None,
     ) -> None:
-        """The model after `epoch`; the best weights when they changed since the last write (else None)."""
-        save_weights(model, self.run_dir / MODEL_FILE)
-        if best_weights is not None:
-            save_weights(best_weights, self.run_dir / BEST_FILE)
+        """Snapshot the model after `epoch` (and the best weights when they changed since the last
+        checkpoint, else None) and write them, the state and the pending rows in the background."""
+        self.wait()  # at most one checkpoint in flight: its memory, and its error, come back here
+        weights = cpu_copy(model.state_dict())
+        best = cpu_copy(best_weights) if best_weights is not None else None
         if best_epoch is not None:
             self.meta.update(best_epoch=best_epoch, best_val_loss=best_loss)
         self.meta["epoch"] = epoch
-        self.save_meta()
+        rows = {"metrics": self._metrics, "steps": self._steps}
+        self._metrics, self._steps = [], []
         self.last_write = time.perf_counter()
+        job = (weights, best, copy.deepcopy(self.meta), state, rows, epoch)
+        self._pending = self._writer.submit(self._write, *job)
+
+    def _write(
+        self, weights: dict, best: dict | None, meta: dict, state: StateSnapshot | None, rows: dict, epoch: int
+    ) -> None:
+        name = MODEL_FILE
+        try:
+            save_weights(weights, self.run_dir / MODEL_FILE)
+            self._event("checkpoint-weights")
+            if best is not None:
+                name = BEST_FILE
+                save_weights(best, self.run_dir / BEST_FILE)
+            name = META_FILE
+            save_meta(meta, self.run_dir)
+            if state is not None:
+                name = STATE_FILE
+                write_state(self.run_dir, state, rows, before_rename=lambda: self._event("checkpoint-state-written"))
+                self.saved_epoch = epoch
+                self._event("checkpoint-state")
+            name = history.STEPS_FILE
+            history.append_steps(self.run_dir, rows["steps"])
+            self._event("checkpoint-steps")
+            name = history.METRICS_FILE
+            history.append_epochs(self.run_dir, rows["metrics"])
+        except OSError as exc:
+            last = f"epoch {self.saved_epoch}" if self.saved_epoch is not None else "none yet"
+            raise BinclassError(
+                f"{self.run_dir}: cannot write {name} ({exc.strerror or exc}); the last complete checkpoint "
+                f"({last}) is intact: free space or fix the folder's permissions, then "
+                f"`binclass train --resume {self.run_dir}`"
+            ) from None
+
+    def _event(self, name: str) -> None:
+        if self.on_event is not None:
+            self.on_event(name)
+
+    def raise_if_failed(self) -> None:
+        """The error of a checkpoint written meanwhile, if it failed (without waiting for one in flight)."""
+        if self._pending is not None and self._pending.done():
+            self.wait()
+
+    def wait(self) -> None:
+        """Until the last checkpoint is on disk; its error, if it failed."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def save_meta(self) -> None:
+        """model.json as it is now, after the checkpoints in flight."""
+        self.wait()
         save_meta(self.meta, self.run_dir)
+
+    def close(self) -> None:
+        """Wait for the checkpoint in flight and stop the writer (its error, if it failed)."""
+        try:
+            self.wait()
+        finally:
+            self._writer.shutdown(wait=True)

@@ -15,6 +15,8 @@ CURVES_PLOT = "curves.png"
 CONFUSION_PLOT = "confusion.png"
 ROC_PLOT = "roc.png"
 REPORT_FILE = "report.html"
+TRAIN_LOG = "train.log"  # every line a run printed, and the library output it kept off the terminal
+LOCK_FILE = "train.lock"  # present while a run uses the folder: its process id and host
 
 # A folder holding any of these holds a run: a new run there needs --overwrite.
 RUN_MARKERS = (CONFIG_FILE, METRICS_FILE, MODEL_FILE)
@@ -27,4 +29,5 @@ RUN_FILES = RUN_MARKERS + (
     EVALUATION_FILE,
     DIAGNOSIS_FILE,
     STATE_FILE,
+    TRAIN_LOG,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import platform
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,21 +17,32 @@ from ..data.scan import DataLayout
 from ..errors import BinclassError
 from ..models import normalization
 from .files import BEST_FILE, MODEL_FILE, RUN_FILES, RUN_MARKERS
+from .lock import RunLock
 
 
-def prepare_run_dir(out: Path, overwrite: bool) -> Path:
-    """Create RUN_DIR; refuse to mix two runs in one folder unless --overwrite (which removes only run files)."""
+def open_run_dir(out: Path, overwrite: bool, resume: bool, log: Callable[[str], None]) -> RunLock:
+    """Create RUN_DIR (or open it, to resume) and lock it for this run. A folder that holds a run is
+    refused unless --resume, or --overwrite, which removes only run files, and only once the lock is
+    held: a live run's folder is never changed under it. The caller releases the lock."""
     if out.exists() and not out.is_dir():
         raise BinclassError(f"{out}: exists and is not a folder; choose another --out")
-    if out.is_dir() and any((out / name).exists() for name in RUN_MARKERS):
-        if not overwrite:
-            raise BinclassError(
-                f"{out}: already holds a run; choose another --out, --resume {out}, or pass --overwrite"
-            )
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BinclassError(f"{out}: cannot create the run folder ({exc.strerror}); choose another --out") from None
+    lock = RunLock(out).acquire(log)
+    try:
+        if not resume and any((out / name).exists() for name in RUN_MARKERS):
+            if not overwrite:
+                raise BinclassError(
+                    f"{out}: already holds a run; choose another --out, --resume {out}, or pass --overwrite"
+                )
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def environment(device: torch.device) -> dict:

@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+from .atomic import write_atomically
 from .files import METRICS_FILE, STEPS_FILE
 
 METRIC_COLUMNS = [
@@ -59,10 +60,11 @@ def _append(path: Path, columns: list[str], rows: list[dict]) -> None:
         for row in rows:
             writer.writerow([_fmt(row[c]) for c in columns])
         f.flush()
+        os.fsync(f.fileno())  # on disk before the next checkpoint builds on it
 
 
-def append_epoch(run_dir: Path, row: dict) -> None:
-    _append(Path(run_dir) / METRICS_FILE, METRIC_COLUMNS, [row])
+def append_epochs(run_dir: Path, rows: list[dict]) -> None:
+    _append(Path(run_dir) / METRICS_FILE, METRIC_COLUMNS, rows)
 
 
 def append_steps(run_dir: Path, rows: list[dict]) -> None:
@@ -93,19 +95,34 @@ def read_steps(run_dir: Path) -> list[dict]:
     return _read(Path(run_dir) / STEPS_FILE)
 
 
-def truncate(run_dir: Path, last_epoch: int) -> None:
-    """Drop rows after last_epoch (an epoch a crash interrupted), rewriting each file atomically."""
+def truncate(run_dir: Path, last_epoch: int) -> list[int]:
+    """Keep the rows of epochs up to last_epoch, and only whole rows (a crash can cut the last line
+    short), rewriting each file atomically. Returns the epochs whose metrics rows were dropped."""
+    dropped: list[int] = []
     for name, columns in ((METRICS_FILE, METRIC_COLUMNS), (STEPS_FILE, STEP_COLUMNS)):
         path = Path(run_dir) / name
         if not path.exists():
             continue
         with path.open(newline="") as f:
             reader = csv.reader(f)
-            header = next(reader, columns)
-            rows = [r for r in reader if r and int(r[0]) <= last_epoch]
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
-        os.replace(tmp, path)
+            header = next(reader, None) or columns
+            rows = [r for r in reader if r]
+        kept = [r for r in rows if len(r) == len(header) and _epoch(r) is not None and _epoch(r) <= last_epoch]
+        if name == METRICS_FILE:
+            dropped = sorted({e for r in rows if (e := _epoch(r)) is not None and e > last_epoch})
+
+        def write(tmp: Path, header: list[str] = header, kept: list[list[str]] = kept) -> None:
+            with tmp.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(header)
+                writer.writerows(kept)
+
+        write_atomically(path, write)
+    return dropped
+
+
+def _epoch(row: list[str]) -> int | None:
+    try:
+        return int(row[0])
+    except ValueError:
+        return None

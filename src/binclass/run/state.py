@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,9 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from ..errors import BinclassError
+from .atomic import write_atomically
 from .files import STATE_FILE
-from .weights import replace_atomically
+from .weights import cpu_copy
 
 
 def _to_json(value: object) -> object:
@@ -46,7 +49,7 @@ def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
         rest["state"][str(idx)] = {}
         for name, value in entry.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optim/{idx}/{name}"] = value.detach().contiguous().cpu()
+                tensors[f"optim/{idx}/{name}"] = value
             else:
                 rest["state"][str(idx)][name] = value
     return tensors, rest
@@ -61,8 +64,15 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
     return {"state": state, "param_groups": _from_json(rest["param_groups"])}
 
 
-def save_state(
-    run_dir: Path,
+@dataclass
+class StateSnapshot:
+    """The training state at one moment, copied off the live objects: safe to write from another thread."""
+
+    tensors: dict[str, torch.Tensor]
+    meta: dict
+
+
+def snapshot_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: object | None,
@@ -70,33 +80,50 @@ def save_state(
     counters: dict,
     ema: nn.Module | None = None,
     ema_updates: int | None = None,
-) -> None:
+) -> StateSnapshot:
     """counters: the JSON-able state of the run's trackers (last completed epoch, best-model tracking,
-    early stopping). ema: the weight average's model, updated ema_updates times."""
-    tensors = {f"model/{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    early stopping). ema: the weight average's model, updated ema_updates times. Every tensor is copied."""
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     if ema is not None:
-        tensors.update({f"ema/{k}": v.detach().contiguous().cpu() for k, v in ema.state_dict().items()})
+        tensors.update({f"ema/{k}": v for k, v in ema.state_dict().items()})
     optim_tensors, optim_rest = _split_optimizer(optimizer.state_dict())
     tensors.update(optim_tensors)
     tensors["rng/torch"] = torch.get_rng_state()
     for name, gen in generators.items():
-        tensors[f"rng/{name}"] = gen.get_state().cpu()
+        tensors[f"rng/{name}"] = gen.get_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng/cuda{i}"] = s
     np_state = np.random.get_state()
     meta = {
-        "progress": counters,
+        "progress": dict(counters),
         "ema_updates": ema_updates if ema is not None else None,
         "optimizer": optim_rest,
         "scheduler": _to_json(scheduler.state_dict()) if scheduler is not None else None,
         "python_random": random.getstate(),
         "numpy_random": [np_state[0], np_state[1].tolist(), *np_state[2:]],
     }
-    path = Path(run_dir) / STATE_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"binclass_state": json.dumps(meta)})
-    replace_atomically(tmp, path)
+    return StateSnapshot(cpu_copy(tensors), json.loads(json.dumps(meta)))
+
+
+def write_state(
+    run_dir: Path, snapshot: StateSnapshot, rows: dict | None = None, before_rename: Callable[[], None] | None = None
+) -> None:
+    """state.safetensors, atomically. rows: the history rows ({"metrics": [...], "steps": [...]}) of the
+    epochs this checkpoint completes, kept in it so that a resume can restore them whatever happened to
+    the history files after the state was written."""
+    meta = {**snapshot.meta, "rows": rows}
+    header = {"binclass_state": json.dumps(meta)}
+    write_atomically(
+        Path(run_dir) / STATE_FILE, lambda tmp: save_file(snapshot.tensors, str(tmp), metadata=header), before_rename
+    )
+
+
+@dataclass
+class Restored:
+    counters: dict  # the trackers' state: last completed epoch, best loss and epoch, epochs since the best
+    ema_updates: int | None
+    rows: dict | None  # the history rows of the epochs the checkpoint completed (None: written by an older binclass)
 
 
 def load_state(
@@ -106,12 +133,10 @@ def load_state(
     scheduler: object | None,
     generators: dict[str, torch.Generator],
     ema: nn.Module | None = None,
-) -> tuple[dict, int | None]:
-    """Restore everything save_state wrote; return its counters and the weight average's update count.
-    Only safetensors is read: a pickle in its place is refused without being run."""
+) -> Restored:
+    """Restore everything write_state wrote into the live objects. Only safetensors is read: a pickle in
+    its place is refused without being run."""
     path = Path(run_dir) / STATE_FILE
-    if not path.exists():
-        raise BinclassError(f"{path}: not found; the run has no completed epoch to resume from (start it again)")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {})["binclass_state"])
@@ -135,4 +160,5 @@ def load_state(
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = meta["numpy_random"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    return dict(meta["progress"]), (int(meta["ema_updates"]) if meta.get("ema_updates") is not None else None)
+    ema_updates = int(meta["ema_updates"]) if meta.get("ema_updates") is not None else None
+    return Restored(dict(meta["progress"]), ema_updates, meta.get("rows"))

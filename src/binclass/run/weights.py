@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -12,30 +11,24 @@ from torch import nn
 
 from ..errors import BinclassError
 from ..models import build_model
+from .atomic import write_atomically
 from .files import BEST_FILE, META_FILE, MODEL_FILE
 
 
-def replace_atomically(tmp: Path, final: Path) -> None:
-    with tmp.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A contiguous CPU copy of every tensor: a snapshot that training can go on changing beside."""
+    return {k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format) for k, v in state.items()}
 
 
 def save_weights(model: nn.Module | dict[str, torch.Tensor], path: Path) -> None:
-    """Write a model's (or a state dict's) weights to a temporary file in the same folder, flush, then
-    rename: a crash never leaves half a file."""
+    """A model's (or a state dict's) weights as safetensors, written atomically."""
     state = model if isinstance(model, dict) else model.state_dict()
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
-    replace_atomically(tmp, path)
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def save_meta(meta: dict, run_dir: Path) -> None:
-    path = Path(run_dir) / META_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    replace_atomically(tmp, path)
+    write_atomically(Path(run_dir) / META_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
 
 
 def load_meta(run_dir: Path) -> dict:
