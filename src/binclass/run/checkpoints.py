@@ -4,6 +4,8 @@ background and in order, so that every epoch with a row in metrics.csv is a poin
 from __future__ import annotations
 
 import copy
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,7 +41,9 @@ class Checkpoints:
         self.saved_epoch: int | None = None  # the last checkpoint on disk with its training state
         self._metrics: list[dict] = []  # rows of the epochs since the last checkpoint
         self._steps: list[dict] = []
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binclass-checkpoint")
+        self._writer = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="binclass-checkpoint", initializer=_lower_priority
+        )
         self._pending: Future | None = None
 
     def add_rows(self, row: dict, steps: list[dict]) -> None:
@@ -62,8 +66,10 @@ class Checkpoints:
         """Snapshot the model after `epoch` (and the best weights when they changed since the last
         checkpoint, else None) and write them, the state and the pending rows in the background."""
         self.wait()  # at most one checkpoint in flight: its memory, and its error, come back here
-        weights = cpu_copy(model.state_dict())
-        best = cpu_copy(best_weights) if best_weights is not None else None
+        weights = _weights_in(state, model) if state is not None else None
+        if weights is None:
+            weights = cpu_copy(model.state_dict())
+        best = best_weights  # the caller's own copy, handed over: written as it is
         if best_epoch is not None:
             self.meta.update(best_epoch=best_epoch, best_val_loss=best_loss)
         self.meta["epoch"] = epoch
@@ -129,3 +135,20 @@ class Checkpoints:
             self.wait()
         finally:
             self._writer.shutdown(wait=True)
+
+
+def _weights_in(state: StateSnapshot, model: nn.Module) -> dict[str, torch.Tensor] | None:
+    """The scored model's weights as the state snapshot already copied them, so that a checkpoint copies
+    each tensor once; None if the snapshot lacks them."""
+    names = [f"{state.scored}/{k}" for k in model.state_dict()]
+    if not all(name in state.tensors for name in names):
+        return None
+    return {name.split("/", 1)[1]: state.tensors[name] for name in names}
+
+
+def _lower_priority() -> None:
+    """The writer thread yields the cores to training (Linux: a thread's niceness is its own)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass

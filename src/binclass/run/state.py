@@ -70,6 +70,7 @@ class StateSnapshot:
 
     tensors: dict[str, torch.Tensor]
     meta: dict
+    scored: str = "model"  # whose weights are validated and saved: "ema" (the weight average) when there is one
 
 
 def snapshot_state(
@@ -103,7 +104,7 @@ def snapshot_state(
         "python_random": random.getstate(),
         "numpy_random": [np_state[0], np_state[1].tolist(), *np_state[2:]],
     }
-    return StateSnapshot(cpu_copy(tensors), json.loads(json.dumps(meta)))
+    return StateSnapshot(cpu_copy(tensors), json.loads(json.dumps(meta)), "ema" if ema is not None else "model")
 
 
 def write_state(
