@@ -39,3 +39,22 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def link_atomically(source: Path, path: Path) -> None:
+    """`path` becomes a second name of the file `source` (written whole before): no bytes are copied, and
+    neither file is ever changed in place, so each stays whole when the other is replaced. A copy where
+    the file system has no hard links."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        write_atomically(path, lambda t: t.write_bytes(source.read_bytes()))
+        return
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)

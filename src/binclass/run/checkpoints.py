@@ -4,6 +4,7 @@ background and in order, so that every epoch with a row in metrics.csv is a poin
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from torch import nn
 
 from ..errors import BinclassError
 from . import history
+from .atomic import link_atomically
 from .files import BEST_FILE, META_FILE, MODEL_FILE, STATE_FILE
 from .state import StateSnapshot, write_state
 from .weights import cpu_copy, save_meta, save_weights
@@ -64,25 +66,37 @@ class Checkpoints:
         weights = _weights_in(state, model) if state is not None else None
         if weights is None:
             weights = cpu_copy(model.state_dict())
-        best = best_weights  # the caller's own copy, handed over: written as it is
+        # The caller's own copy, handed over. When this epoch is the best, it is the model file itself:
+        # best.safetensors is then linked to it, not written again (the seed network: 38 MB less per epoch).
+        best = best_weights if best_epoch != epoch else None
+        link_best = best_weights is not None and best_epoch == epoch
         if best_epoch is not None:
             self.meta.update(best_epoch=best_epoch, best_val_loss=best_loss)
         self.meta["epoch"] = epoch
         rows = {"metrics": self._metrics, "steps": self._steps}
         self._metrics, self._steps = [], []
         self.last_write = time.perf_counter()
-        job = (weights, best, copy.deepcopy(self.meta), state, rows, epoch)
+        job = (weights, best, link_best, copy.deepcopy(self.meta), state, rows, epoch)
         self._pending = _Write(self._write, job)
 
     def _write(
-        self, weights: dict, best: dict | None, meta: dict, state: StateSnapshot | None, rows: dict, epoch: int
+        self,
+        weights: dict,
+        best: dict | None,
+        link_best: bool,
+        meta: dict,
+        state: StateSnapshot | None,
+        rows: dict,
+        epoch: int,
     ) -> None:
         name = MODEL_FILE
         try:
             save_weights(weights, self.run_dir / MODEL_FILE)
             self._event("checkpoint-weights")
-            if best is not None:
-                name = BEST_FILE
+            name = BEST_FILE
+            if link_best:
+                link_atomically(self.run_dir / MODEL_FILE, self.run_dir / BEST_FILE)
+            elif best is not None:
                 save_weights(best, self.run_dir / BEST_FILE)
             name = META_FILE
             save_meta(meta, self.run_dir)
@@ -148,6 +162,7 @@ class _Write:
 
         def run() -> None:
             try:
+                _lower_priority()
                 write(*args)
             except BaseException as exc:  # handed to the training thread by result()
                 self.error = exc
@@ -159,3 +174,13 @@ class _Write:
         self.thread.join()
         if self.error is not None:
             raise self.error
+
+
+def _lower_priority() -> None:
+    """The writer yields the cores to training and writes in their idle moments (Linux: a thread's
+    niceness is its own). Measured on the seed network, 2-core CPU: a training pass 2.90 s per epoch
+    with checkpoints at normal priority, 2.79-2.85 s at 19, 2.70 s without checkpoints."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
