@@ -23,21 +23,23 @@ Log = Callable[[str], None]
 
 
 class BestModel:
-    """The epoch with the lowest finite validation loss: its loss, its number, and its weights until the
-    next checkpoint writes them."""
+    """The epoch with the lowest finite validation loss: its loss, its number, and a copy of its weights
+    when they must wait for a later checkpoint (a checkpoint of the best epoch itself needs none: its
+    model file is the best one)."""
 
     def __init__(self) -> None:
         self.loss = math.inf
         self.epoch: int | None = None
         self.pending: dict[str, torch.Tensor] | None = None  # weights not yet written to best.safetensors
 
-    def update(self, model: nn.Module, epoch: int, val_loss: float) -> bool:
-        """True when this epoch is the new best."""
-        if not (math.isfinite(val_loss) and val_loss < self.loss):
-            return False
+    def improves(self, val_loss: float) -> bool:
+        return math.isfinite(val_loss) and val_loss < self.loss
+
+    def update(self, model: nn.Module, epoch: int, val_loss: float, keep_copy: bool) -> None:
+        """This epoch is the new best (improves() said so). keep_copy: its weights must outlive the epoch,
+        because no checkpoint is written at its end."""
         self.loss, self.epoch = val_loss, epoch
-        self.pending = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return True
+        self.pending = {k: v.detach().clone() for k, v in model.state_dict().items()} if keep_copy else None
 
     def take_pending(self) -> dict[str, torch.Tensor] | None:
         pending, self.pending = self.pending, None
@@ -149,8 +151,12 @@ def run_epochs(
             row = epoch_row(epoch, stats, ev.metrics, time.perf_counter() - started)
             checkpoints.add_rows(row, stats.steps)
             recorder.record(row, stats)
-            early_stop.update(best.update(scored, epoch, row["val_loss"]))
-            if checkpoints.due(force=early_stop.triggered or epoch == last):
+            improved = best.improves(row["val_loss"])
+            early_stop.update(improved)
+            due = checkpoints.due(force=early_stop.triggered or epoch == last)
+            if improved:
+                best.update(scored, epoch, row["val_loss"], keep_copy=not due)
+            if due:
                 release_free_memory()  # the epoch's kept activations, before the snapshot's copies stack on top
                 snapshot = state(epoch) if state is not None else None
                 checkpoints.write(scored, epoch, best.take_pending(), best.epoch, best.loss, snapshot)

@@ -60,16 +60,17 @@ class Checkpoints:
         best_loss: float,
         state: StateSnapshot | None = None,
     ) -> None:
-        """Snapshot the model after `epoch` (and the best weights when they changed since the last
-        checkpoint, else None) and write them, the state and the pending rows in the background."""
+        """Snapshot the model after `epoch` and write it, the best weights, the state and the pending rows
+        in the background. best_weights: a copy of an earlier best epoch's weights not yet written (None
+        when the best is unchanged since the last checkpoint, or is this epoch)."""
         self.wait()  # at most one checkpoint in flight: its memory, and its error, come back here
         weights = _weights_in(state, model) if state is not None else None
         if weights is None:
             weights = cpu_copy(model.state_dict())
-        # The caller's own copy, handed over. When this epoch is the best, it is the model file itself:
-        # best.safetensors is then linked to it, not written again (the seed network: 38 MB less per epoch).
-        best = best_weights if best_epoch != epoch else None
-        link_best = best_weights is not None and best_epoch == epoch
+        # When this epoch is the best, best.safetensors is a second name of its model file, not a second
+        # copy (the seed network: 38 MB less per epoch). Otherwise the caller's copy, handed over.
+        link_best = best_epoch == epoch
+        best = None if link_best else best_weights
         if best_epoch is not None:
             self.meta.update(best_epoch=best_epoch, best_val_loss=best_loss)
         self.meta["epoch"] = epoch
