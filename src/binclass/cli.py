@@ -131,7 +131,7 @@ def check(
 @app.command()
 @user_errors
 def predict(
-    run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
+    run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`, or a .onnx file it exported"),
     paths: list[Path] = typer.Argument(..., help="image files or folders"),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="write here instead of stdout"),
     checkpoint: str = typer.Option(
@@ -139,12 +139,20 @@ def predict(
     ),
     device: str = typer.Option("auto"),
 ) -> None:
-    """Write `path,prob,label` for every image (prob = probability of the positive class)."""
-    from .predict import load_predictor, predict_files
+    """Write `path,prob,label` for every image (prob = probability of the positive class).
+    With a .onnx file, onnxruntime runs it on the CPU (PyTorch is not imported)."""
     from .progressbar import terminal_progress
 
-    predictor = load_predictor(run_dir, checkpoint, device)
-    rows = predict_files(predictor, paths, terminal_progress("predict"))
+    if run_dir.suffix == ".onnx":
+        from .onnxpredict import OnnxPredictor, predict_onnx_files
+
+        if not run_dir.is_file():
+            raise BinclassError(f"{run_dir}: not found; give a file written by `binclass export`")
+        rows = predict_onnx_files(OnnxPredictor(run_dir), paths, terminal_progress("predict"))
+    else:
+        from .predict import load_predictor, predict_files
+
+        rows = predict_files(load_predictor(run_dir, checkpoint, device), paths, terminal_progress("predict"))
     handle = csv_file.open("w", newline="") if csv_file else sys.stdout
     try:
         writer = csv.writer(handle)
@@ -172,6 +180,23 @@ def evaluate(
     result = evaluate_folder(load_predictor(run_dir, checkpoint, device), data_dir)
     write_evaluation(run_dir, result)
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+@user_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
+    format: str = typer.Option("onnx", "--format", help="onnx (the one format)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="the file to write (default: RUN_DIR/model.onnx)"),
+    checkpoint: str = typer.Option("auto", help="auto (model.json's choice) | last | best"),
+) -> None:
+    """Export the model as ONNX: input uint8 (N, H, W, 3) RGB images at the model's size, output the
+    probability of the positive class; normalization inside, model.json's facts as metadata."""
+    from .export import export_onnx
+
+    if format != "onnx":
+        raise BinclassError(f"--format {format!r}: the one export format is onnx")
+    typer.echo(f"wrote {export_onnx(run_dir, out, checkpoint)}")
 
 
 @app.command("doctor")

@@ -5,6 +5,10 @@ output column, a model predicting one class for everything, raw logits threshold
 labels of shape (N,) meeting outputs of shape (N, 1) (which broadcast to an (N, N) comparison).
 A handful of reductions per call: cheap enough to leave on. Mode "warn" (default) issues each
 finding once as a BinclassWatchWarning; mode "raise" raises WatchError.
+
+For the loops people use: a Watcher is itself a plain hook (`hook = Watcher(); hook(outputs, labels,
+preds)` in any loop), and `WatchCallback` is a Lightning callback (imported only when asked for, and
+only with Lightning installed): `Trainer(callbacks=[binclass.watch.WatchCallback()])`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch
 
 from .doctor.findings import Finding
 
-__all__ = ["Watcher", "WatchError", "BinclassWatchWarning", "batch", "reset"]
+__all__ = ["Watcher", "WatchError", "BinclassWatchWarning", "WatchCallback", "batch", "reset"]
 
 
 class WatchError(RuntimeError):
@@ -175,6 +179,8 @@ class Watcher:
                 )
         return found
 
+    __call__ = batch  # a Watcher is the plain per-batch hook: hook(outputs, labels, preds)
+
 
 _default = Watcher()
 
@@ -186,3 +192,89 @@ def batch(outputs: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor | Non
 
 def reset() -> None:
     _default.reset()
+
+
+LABEL_KEYS = ("label", "labels", "y", "target", "targets")
+PRED_KEYS = ("preds", "predictions", "pred")
+
+
+def labels_of(batch: object) -> torch.Tensor | None:
+    """The labels of a batch as loaders give it: (inputs, labels, ...) or a dict with a label key."""
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[1], torch.Tensor):
+        return batch[1]
+    if isinstance(batch, dict):
+        for key in LABEL_KEYS:
+            if isinstance(batch.get(key), torch.Tensor):
+                return batch[key]
+    return None
+
+
+def _lightning_callback() -> type:
+    try:
+        from lightning.pytorch import Callback
+    except ImportError:
+        try:
+            from pytorch_lightning import Callback
+        except ImportError:
+            raise ImportError(
+                "binclass.watch.WatchCallback is a Lightning callback: pip install lightning "
+                "(in any other loop, call a binclass.watch.Watcher() on each batch)"
+            ) from None
+
+    class WatchCallback(Callback):
+        """Watches every training and validation batch of a Lightning run: the model's output (taken by a
+        forward hook), the batch's labels, and the predictions when the step returns them in a dict
+        ("preds"). Findings warn once each (mode="raise": stop the run); they are kept in .findings."""
+
+        def __init__(self, mode: str = "warn", min_samples: int = 200, min_batches: int = 5) -> None:
+            self.watchers = {stage: Watcher(mode, min_samples, min_batches) for stage in ("train", "validation")}
+            self._output: torch.Tensor | None = None
+            self._handle = None
+
+        @property
+        def findings(self) -> list[Finding]:
+            return [f for w in self.watchers.values() for f in w.findings]
+
+        def on_fit_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+            def keep(module, args, output) -> None:  # noqa: ANN001
+                self._output = output if isinstance(output, torch.Tensor) else None
+
+            self._handle = pl_module.register_forward_hook(keep)
+
+        def on_fit_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+            if self._handle is not None:
+                self._handle.remove()
+                self._handle = None
+
+        def on_validation_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+            self.watchers["validation"].samples = 0  # the constant-output count is per validation pass
+            self.watchers["validation"].predicted_positive = self.watchers["validation"].labels_positive = 0
+            self.watchers["validation"].batches = 0
+
+        def _check(self, stage: str, outputs: object, batch: object) -> None:
+            labels, output, self._output = labels_of(batch), self._output, None
+            if labels is None or output is None or output.shape[0] != labels.shape[0]:
+                return
+            preds = None
+            if isinstance(outputs, dict):
+                preds = next((outputs[k] for k in PRED_KEYS if isinstance(outputs.get(k), torch.Tensor)), None)
+            if output.numel() == labels.numel():
+                # How the step compares them is not visible here: only predictions it returns are checked for shape.
+                output = output.reshape(labels.shape)
+            self.watchers[stage].batch(output.detach(), labels.detach(), None if preds is None else preds.detach())
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+            self._check("train", outputs, batch)
+
+        def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
+            self._check("validation", outputs, batch)
+
+    return WatchCallback
+
+
+def __getattr__(name: str) -> type:
+    if name == "WatchCallback":  # Lightning is imported here, on first use, never by `import binclass.watch`
+        cls = _lightning_callback()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module 'binclass.watch' has no attribute {name!r}")

@@ -8,12 +8,15 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import BinclassError
+
+if TYPE_CHECKING:  # decode_image and decode_arrays run without PyTorch (the ONNX predict path)
+    import torch
 
 # Transparent pixels are composited on white so that RGBA/LA/palette images do not turn black.
 BACKGROUND = (255, 255, 255)
@@ -79,6 +82,17 @@ def decode_checked(
 ) -> tuple[torch.Tensor, list[int], list[ImageProblem]]:
     """Decode every file in parallel threads (Pillow releases the GIL while decoding).
     Returns (N_good, 3, size, size) uint8, the indices of the good files, and one problem per bad file."""
+    import torch
+
+    out, good, problems = decode_arrays(paths, size, workers, load)
+    # An NCHW view of the HWC buffer: channels_last memory, no second copy of the whole set.
+    return torch.from_numpy(out).permute(0, 3, 1, 2), good, problems
+
+
+def decode_arrays(
+    paths: list[Path], size: int, workers: int = 0, load: Callable[[int], np.ndarray] | None = None
+) -> tuple[np.ndarray, list[int], list[ImageProblem]]:
+    """decode_checked's work without PyTorch: (N_good, size, size, 3) uint8 (NHWC), good indices, problems."""
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     problems: list[ImageProblem | None] = [None] * len(paths)
     load = load or (lambda i: decode_image(paths[i], size))
@@ -98,8 +112,7 @@ def decode_checked(
     good = [i for i, p in enumerate(problems) if p is None]
     if len(good) < len(paths):
         out = out[good]
-    # An NCHW view of the HWC buffer: channels_last memory, no second copy of the whole set.
-    return torch.from_numpy(out).permute(0, 3, 1, 2), good, [p for p in problems if p is not None]
+    return out, good, [p for p in problems if p is not None]
 
 
 def decode_many(paths: list[Path], size: int, workers: int = 0) -> torch.Tensor:

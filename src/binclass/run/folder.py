@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..config import TrainConfig
 from ..data.scan import DataLayout
 from ..errors import BinclassError
