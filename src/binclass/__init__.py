@@ -26,7 +26,7 @@ _LAZY = {
     "watch": "",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "train", "load", "doctor", "lint", "Run", "Prediction", "BinclassError", "watch"]
 
 if TYPE_CHECKING:
     from . import doctor, watch

@@ -19,7 +19,7 @@ import torch
 
 from .doctor.findings import Finding
 
-__all__ = ["Watcher", "WatchError", "BinclassWatchWarning", "WatchCallback", "batch", "reset"]
+__all__ = ["Watcher", "WatchError", "BinclassWatchWarning", "batch", "reset"]  # and WatchCallback, on first use
 
 
 class WatchError(RuntimeError):

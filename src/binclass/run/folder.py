@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..version import __version__
 from ..config import TrainConfig
 from ..data.scan import DataLayout
 from ..errors import BinclassError
 from ..models import normalization
+from ..version import __version__
 from .files import BEST_FILE, MODEL_FILE, RUN_FILES, RUN_MARKERS
 from .lock import RunLock
 
