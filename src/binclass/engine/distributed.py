@@ -82,6 +82,14 @@ def start(world: World, device_setting: str) -> str:
     return backend
 
 
+def peer_stopped(exc: BaseException) -> bool:
+    """Whether a collective failed because another process of the launch went away."""
+    text = str(exc)
+    return isinstance(exc, dist.DistError) or any(
+        k in text for k in ("gloo", "NCCL", "Connection closed", "Broken pipe")
+    )
+
+
 def stop() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

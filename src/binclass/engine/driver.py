@@ -103,11 +103,12 @@ def epoch_row(epoch: int, stats: EpochStats, m: dict, seconds: float) -> dict:
 
 class EpochRecorder:
     """The epoch's line and any new doctor finding, after every epoch of a run (the history files are
-    written with the epoch's checkpoint)."""
+    written with the epoch's checkpoint). diagnose=False: a data-parallel rank other than 0, which
+    neither prints nor reads the run folder."""
 
-    def __init__(self, run_dir: Path, total: int, log: Log) -> None:
+    def __init__(self, run_dir: Path, total: int, log: Log, diagnose: bool = True) -> None:
         self.run_dir, self.total, self.log = Path(run_dir), total, log
-        self.doctor = EpochDoctor(self.run_dir)
+        self.doctor = EpochDoctor(self.run_dir) if diagnose else None
 
     def record(self, row: dict, stats: EpochStats) -> None:
         self.log(
@@ -115,6 +116,8 @@ class EpochRecorder:
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f} [{row['val_acc_low']:.3f}, "
             f"{row['val_acc_high']:.3f}] auc {row['val_auc']:.3f} | {row['seconds']:.1f}s"
         )
+        if self.doctor is None:
+            return
         for finding in self.doctor.after_epoch(row, stats.steps):
             self.log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
 
@@ -155,7 +158,7 @@ def run_epochs(
             early_stop.update(improved)
             due = checkpoints.due(force=early_stop.triggered or epoch == last)
             if improved:
-                best.update(scored, epoch, row["val_loss"], keep_copy=not due)
+                best.update(scored, epoch, row["val_loss"], keep_copy=not due and checkpoints.enabled)
             if due:
                 release_free_memory()  # the epoch's kept activations, before the snapshot's copies stack on top
                 snapshot = state(epoch) if state is not None else None

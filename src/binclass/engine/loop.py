@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import metrics
+from .distributed import SINGLE, SliceSource, World, all_sum, bounds, gather_slices, shard
 from .ema import WeightAverage
 from .infer import Source, predict_logits, probabilities
 from .optim import Schedule
@@ -48,13 +49,23 @@ def train_one_epoch(
     ema: WeightAverage | None = None,
     progress: Callable[[int, int], None] | None = None,
     runner: StepRunner | None = None,
+    world: World = SINGLE,
 ) -> EpochStats:
     """One pass over the training set; `inputs` turns a raw batch from the source into model input
     (for images: normalize and augment). Per-step values stay on the device until the epoch ends:
     one host sync per epoch, not one per step. autocast_dtype=torch.bfloat16 runs the forward pass
     in bf16 (the loss and the optimizer stay in fp32). label_smoothing moves the BCE targets to
     eps/2 and 1 - eps/2; ema, if given, is updated after every optimizer step. `runner` replaces the
-    eager training_step (a GraphedStep built on it)."""
+    eager training_step (a GraphedStep built on it). With a world of several ranks, `model` is the DDP
+    replica and each rank trains on its part of every global batch of `batch_size` (engine.distributed);
+    the epoch's figures are summed over the ranks, so every rank returns those of the global batches."""
+    if world.distributed:
+        return _train_one_epoch_distributed(
+            model, source, labels, inputs=inputs, optimizer=optimizer, schedule=schedule,
+            optimizer_step=optimizer_step, batch_size=batch_size, threshold=threshold, pos_weight=pos_weight,
+            shuffle_gen=shuffle_gen, epoch=epoch, autocast_dtype=autocast_dtype, label_smoothing=label_smoothing,
+            ema=ema, progress=progress, world=world,
+        )  # fmt: skip
     started = time.perf_counter()
     model.train()
     n = len(source)
@@ -120,6 +131,85 @@ def train_one_epoch(
     )
 
 
+def _train_one_epoch_distributed(
+    model: nn.Module,
+    source: Source,
+    labels: torch.Tensor,
+    *,
+    inputs: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    optimizer_step: Callable[[], None] | None,
+    batch_size: int,
+    threshold: float,
+    pos_weight: torch.Tensor | None,
+    shuffle_gen: torch.Generator,
+    epoch: int,
+    autocast_dtype: torch.dtype | None,
+    label_smoothing: float,
+    ema: WeightAverage | None,
+    progress: Callable[[int, int], None] | None,
+    world: World,
+) -> EpochStats:
+    """train_one_epoch on one rank of several: the same global batches, this rank's part of each."""
+    started = time.perf_counter()
+    model.train()
+    n = len(source)
+    device = labels.device
+    step = functools.partial(
+        training_step,
+        model,
+        optimizer,
+        optimizer_step or optimizer.step,
+        threshold=threshold,
+        pos_weight=pos_weight,
+        autocast_dtype=autocast_dtype,
+    )
+    order = torch.randperm(n, generator=shuffle_gen).to(device)  # the same order on every rank (same seed)
+    n_steps = math.ceil(n / batch_size)
+    step_sums = torch.zeros(n_steps, dtype=torch.float64, device=device)  # summed loss of this rank's part
+    step_correct = torch.zeros(n_steps, dtype=torch.int64, device=device)
+    step_sizes: list[int] = []
+    step_lrs: list[float] = []
+    for i in range(n_steps):
+        batch = order[i * batch_size : (i + 1) * batch_size]
+        idx, scale = shard(batch, world), world.size / len(batch)
+        empty = len(idx) == 0
+        if empty:  # a last batch smaller than the world: this rank still joins the gradient sum, adding 0
+            idx, scale = batch[:1], 0.0
+        y = labels[idx]
+        target = y * (1.0 - label_smoothing) + 0.5 * label_smoothing if label_smoothing else y
+        step_lrs.append(float(optimizer.param_groups[0]["lr"]))
+        out = step(inputs(source.batch(idx)), target, y, loss_scale=scale)
+        schedule.after_step()
+        if ema is not None:
+            ema.update()
+        if not empty:
+            step_sums[i] = out.loss_sum
+            step_correct[i] = out.correct
+        step_sizes.append(len(batch))
+        if progress is not None:
+            progress(i + 1, n_steps)
+    all_sum(step_sums, world)  # one collective per epoch for the figures, none per step
+    all_sum(step_correct, world)
+    sums, corrects = step_sums.tolist(), step_correct.tolist()
+    seconds = time.perf_counter() - started
+    steps = [
+        {
+            "epoch": epoch,
+            "step": i + 1,
+            "loss": sums[i] / step_sizes[i],
+            "batch_acc": corrects[i] / step_sizes[i],
+            "batch_size": step_sizes[i],
+            "lr": step_lrs[i],
+        }
+        for i in range(n_steps)
+    ]
+    return EpochStats(
+        loss=sum(sums) / n, accuracy=sum(corrects) / n, n=n, steps=steps, order=order.tolist(), seconds=seconds
+    )
+
+
 @dataclass
 class Evaluation:
     metrics: dict
@@ -138,9 +228,16 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     tta: bool = False,
+    world: World = SINGLE,
 ) -> Evaluation:
-    """Metrics over every sample of a labeled set (plain, unweighted BCE as the loss)."""
-    logits = predict_logits(model, source, mean, std, batch_size, device, tta=tta)
+    """Metrics over every sample of a labeled set (plain, unweighted BCE as the loss). With several
+    ranks, each scores its slice and every rank gets all the logits: each sample counted once."""
+    if world.distributed:
+        start, stop = bounds(len(source), world)
+        part = predict_logits(model, SliceSource(source, start, stop), mean, std, batch_size, device, tta=tta)
+        logits = gather_slices(part.to(device), len(source), world).cpu()
+    else:
+        logits = predict_logits(model, source, mean, std, batch_size, device, tta=tta)
     probs = probabilities(logits).numpy()
     logits_np = logits.numpy()
     return Evaluation(metrics.summarize(labels, logits_np, probs, threshold), logits_np, probs)

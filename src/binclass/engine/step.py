@@ -31,9 +31,12 @@ def training_step(
     pos_weight: torch.Tensor | None,
     autocast_dtype: torch.dtype | None = None,
     autocast_cache: bool = True,
+    loss_scale: float | None = None,
 ) -> StepOut:
     """Forward, loss, backward and optimizer step on one batch, with no host sync: the same function runs
-    eagerly and inside a captured CUDA graph (which needs autocast_cache=False)."""
+    eagerly and inside a captured CUDA graph (which needs autocast_cache=False). loss_scale: the loss is
+    the batch's summed loss times this instead of its mean (a data-parallel rank's part of a global
+    batch: see engine.distributed); `loss` is then that scaled sum."""
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(
         x.device.type,
@@ -43,7 +46,7 @@ def training_step(
     ):
         logits = model(x).reshape(-1)
     per_sample = F.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=pos_weight, reduction="none")
-    loss = per_sample.mean()
+    loss = per_sample.mean() if loss_scale is None else per_sample.sum() * loss_scale
     loss.backward()
     optimizer_step()
     with torch.no_grad():

@@ -29,14 +29,16 @@ from ..run.output import RunOutput
 
 class RunFolder:
     """The run folder of one `fit`: opened (created, or found to resume) and locked once, after the data
-    scan has found nothing wrong; released when the run ends, however it ends."""
+    scan has found nothing wrong; released when the run ends, however it ends. writer=False: a
+    data-parallel rank other than 0, which only reads the folder (a resumed run's state)."""
 
-    def __init__(self, out: Path, overwrite: bool, resume: bool, output: RunOutput) -> None:
+    def __init__(self, out: Path, overwrite: bool, resume: bool, output: RunOutput, writer: bool = True) -> None:
         self.path, self.overwrite, self.resume, self.output = Path(out), overwrite, resume, output
+        self.writer = writer
         self.lock: RunLock | None = None
 
     def open(self, cfg: TrainConfig) -> Path:
-        if self.lock is None:
+        if self.lock is None and self.writer:
             self.lock = open_run_dir(self.path, self.overwrite, self.resume, self.output.log)
             self.output.attach(self.path)
             if not self.resume:  # first: a run stopped while decoding can be resumed with its settings

@@ -14,10 +14,11 @@ from ..run.folder import environment
 from .defaults import default_eval_batch, recipe_defaults
 
 
-def resolve(cfg: TrainConfig) -> TrainConfig:
+def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:
     """Recipe defaults for every unset setting, every setting checked, the device resolved (a missing GPU
     fails here, before any decoding), the evaluation batch chosen, and the environment recorded in
-    `extra`. Resolving a resolved config again changes only `extra` (a resumed run on another machine)."""
+    `extra`. Resolving a resolved config again changes only `extra` (a resumed run on another machine).
+    world_size: the processes of a torchrun launch; --batch-size stays the global batch."""
     if not cfg.model.startswith("timm:") and cfg.model not in MODELS:
         raise BinclassError(f"--model {cfg.model!r} is not one of: {', '.join(MODELS)}, timm:NAME")
     if cfg.device not in DEVICES:
@@ -31,6 +32,14 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
             raise BinclassError("--cuda-graphs is for the from-scratch models (seed, small); use --cuda-graphs off")
         extra = {**environment(device), "precision": "fp32", "recipe": "frozen features + linear head"}
         return cfg.replace(eval_batch_size=eval_batch_size, extra=extra)
+    if world_size > 1:
+        if cfg.batch_size < world_size:
+            raise BinclassError(
+                f"--batch-size {cfg.batch_size} is the global batch: give at least one image per process ({world_size})"
+            )
+        if cfg.cuda_graphs == "on":
+            raise BinclassError("--cuda-graphs on is for one process; drop it under torchrun")
+        cfg = cfg.replace(cuda_graphs="off")
     graphed = graphs_wanted(cfg.cuda_graphs, device, cfg.optimizer)
     if graphed and cfg.compile_optimizer == "on":
         raise BinclassError("--cuda-graphs on replays the eager optimizer step; drop --compile-optimizer on")
@@ -42,5 +51,6 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         "precision": resolve_precision(cfg.precision, device),
         "compiled_optimizer_step": compiled,
         "cuda_graphs": graphed,
+        "processes": world_size,  # data-parallel ranks; batch_size is the global batch
     }
     return cfg.replace(eval_batch_size=eval_batch_size, extra=extra)

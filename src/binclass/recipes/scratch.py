@@ -14,6 +14,8 @@ from ..config import TrainConfig
 from ..data.augment import augment_batch
 from ..data.scan import DataLayout
 from ..data.sources import Source
+from ..engine import distributed
+from ..engine.distributed import SINGLE, World
 from ..engine.driver import BestModel, EarlyStop, EpochRecorder, run_epochs
 from ..engine.ema import WeightAverage
 from ..engine.graphstep import GraphBackend, GraphedStep, lr_to_tensor
@@ -48,10 +50,13 @@ def fit_scratch(
     phases: Phases,
     on_step: StepHook | None = None,
     on_event: EventHook | None = None,
+    world: World = SINGLE,
 ) -> Path:
-    """Train cfg's network on the decoded images and write the run folder (cfg: resolved)."""
+    """Train cfg's network on the decoded images and write the run folder (cfg: resolved). With several
+    ranks (torchrun), every rank trains its DDP replica and only rank 0 writes (engine.distributed)."""
     seed_everything(cfg.seed)
     model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device)
+    replica = distributed.wrap(model, device) if world.distributed else model  # what the training steps run
     mean, std = normalization(cfg.model)
     compiled, graphed = cfg.extra["compiled_optimizer_step"], cfg.extra["cuda_graphs"]
 
@@ -65,14 +70,15 @@ def fit_scratch(
     scored = ema.model if ema is not None else model  # validated, checkpointed and saved
     pos_weight = resolve_pos_weight(cfg.pos_weight, layout.train.labels, device)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-    augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    # Each rank augments its own images, so each draws its own augmentation (rank 0: a one-process run's).
+    augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1_000_003 * world.rank)
     generators = {"shuffle": shuffle_gen, "augment": augment_gen}
 
     best, early_stop = BestModel(), EarlyStop(cfg.early_stop)
     done = 0  # last completed epoch
-    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every, on_event)
+    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every, on_event, enabled=world.writer)
     if resume and not (run_dir / STATE_FILE).exists():
-        dropped = history.truncate(run_dir, 0)  # rows of an older binclass that kept no state for them
+        dropped = history.truncate(run_dir, 0) if world.writer else []  # rows of an older binclass: no state
         log(
             f"no epoch of this run was completed before it stopped: training from epoch 1 of {cfg.epochs}"
             + (f" (rows of epochs {_epochs(dropped)} had no checkpoint and are trained again)" if dropped else "")
@@ -84,9 +90,11 @@ def fit_scratch(
         if ema is not None and restored.ema_updates is not None:
             ema.updates = restored.ema_updates
         done = int(restored.counters["epoch"])
+        if world.rank > 0:  # the state holds rank 0's augmentation stream: the others take one of their own
+            augment_gen.manual_seed(cfg.seed + 1 + 1_000_003 * world.rank + done)
         best.load_state_dict(restored.counters)
         early_stop.load_state_dict(restored.counters)
-        dropped = restore_history(run_dir, done, restored.rows)
+        dropped = restore_history(run_dir, done, restored.rows) if world.writer else []
         checkpoints.meta.update(epoch=done, best_epoch=best.epoch, best_val_loss=best.loss)
         checkpoints.saved_epoch = done
         log(
@@ -97,12 +105,12 @@ def fit_scratch(
     runner = None
     if graphed:
         runner = graph_runner(model, optimizer, optimizer_step, cfg.threshold, pos_weight, autocast_dtype)
-    recorder = EpochRecorder(run_dir, cfg.epochs, log)
+    recorder = EpochRecorder(run_dir, cfg.epochs, log, diagnose=world.writer)
 
     def train(epoch: int) -> EpochStats:
-        progress = step_progress(f"epoch {epoch}/{cfg.epochs}", epoch, on_step)
+        progress = step_progress(f"epoch {epoch}/{cfg.epochs}", epoch, on_step, world.writer)
         stats = train_one_epoch(
-            model,
+            replica,
             train_x,
             train_y,
             inputs=lambda b: augment_batch(prepare(b, mean, std), cfg.augment, augment_gen),
@@ -119,11 +127,13 @@ def fit_scratch(
             ema=ema,
             progress=progress,
             runner=runner,
+            world=world,
         )
         check_finite(stats, layout.train.paths, cfg.batch_size, run_dir)
         return stats
 
     def validate():
+        distributed.sync_buffers(scored, world)  # rank 0's batch norm statistics: the network it saves
         return evaluate(
             scored,
             val_x,
@@ -134,6 +144,7 @@ def fit_scratch(
             batch_size=cfg.eval_batch_size,
             device=device,
             tta=bool(cfg.tta),
+            world=world,
         )
 
     def state(epoch: int) -> StateSnapshot:
@@ -157,6 +168,8 @@ def fit_scratch(
     checkpoints.close()
     if ev is None:  # resumed a run whose epochs were all complete: score the saved model once more
         ev = validate()
+    if not world.writer:
+        return run_dir
     return finish_run(run_dir, layout, ev.probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event)
 
 
@@ -177,9 +190,12 @@ def _epochs(numbers: list[int]) -> str:
     return f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 1 else str(numbers[0])
 
 
-def step_progress(label: str, epoch: int, on_step: StepHook | None) -> Callable[[int, int], None] | None:
-    """The terminal's progress bar for one epoch, and the caller's step hook, as one progress callback."""
-    bar = terminal_progress(label)
+def step_progress(
+    label: str, epoch: int, on_step: StepHook | None, show: bool = True
+) -> Callable[[int, int], None] | None:
+    """The terminal's progress bar for one epoch (show=False: none), and the caller's step hook, as one
+    progress callback."""
+    bar = terminal_progress(label) if show else None
     if on_step is None:
         return bar
 

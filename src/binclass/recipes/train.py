@@ -10,6 +10,8 @@ import torch
 from ..allocator import keep_freed_memory
 from ..config import TrainConfig
 from ..device import resolve_device
+from ..engine import distributed
+from ..engine.distributed import World
 from ..errors import BinclassError
 from ..phases import Phases
 from ..run.checkpoints import EventHook
@@ -31,27 +33,56 @@ def fit(
     then the run's own config.json). The folder is locked while the run lives; the run's lines, and what
     libraries print meanwhile, are kept in its train.log. on_step(epoch, step, steps) runs after every
     optimizer step of a from-scratch run and on_event(name) at named points of the run (decoding,
-    checkpoint writes, the report): tests stop the process there."""
+    checkpoint writes, the report): tests stop the process there.
+
+    Started by torchrun (several processes), each process trains a data-parallel replica; rank 0 alone
+    prints and writes the run folder (engine.distributed)."""
+    world = distributed.world_from_env()
+    if not world.writer:
+        log = _silent
     with RunOutput(log) as output:
-        run = RunFolder(Path(cfg.out), overwrite, resume, output)
+        run = RunFolder(Path(cfg.out), overwrite, resume, output, writer=world.writer)
         try:
-            return _fit(cfg, run, output.log, on_step, on_event)
+            if world.distributed:
+                distributed.start(world, cfg.device)
+            return _fit(cfg, run, output.log, on_step, on_event, world)
         except BinclassError as exc:
             output.keep(f"error: {exc}")
             raise
+        except RuntimeError as exc:
+            if not (world.distributed and distributed.peer_stopped(exc)):
+                raise
+            error = BinclassError(
+                f"rank {world.rank}: another process of this launch stopped (its own error is above); "
+                f"{cfg.out} keeps its last checkpoint: resume with torchrun ... -m binclass train --resume {cfg.out}"
+            )
+            output.keep(f"error: {error}")
+            raise error from None
         finally:
             run.release()
+            distributed.stop()
 
 
-def _fit(cfg: TrainConfig, run: RunFolder, log: Log, on_step: StepHook | None, on_event: EventHook | None) -> Path:
+def _silent(line: str) -> None:
+    pass
+
+
+def _fit(
+    cfg: TrainConfig, run: RunFolder, log: Log, on_step: StepHook | None, on_event: EventHook | None, world: World
+) -> Path:
     phases = Phases()
-    cfg = resolve(cfg)
+    cfg = resolve(cfg, world.size)
     keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
     device = resolve_device(cfg.device)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if not cfg.from_scratch:
+        if world.distributed:
+            raise BinclassError(
+                f"--model {cfg.model}: the pretrained recipe trains on one process (its head takes seconds); "
+                "start it without torchrun, or use --model small or seed for data-parallel training"
+            )
         if run.resume:
             raise BinclassError("--resume is for the from-scratch models; a pretrained run is short, start it again")
         from .pretrained import fit_pretrained, pretrained_model
@@ -63,4 +94,4 @@ def _fit(cfg: TrainConfig, run: RunFolder, log: Log, on_step: StepHook | None, o
         return fit_pretrained(cfg, device, model, *data, log, phases, on_event)
     data = prepare_data(cfg, device, run, log, on_event)
     phases.mark("images")
-    return fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event)
+    return fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event, world)

@@ -33,10 +33,14 @@ class Checkpoints:
     history rows of the epochs it completes (steps.csv, then metrics.csv). Each file is written
     atomically, and the state also holds those rows. So a row appears in metrics.csv only once its
     epoch's checkpoint is on disk, and a resume restores the rows whatever became of the history files.
-    Training waits for a write only when the next checkpoint is due before the last one is written."""
+    Training waits for a write only when the next checkpoint is due before the last one is written.
+    enabled=False: a data-parallel rank other than 0, which trains the same model and writes nothing."""
 
-    def __init__(self, run_dir: Path, meta: dict, every: float = 0.0, on_event: EventHook | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, meta: dict, every: float = 0.0, on_event: EventHook | None = None, enabled: bool = True
+    ) -> None:
         self.run_dir, self.meta, self.every, self.on_event = Path(run_dir), meta, every, on_event
+        self.enabled = enabled
         self.last_write = time.perf_counter()
         self.saved_epoch: int | None = None  # the last checkpoint on disk with its training state
         self._metrics: list[dict] = []  # rows of the epochs since the last checkpoint
@@ -45,10 +49,14 @@ class Checkpoints:
 
     def add_rows(self, row: dict, steps: list[dict]) -> None:
         """An epoch's metrics row and step rows, written with the next checkpoint."""
+        if not self.enabled:
+            return
         self._metrics.append(row)
         self._steps += steps
 
     def due(self, force: bool = False) -> bool:
+        if not self.enabled:
+            return False
         return force or self.every <= 0 or time.perf_counter() - self.last_write >= self.every
 
     def write(
@@ -136,6 +144,8 @@ class Checkpoints:
 
     def save_meta(self) -> None:
         """model.json as it is now, after the checkpoints in flight."""
+        if not self.enabled:
+            return
         self.wait()
         save_meta(self.meta, self.run_dir)
 
