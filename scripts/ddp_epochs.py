@@ -3,7 +3,7 @@
 script. Prints each run's training-pass seconds per epoch (median over the epochs after the first)
 and the last epoch's validation accuracy.
 
-    python scripts/ddp_epochs.py DATA_DIR [--model seed] [--epochs 3] [--repeats 1] [-- extra train args]"""
+    python scripts/ddp_epochs.py DATA_DIR [--model seed] [--epochs 3] [--repeats 1] [other train options]"""
 
 from __future__ import annotations
 
@@ -23,9 +23,8 @@ def main() -> None:
     parser.add_argument("--model", default="seed")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("extra", nargs="*")
-    a = parser.parse_args()
-    args = ["train", a.data, "--model", a.model, "--epochs", str(a.epochs), *a.extra]
+    a, extra = parser.parse_known_args()  # the rest goes to `binclass train` as given
+    args = ["train", a.data, "--model", a.model, "--epochs", str(a.epochs), *extra]
     launchers = {
         "1 process": [sys.executable, "-m", "binclass"],
         "2 processes (torchrun, gloo)": [sys.executable, "-m", "torch.distributed.run", "--standalone",

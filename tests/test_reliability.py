@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from binclass.cli import app
 from binclass.data.decode import ImageProblem, decode_image
 from binclass.data.scan import scan_dataset
+from binclass.errors import BinclassError
 from binclass.run import history
 from binclass.synth import make_dataset
 
@@ -337,3 +338,41 @@ def test_predict_streams_in_bounded_chunks(small_run, tiny_data, monkeypatch):
     rest = list(rows)
     assert len(rest) == 79 and max(sizes) == 7 and sum(sizes) == 80
     assert seen[-1] == (80, 80)
+
+
+def test_the_state_names_the_weights_it_resumes_with_and_never_the_file_being_replaced(tmp_path):
+    from binclass.run.checkpoints import Checkpoints
+    from binclass.run.files import MODEL_FILE, STATE_FILE, STATE_WEIGHTS
+    from binclass.run.state import load_state, snapshot_state, write_state
+
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    gens = {"shuffle": torch.Generator().manual_seed(0)}
+    checkpoints = Checkpoints(tmp_path, {"classes": ["a", "b"]})
+    named = []
+    for epoch in (1, 2, 3):
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        checkpoints.write(
+            model, epoch, None, epoch, 0.5, snapshot_state(model, optimizer, None, gens, {"epoch": epoch})
+        )
+        checkpoints.wait()
+        with safe_open(str(tmp_path / STATE_FILE), framework="pt") as f:
+            meta = json.loads(f.metadata()["binclass_state"])
+            assert not any(k.startswith("model/") for k in f.keys())  # the weights are not in it twice
+        named.append(meta["weights_file"])
+        # A second name of the model file, not a copy.
+        assert os.path.samefile(tmp_path / meta["weights_file"], tmp_path / MODEL_FILE)
+    assert named == [STATE_WEIGHTS[0], STATE_WEIGHTS[1], STATE_WEIGHTS[0]]
+    # The file the state before named still holds that epoch's weights while the next one is made.
+    assert float(load_file(str(tmp_path / STATE_WEIGHTS[1]))["weight"][0, 0]) == 2.0
+    restored_model = torch.nn.Linear(3, 1)
+    restored = load_state(tmp_path, restored_model, torch.optim.SGD(restored_model.parameters(), lr=0.1), None, gens)
+    assert restored.weights_file == STATE_WEIGHTS[0] and float(restored_model.weight[0, 0].detach()) == 3.0
+    # A state that holds its weights (as older binclass versions wrote it) still loads.
+    write_state(tmp_path, snapshot_state(model, optimizer, None, gens, {"epoch": 3}))
+    assert load_state(tmp_path, torch.nn.Linear(3, 1), optimizer, None, gens).weights_file is None
+    # A state whose weights file is gone is one clear error.
+    write_state(tmp_path, snapshot_state(model, optimizer, None, gens, {"epoch": 3}), weights_file="gone.safetensors")
+    with pytest.raises(BinclassError, match="gone.safetensors: the weights of state.safetensors are missing"):
+        load_state(tmp_path, torch.nn.Linear(3, 1), optimizer, None, gens)

@@ -96,7 +96,7 @@ def fit_scratch(
         early_stop.load_state_dict(restored.counters)
         dropped = restore_history(run_dir, done, restored.rows) if world.writer else []
         checkpoints.meta.update(epoch=done, best_epoch=best.epoch, best_val_loss=best.loss)
-        checkpoints.saved_epoch = done
+        checkpoints.saved_epoch, checkpoints.state_weights = done, restored.weights_file
         log(
             f"resuming after epoch {done} of {cfg.epochs}"
             + (f" (rows of epochs {_epochs(dropped)} had no checkpoint and are trained again)" if dropped else "")

@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import BinclassError
 from . import history
 from .atomic import link_atomically
-from .files import BEST_FILE, META_FILE, MODEL_FILE, STATE_FILE
+from .files import BEST_FILE, META_FILE, MODEL_FILE, STATE_FILE, STATE_WEIGHTS
 from .state import StateSnapshot, write_state
 from .weights import cpu_copy, save_meta, save_weights
 
@@ -31,7 +31,9 @@ class Checkpoints:
     A checkpoint is copied on the training thread (a snapshot) and written by one background thread,
     in this order: model.safetensors, best.safetensors, model.json, state.safetensors, then the
     history rows of the epochs it completes (steps.csv, then metrics.csv). Each file is written
-    atomically, and the state also holds those rows. So a row appears in metrics.csv only once its
+    atomically, and the state also holds those rows. The state's copy of the weights is not written
+    again: it is a second name of model.safetensors (run.files.STATE_WEIGHTS, the one that the state
+    on disk does not name), made just before the state. So a row appears in metrics.csv only once its
     epoch's checkpoint is on disk, and a resume restores the rows whatever became of the history files.
     Training waits for a write only when the next checkpoint is due before the last one is written.
     enabled=False: a data-parallel rank other than 0, which trains the same model and writes nothing."""
@@ -43,6 +45,7 @@ class Checkpoints:
         self.enabled = enabled
         self.last_write = time.perf_counter()
         self.saved_epoch: int | None = None  # the last checkpoint on disk with its training state
+        self.state_weights: str | None = None  # the weights file that state names
         self._metrics: list[dict] = []  # rows of the epochs since the last checkpoint
         self._steps: list[dict] = []
         self._pending: _Write | None = None
@@ -110,9 +113,13 @@ class Checkpoints:
             name = META_FILE
             save_meta(meta, self.run_dir)
             if state is not None:
+                slot = STATE_WEIGHTS[1] if self.state_weights == STATE_WEIGHTS[0] else STATE_WEIGHTS[0]
+                name = slot
+                link_atomically(self.run_dir / MODEL_FILE, self.run_dir / slot)
                 name = STATE_FILE
-                write_state(self.run_dir, state, rows, before_rename=lambda: self._event("checkpoint-state-written"))
-                self.saved_epoch = epoch
+                before_rename = lambda: self._event("checkpoint-state-written")  # noqa: E731
+                write_state(self.run_dir, state, rows, before_rename, weights_file=slot)
+                self.saved_epoch, self.state_weights = epoch, slot
                 self._event("checkpoint-state")
             name = history.STEPS_FILE
             history.append_steps(self.run_dir, rows["steps"])

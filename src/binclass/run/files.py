@@ -7,6 +7,9 @@ MODEL_FILE = "model.safetensors"  # weights of the last completed epoch
 BEST_FILE = "best.safetensors"  # weights of the epoch with the lowest finite validation loss
 META_FILE = "model.json"  # everything predict needs besides the weights
 STATE_FILE = "state.safetensors"  # the full training state at the last checkpoint, for --resume
+# The weights the state resumes with: a second name (hard link) of its epoch's model file, so that they
+# are written once. Two names, used in turn, so that the file the state on disk names is never replaced.
+STATE_WEIGHTS = ("state-weights-a.safetensors", "state-weights-b.safetensors")
 PREDICTIONS_FILE = "val_predictions.csv"  # the last epoch's model on every validation image
 EVALUATION_FILE = "evaluation.json"  # written by `binclass evaluate`
 DIAGNOSIS_FILE = "diagnosis.json"  # the doctor's findings
@@ -29,5 +32,6 @@ RUN_FILES = RUN_MARKERS + (
     EVALUATION_FILE,
     DIAGNOSIS_FILE,
     STATE_FILE,
+    *STATE_WEIGHTS,
     TRAIN_LOG,
 )

@@ -108,15 +108,24 @@ def snapshot_state(
 
 
 def write_state(
-    run_dir: Path, snapshot: StateSnapshot, rows: dict | None = None, before_rename: Callable[[], None] | None = None
+    run_dir: Path,
+    snapshot: StateSnapshot,
+    rows: dict | None = None,
+    before_rename: Callable[[], None] | None = None,
+    weights_file: str | None = None,
 ) -> None:
     """state.safetensors, atomically. rows: the history rows ({"metrics": [...], "steps": [...]}) of the
     epochs this checkpoint completes, kept in it so that a resume can restore them whatever happened to
-    the history files after the state was written."""
-    meta = {**snapshot.meta, "rows": rows}
+    the history files after the state was written. weights_file: a file of the run folder that already
+    holds the scored model's weights (run.files.STATE_WEIGHTS): the state names it instead of holding
+    them a second time."""
+    tensors = snapshot.tensors
+    meta = {**snapshot.meta, "rows": rows, "weights_file": weights_file, "weights_of": snapshot.scored}
+    if weights_file is not None:
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(f"{snapshot.scored}/")}
     header = {"binclass_state": json.dumps(meta)}
     write_atomically(
-        Path(run_dir) / STATE_FILE, lambda tmp: save_file(snapshot.tensors, str(tmp), metadata=header), before_rename
+        Path(run_dir) / STATE_FILE, lambda tmp: save_file(tensors, str(tmp), metadata=header), before_rename
     )
 
 
@@ -125,6 +134,7 @@ class Restored:
     counters: dict  # the trackers' state: last completed epoch, best loss and epoch, epochs since the best
     ema_updates: int | None
     rows: dict | None  # the history rows of the epochs the checkpoint completed (None: written by an older binclass)
+    weights_file: str | None = None  # the file the state takes the scored weights from (None: it holds them)
 
 
 def load_state(
@@ -144,6 +154,14 @@ def load_state(
         tensors = load_file(str(path))
     except (SafetensorError, KeyError, ValueError, OSError) as exc:
         raise BinclassError(f"{path}: not a binclass training state ({exc}); it was not loaded") from None
+    weights_file = meta.get("weights_file")
+    if weights_file is not None:
+        scored = meta["weights_of"]
+        weights = Path(run_dir) / weights_file
+        try:
+            tensors.update({f"{scored}/{k}": v for k, v in load_file(str(weights)).items()})
+        except (SafetensorError, OSError) as exc:
+            raise BinclassError(f"{weights}: the weights of {path.name} are missing or damaged ({exc})") from None
     model.load_state_dict({k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
     if ema is not None:
         ema.load_state_dict({k[len("ema/") :]: v for k, v in tensors.items() if k.startswith("ema/")}, strict=True)
@@ -162,4 +180,4 @@ def load_state(
     kind, keys, pos, has_gauss, cached = meta["numpy_random"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     ema_updates = int(meta["ema_updates"]) if meta.get("ema_updates") is not None else None
-    return Restored(dict(meta["progress"]), ema_updates, meta.get("rows"))
+    return Restored(dict(meta["progress"]), ema_updates, meta.get("rows"), weights_file)
