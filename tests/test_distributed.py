@@ -128,3 +128,14 @@ def test_a_failing_process_ends_the_others_with_its_error(tiny_data, tmp_path):
     assert failed.returncode != 0
     assert "error: stopped on purpose at epoch 2, step 1" in failed.stderr
     assert time.perf_counter() - started < 60  # ended, not left waiting in a collective
+
+
+def test_the_global_batch_must_give_every_process_an_image():
+    from binclass.config import TrainConfig
+    from binclass.errors import BinclassError
+    from binclass.recipes.resolve import resolve
+
+    cfg = TrainConfig(data_dir=".", model="seed", batch_size=3, device="cpu")
+    assert resolve(cfg, world_size=3).extra["processes"] == 3
+    with pytest.raises(BinclassError, match="--batch-size 3 is the global batch: give at least one image per process"):
+        resolve(cfg, world_size=4)
