@@ -108,10 +108,11 @@ def test_resume_after_a_kill_gives_the_uninterrupted_run(two_processes, tiny_dat
     out = tmp_path / "killed"
     killed = torchrun(str(child), str(tiny_data), str(out), "0", "3", "2", "kill")
     assert killed.returncode != 0
-    assert [int(r["epoch"]) for r in history.read_epochs(out)] == [1, 2]
+    # Epoch 2's checkpoint may still be in writing when the kill lands: its rows then come with the resume.
+    assert [int(r["epoch"]) for r in history.read_epochs(out)] in ([1], [1, 2])
     resumed = torchrun("-m", "binclass", "train", "--resume", str(out))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming after epoch 2 of 3" in resumed.stdout
+    assert "resuming after epoch 1 of 3" in resumed.stdout or "resuming after epoch 2 of 3" in resumed.stdout
     whole, _ = two_processes
     drop = ("seconds", "train_seconds")
     rows = [{k: v for k, v in r.items() if k not in drop} for r in history.read_epochs(out)]

@@ -106,6 +106,10 @@ def test_bad_input_is_one_line(runs, tmp_path, tiny_data):
     result = runner.invoke(app, ["predict", str(fake), str(tiny_data / "validation")])
     assert result.exit_code == 2 and "fake.onnx: not a model onnxruntime can load" in result.output
     assert fake.read_text() == "not a model"  # nothing the user had is changed
+    assert runner.invoke(app, ["export", str(runs["seed"])]).exit_code == 0
+    exported = runs["seed"] / "model.onnx"
+    result = runner.invoke(app, ["predict", str(exported), str(tiny_data / "validation"), "--device", "cuda"])
+    assert result.exit_code == 2 and "runs on the CPU; drop --device and --checkpoint" in result.output
 
 
 @pytest.mark.slow

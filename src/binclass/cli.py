@@ -148,6 +148,10 @@ def predict(
 
         if not run_dir.is_file():
             raise BinclassError(f"{run_dir}: not found; give a file written by `binclass export`")
+        if device not in ("auto", "cpu") or checkpoint != "auto":
+            raise BinclassError(
+                f"{run_dir}: an exported file holds one model and runs on the CPU; drop --device and --checkpoint"
+            )
         rows = predict_onnx_files(OnnxPredictor(run_dir), paths, terminal_progress("predict"))
     else:
         from .predict import load_predictor, predict_files
