@@ -47,7 +47,7 @@ def test_a_cli_default_of_its_own_is_caught():
 
 
 def test_a_resolved_config_is_frozen_complete_and_resolves_to_itself():
-    cfg = resolve(TrainConfig(data_dir="d", device="cpu"))
+    cfg = resolve(TrainConfig(data_dir="d", model="small", device="cpu"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0  # type: ignore[misc]
     unset = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is None]

@@ -198,7 +198,7 @@ def test_a_live_runs_folder_is_refused_to_overwrite_and_resume(tiny_data, tmp_pa
     out = tmp_path / "run"
     (out).mkdir()
     (out / "metrics.csv").write_text("epoch\n1\n")
-    (out / "config.json").write_text(json.dumps({"data_dir": str(tiny_data), "out": str(out)}))
+    (out / "config.json").write_text(json.dumps({"data_dir": str(tiny_data), "out": str(out), "model": "small"}))
     write_lock(out, os.getpid(), socket.gethostname())  # this test process: alive
     for args in (["train", str(tiny_data), "--out", str(out), "--overwrite"], ["train", "--resume", str(out)]):
         result = runner.invoke(app, args)

@@ -212,6 +212,8 @@ def test_cli_refuses_cuda_graphs_without_a_gpu(tiny_data, tmp_path):
             str(tiny_data),
             "--out",
             str(tmp_path / "r"),
+            "--model",
+            "small",
             "--epochs",
             "1",
             "--device",

@@ -221,3 +221,19 @@ def test_finetune_follows_optimizer_augment_early_stop_and_save_every(tiny_data,
     assert writes == [2, 4]  # the end of each phase only: --save-every 1e9
     meta = json.loads((out / "model.json").read_text())
     assert meta["kept"] == "head only" and meta["best_epoch"] in (1, 2) and meta["epoch"] == 4
+
+
+def test_the_shortest_command_trains_the_pretrained_backbone_and_says_why(tiny_data, tmp_path):
+    from binclass.config import TrainConfig
+    from binclass.recipes.defaults import describe_choice
+    from binclass.recipes.resolve import resolve
+
+    out = tmp_path / "default"
+    result = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(out), "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("model: efficientnet_lite0 (pretrained") and "the default" in first
+    assert "--model small" in first and "--model seed" in first  # how to choose another
+    assert json.loads((out / "config.json").read_text())["model"] == "efficientnet_lite0"
+    small = resolve(TrainConfig(data_dir=".", model="small", device="cpu"))
+    assert describe_choice(small, chosen=True).startswith("model: small (from scratch: sgd lr 0.1, 90 epochs at 80 px")

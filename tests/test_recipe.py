@@ -15,15 +15,19 @@ from binclass.recipes.resolve import resolve
 
 
 def test_small_defaults_fill_only_what_the_user_left_unset():
-    cfg = resolve(TrainConfig(data_dir="d", out="o", device="cpu"))
+    cfg = resolve(TrainConfig(data_dir="d", out="o", model="small", device="cpu"))
     cpu = SMALL_BY_DEVICE["cpu"]
     assert (cfg.image_size, cfg.epochs) == (cpu["image_size"], cpu["epochs"])
     assert (cfg.optimizer, cfg.lr, cfg.augment, cfg.tta) == (SMALL["optimizer"], SMALL["lr"], SMALL["augment"], True)
     assert cfg.warmup == pytest.approx(0.1 * cfg.epochs) and cfg.ema == pytest.approx(0.05 * cfg.epochs)
-    unset = TrainConfig(data_dir="d", out="o")
+    unset = TrainConfig(data_dir="d", out="o", model="small")
     gpu = unset.replace(**recipe_defaults(unset, "cuda"))
     assert (gpu.image_size, gpu.epochs) == (SMALL_BY_DEVICE["cuda"]["image_size"], SMALL_BY_DEVICE["cuda"]["epochs"])
-    mine = resolve(TrainConfig(data_dir="d", out="o", device="cpu", epochs=20, optimizer="adamw", ema=1.5, tta=False))
+    mine = resolve(
+        TrainConfig(
+            data_dir="d", out="o", model="small", device="cpu", epochs=20, optimizer="adamw", ema=1.5, tta=False
+        )
+    )
     assert (mine.epochs, mine.warmup, mine.ema, mine.tta) == (20, 2.0, 1.5, False)
     assert mine.lr == 1e-3  # the recipe's SGD rate does not carry over to another optimizer
 
@@ -42,7 +46,7 @@ def test_other_models_keep_the_generic_defaults():
 
 
 def test_saved_config_is_complete_and_reloads_unchanged(tmp_path):
-    cfg = resolve(TrainConfig(data_dir="d", out="o", device="cpu"))
+    cfg = resolve(TrainConfig(data_dir="d", out="o", model="small", device="cpu"))
     cfg.save(tmp_path / "c.json")
     again = TrainConfig.load(tmp_path / "c.json")
     assert again == cfg and resolve(again).replace(extra={}) == cfg.replace(extra={})

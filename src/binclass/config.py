@@ -38,7 +38,11 @@ class TrainConfig:
     )
     out: str = setting("runs/latest", "run folder to write")
     # Settings left as None take the model's recipe default (recipes/defaults.py), which may depend on the device.
-    model: str = setting("small", "small (the from-scratch recipe) | seed | efficientnet_lite0 | timm:NAME")
+    model: str | None = setting(
+        None,
+        "efficientnet_lite0 (default: pretrained ImageNet features, shipped offline) | small (the from-scratch "
+        "recipe) | seed (the classic question's network) | timm:NAME",
+    )
     image_size: int | None = setting(None, "pixels per side (default: the recipe's, or the backbone's own)")
     width: int | None = setting(None, "small model: first-stage channels (default 32: 32-64-128-256)")
     val_split: float = setting(0.2, "fraction held out (stratified) when there is no validation folder")

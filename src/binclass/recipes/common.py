@@ -102,12 +102,19 @@ def drop_bad_files(
 
 
 def prepare_data(
-    cfg: TrainConfig, device: torch.device, run: RunFolder, log: Log, on_event: EventHook | None = None
+    cfg: TrainConfig,
+    device: torch.device,
+    run: RunFolder,
+    log: Log,
+    on_event: EventHook | None = None,
+    intro: str | None = None,
 ) -> tuple[Path, DataLayout, Source, Source]:
     """Scan DATA_DIR, open the run folder (saving the config of a new run), decode (or check) every image
-    once; drop and name bad files."""
+    once; drop and name bad files. intro: the run's first line, logged once the folder is open."""
     layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
     run_dir = run.open(cfg)
+    if intro is not None:
+        log(intro)
     held_out = "validation folder" if layout.val_source == "folder" else f"{cfg.val_split:.0%} held out"
     log(
         f"data: {len(layout.train)} train, {len(layout.val)} validation images ({held_out}); "

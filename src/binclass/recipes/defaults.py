@@ -12,6 +12,11 @@ from typing import Any
 from ..config import TrainConfig
 from ..models import default_image_size
 
+# `binclass train DATA` with no --model: the packaged ImageNet backbone, its features frozen and a linear
+# head trained on them. On cats vs dogs (2000 images) it reached 0.988 in 29 s on a 2-core CPU, where the
+# from-scratch default took 17 minutes for 0.886; it needs no download.
+DEFAULT_MODEL = "efficientnet_lite0"
+
 # Learning rates that train each optimizer stably on small from-scratch CNNs; rmsprop at 1e-3 is
 # known to collapse the seed network to a constant output, so its default is ten times lower.
 DEFAULT_LR = {"rmsprop": 1e-4, "adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
@@ -100,6 +105,23 @@ def recipe_defaults(cfg: TrainConfig, device_type: str) -> dict[str, Any]:
     if cfg.step_size is None:
         filled["step_size"] = max(1, epochs // 3)
     return filled
+
+
+def describe_choice(cfg: TrainConfig, chosen: bool) -> str:
+    """The run's first line: which model and recipe, why, and how to choose another (cfg: resolved).
+    chosen: the user named the model."""
+    if cfg.from_scratch:
+        how = f"from scratch: {cfg.optimizer} lr {cfg.lr:g}, {cfg.epochs} epochs at {cfg.image_size} px, batch {cfg.batch_size}"
+    else:
+        how = f"pretrained ImageNet features with a linear head on top, {cfg.image_size} px"
+        if cfg.finetune:
+            how += f", then {cfg.finetune} epochs of fine-tuning"
+    if chosen:
+        return f"model: {cfg.model} ({how}), as chosen"
+    return (
+        f"model: {cfg.model} ({how}): the default, the most accurate model a CPU makes in about a minute, "
+        "offline; --model small trains a network from scratch, --model seed the classic question's network"
+    )
 
 
 def default_eval_batch(device_type: str) -> int:

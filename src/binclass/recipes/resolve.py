@@ -11,7 +11,7 @@ from ..engine.optim import compile_step_wanted
 from ..errors import BinclassError
 from ..models import build_model
 from ..run.folder import environment
-from .defaults import default_eval_batch, recipe_defaults
+from .defaults import DEFAULT_MODEL, default_eval_batch, recipe_defaults
 
 
 def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:
@@ -19,6 +19,8 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:
     fails here, before any decoding), the evaluation batch chosen, and the environment recorded in
     `extra`. Resolving a resolved config again changes only `extra` (a resumed run on another machine).
     world_size: the processes of a torchrun launch; --batch-size stays the global batch."""
+    if cfg.model is None:
+        cfg = cfg.replace(model=DEFAULT_MODEL)
     if not cfg.model.startswith("timm:") and cfg.model not in MODELS:
         raise BinclassError(f"--model {cfg.model!r} is not one of: {', '.join(MODELS)}, timm:NAME")
     if cfg.device not in DEVICES:

@@ -17,6 +17,7 @@ from ..phases import Phases
 from ..run.checkpoints import EventHook
 from ..run.output import RunOutput
 from .common import Log, RunFolder, prepare_data
+from .defaults import describe_choice
 from .resolve import resolve
 from .scratch import StepHook, fit_scratch
 
@@ -71,7 +72,9 @@ def _fit(
     cfg: TrainConfig, run: RunFolder, log: Log, on_step: StepHook | None, on_event: EventHook | None, world: World
 ) -> Path:
     phases = Phases()
+    chosen = cfg.model is not None
     cfg = resolve(cfg, world.size)
+    intro = describe_choice(cfg, chosen)  # printed once the data and the folder are found usable
     keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
     device = resolve_device(cfg.device)
     if cfg.deterministic:
@@ -89,9 +92,9 @@ def _fit(
 
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
         phases.mark("model")
-        data = prepare_data(cfg, device, run, log, on_event)
+        data = prepare_data(cfg, device, run, log, on_event, intro)
         phases.mark("images")
         return fit_pretrained(cfg, device, model, *data, log, phases, on_event)
-    data = prepare_data(cfg, device, run, log, on_event)
+    data = prepare_data(cfg, device, run, log, on_event, intro)
     phases.mark("images")
     return fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event, world)
