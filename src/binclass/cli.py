@@ -76,6 +76,7 @@ def train(
     cuda_graphs: str = option("cuda_graphs"),
     tta: Optional[bool] = option("tta", "--tta/--no-tta"),
     finetune: int = option("finetune"),
+    time_budget: Optional[str] = option("time_budget"),
     pretrained: bool = option("pretrained"),
     weights: Optional[Path] = option("weights"),
     overwrite: bool = typer.Option(False, help="replace a run already in --out"),

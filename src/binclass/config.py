@@ -84,6 +84,11 @@ class TrainConfig:
     )
     deterministic: bool = setting(False, "deterministic kernels only (bit-identical reruns and resumes)")
     finetune: int = setting(0, "pretrained models: epochs of fine-tuning the whole network after the head")
+    time_budget: str | None = setting(
+        None,
+        "e.g. 90s, 10m, 1.5h: from-scratch models take as many epochs as end the run within it (timed on its "
+        "first steps; the whole schedule completes); instead of --epochs",
+    )
     tta: bool | None = setting(
         None, "average each image with its mirror image in validation and predict (default: small on)"
     )
@@ -131,6 +136,23 @@ def default_of(name: str) -> Any:
     return TrainConfig.__dataclass_fields__[name].default
 
 
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '1.5h' -> seconds (a plain number is seconds)."""
+    value = text.strip().lower()
+    unit = DURATION_UNITS.get(value[-1:], None)
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise BinclassError(f"--time-budget {text!r}: give a duration such as 90s, 10m or 1.5h")
+    return seconds
+
+
 def check_settings(cfg: TrainConfig) -> None:
     """Every setting of a complete config (recipe defaults filled) is one the run can use."""
 
@@ -168,6 +190,8 @@ def check_settings(cfg: TrainConfig) -> None:
         (cfg.finetune >= 0, "--finetune must be zero (off) or a number of epochs"),
         (cfg.finetune == 0 or not cfg.from_scratch, "--finetune is for pretrained models"),
     ]
+    if cfg.time_budget is not None:
+        parse_duration(cfg.time_budget)
     for ok, message in checks:
         if not ok:
             raise BinclassError(message)

@@ -118,6 +118,22 @@ class StreamSource:
         return decode_many(chosen, self.size, self.workers).to(self.device, non_blocking=True)
 
 
+class SliceSource:
+    """Items [start, stop) of a source, as a source of their own."""
+
+    def __init__(self, source: Source, start: int, stop: int) -> None:
+        self.source, self.start, self.stop = source, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        if isinstance(idx, slice):
+            a, b, _ = idx.indices(len(self))
+            return self.source.batch(slice(self.start + a, self.start + b))
+        return self.source.batch(idx + self.start)
+
+
 def make_source(
     paths: list[Path], size: int, mode: str, device: torch.device, workers: int = 0, cache_dir: Path | None = None
 ) -> tuple[TensorSource | StreamSource, list[int], list[ImageProblem], str]:

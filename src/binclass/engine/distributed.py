@@ -142,19 +142,3 @@ def sync_buffers(module: nn.Module, world: World) -> None:
     if world.distributed:
         for buffer in module.buffers():
             dist.broadcast(buffer, src=0)
-
-
-class SliceSource:
-    """Items [start, stop) of a source, as a source of their own."""
-
-    def __init__(self, source, start: int, stop: int) -> None:  # noqa: ANN001 (a data.sources.Source)
-        self.source, self.start, self.stop = source, start, stop
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
-        if isinstance(idx, slice):
-            a, b, _ = idx.indices(len(self))
-            return self.source.batch(slice(self.start + a, self.start + b))
-        return self.source.batch(idx + self.start)

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from .. import metrics
-from .distributed import SINGLE, SliceSource, World, all_sum, bounds, gather_slices, shard
+from ..data.sources import SliceSource
+from .distributed import SINGLE, World, all_sum, bounds, gather_slices, shard
 from .ema import WeightAverage
 from .infer import Source, predict_logits, probabilities
 from .optim import Schedule

@@ -47,7 +47,10 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:
         raise BinclassError("--cuda-graphs on replays the eager optimizer step; drop --compile-optimizer on")
     with torch.device("meta"):  # the weight count decides; no memory, no random numbers drawn
         network = build_model(cfg.model, cfg.image_size, width=cfg.width)
-    compiled = not graphed and compile_step_wanted(cfg.compile_optimizer, network, device)
+    # A budgeted run is timed on eager steps before it starts, and a compile would spend its seconds
+    # inside the first epoch: auto leaves the step eager there.
+    wanted = "off" if cfg.time_budget is not None and cfg.compile_optimizer == "auto" else cfg.compile_optimizer
+    compiled = not graphed and compile_step_wanted(wanted, network, device)
     extra = {
         **environment(device),
         "precision": resolve_precision(cfg.precision, device),

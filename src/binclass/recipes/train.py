@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import torch
 
 from ..allocator import keep_freed_memory
-from ..config import TrainConfig
+from ..config import TrainConfig, parse_duration
 from ..device import resolve_device
 from ..engine import distributed
 from ..engine.distributed import World
 from ..errors import BinclassError
 from ..phases import Phases
 from ..run.checkpoints import EventHook
+from ..run.files import CONFIG_FILE
 from ..run.output import RunOutput
+from .budget import plan_epochs, seconds_per_epoch
 from .common import Log, RunFolder, prepare_data
 from .defaults import describe_choice
 from .resolve import resolve
@@ -68,11 +71,32 @@ def _silent(line: str) -> None:
     pass
 
 
+def _within_budget(
+    given: TrainConfig, cfg: TrainConfig, device: torch.device, data: tuple, world: World, phases: Phases, log: Log
+) -> TrainConfig:
+    """The config resolved again with the epochs that end the run within --time-budget (counted from the
+    start of fit), so that every setting that follows the epochs (warm-up, weight average) follows them;
+    saved over the config.json written before the timing."""
+    run_dir, _, train_x, val_x = data
+    epoch_seconds = seconds_per_epoch(cfg, device, train_x, val_x, run_dir)
+    plan = plan_epochs(parse_duration(cfg.time_budget), time.perf_counter() - phases.started, epoch_seconds)
+    cfg = resolve(given.replace(epochs=plan.epochs), world.size)
+    cfg.save(run_dir / CONFIG_FILE)
+    log(plan.describe(cfg.time_budget))
+    return cfg
+
+
 def _fit(
     cfg: TrainConfig, run: RunFolder, log: Log, on_step: StepHook | None, on_event: EventHook | None, world: World
 ) -> Path:
     phases = Phases()
     chosen = cfg.model is not None
+    given = cfg
+    if cfg.time_budget is not None and not run.resume:
+        if cfg.epochs is not None:
+            raise BinclassError("give --epochs or --time-budget, not both: the budget chooses the epochs")
+        if world.distributed:
+            raise BinclassError("--time-budget sizes a run on one process; give --epochs under torchrun")
     cfg = resolve(cfg, world.size)
     intro = describe_choice(cfg, chosen)  # printed once the data and the folder are found usable
     keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
@@ -92,9 +116,14 @@ def _fit(
 
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
         phases.mark("model")
+        if cfg.time_budget is not None:
+            intro += "; --time-budget sizes the epochs of the from-scratch models, this recipe runs as it is"
         data = prepare_data(cfg, device, run, log, on_event, intro)
         phases.mark("images")
         return fit_pretrained(cfg, device, model, *data, log, phases, on_event)
     data = prepare_data(cfg, device, run, log, on_event, intro)
     phases.mark("images")
+    if cfg.time_budget is not None and not run.resume:
+        cfg = _within_budget(given, cfg, device, data, world, phases, log)
+        phases.mark("timing")
     return fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event, world)

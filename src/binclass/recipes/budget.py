@@ -1,0 +1,124 @@
+"""--time-budget: how many epochs of a from-scratch recipe end the run within a wall-clock budget.
+
+The epochs are chosen before the first one runs, so that the schedule (warm-up, then the decay to its
+end value) is sized for them and completes; a run cut off mid-schedule would end at a high learning
+rate. The cost of an epoch is timed on a throwaway copy of the network: a few training steps on real
+batches of the decoded images, the validation pass on a slice of the validation set, and a checkpoint
+written into a temporary folder inside the run folder (same disk). A checkpoint is written beside the
+next epoch's training, so it costs its snapshot, plus the wait when the write outlasts an epoch."""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig
+from ..data.augment import augment_batch
+from ..data.sources import SliceSource, Source
+from ..engine.infer import predict_logits, prepare, prepare_model
+from ..engine.optim import make_optimizer
+from ..engine.step import training_step
+from ..models import build_model, normalization
+from ..run.checkpoints import Checkpoints
+from ..run.state import snapshot_state
+
+PROBE_STEPS = 8  # timed training steps, after WARM_STEPS untimed ones (first-touch allocations, kernel choice)
+WARM_STEPS = 2
+PROBE_VALIDATION = 128  # validation images timed; the pass scales linearly with their number
+# The share of an epoch that the checkpoint written beside it takes from training (the writer's CPU
+# time): 2-3% of the seed network's epoch on the 2-core CPU (docs/benchmarks.md).
+EPOCH_OVERHEAD = 0.03
+# What every epoch costs besides: the doctor over the history so far, the log line, freeing memory. About
+# 20 ms on the 2-core CPU (143 epochs of 80 images: 0.10 s per epoch against 0.08 s estimated without it).
+EPOCH_FIXED = 0.02
+# Kept free for what follows the last epoch (validation predictions, diagnosis, report: about 1 s on a CPU)
+# and for the estimate's error: the epochs fill at most this share of what is left.
+FILL = 0.92
+REPORT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    epochs: int
+    epoch_seconds: float  # the estimate: training steps, validation, overhead
+    left_seconds: float  # of the budget, when the epochs were chosen
+
+    def describe(self, budget: str) -> str:
+        return (
+            f"time budget {budget}: {self.left_seconds:.0f} s left after start-up and decoding, about "
+            f"{self.epoch_seconds:.2f} s per epoch (timed on {PROBE_STEPS} steps): {self.epochs} epochs, "
+            "their schedule sized for them"
+        )
+
+
+def seconds_per_epoch(cfg: TrainConfig, device: torch.device, train_x: Source, val_x: Source, run_dir: Path) -> float:
+    """A from-scratch epoch's wall seconds on this machine, estimated on a copy of cfg's network (cfg
+    resolved). Random numbers are drawn from generators of its own: the run's are untouched."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device).train()
+        optimizer = make_optimizer(model, copy.deepcopy(cfg))
+        mean, std = normalization(cfg.model)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        augment_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        autocast = torch.bfloat16 if cfg.extra.get("precision") == "bf16" else None
+        batch = min(cfg.batch_size, len(train_x))
+
+        def step() -> None:
+            idx = torch.randint(len(train_x), (batch,), generator=gen)
+            x = augment_batch(prepare(train_x.batch(idx), mean, std), cfg.augment, augment_gen)
+            y = torch.randint(0, 2, (batch,), generator=gen).float().to(device)
+            training_step(
+                model, optimizer, optimizer.step, x, y, y, threshold=0.5, pos_weight=None, autocast_dtype=autocast
+            )
+
+        for _ in range(WARM_STEPS):
+            step()
+        _sync(device)
+        started = time.perf_counter()
+        for _ in range(PROBE_STEPS):
+            step()
+        _sync(device)
+        step_seconds = (time.perf_counter() - started) / PROBE_STEPS
+        shown = min(PROBE_VALIDATION, len(val_x))
+        started = time.perf_counter()
+        predict_logits(model, SliceSource(val_x, 0, shown), mean, std, cfg.eval_batch_size, device, tta=bool(cfg.tta))
+        validation = (time.perf_counter() - started) * len(val_x) / shown
+        snapshot, write = _checkpoint_seconds(model, optimizer, run_dir)
+    steps = math.ceil(len(train_x) / cfg.batch_size)
+    work = steps * step_seconds + validation
+    return work * (1 + EPOCH_OVERHEAD) + snapshot + max(0.0, write - work) + EPOCH_FIXED
+
+
+def _checkpoint_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, run_dir: Path) -> tuple[float, float]:
+    """(snapshot on the training thread, write) seconds of one checkpoint of this network: the second
+    of two, the first paying for first-touch memory."""
+    with tempfile.TemporaryDirectory(prefix=".budget-", dir=run_dir) as folder:
+        checkpoints = Checkpoints(Path(folder), {"budget_probe": True})
+        for epoch in (1, 2):
+            started = time.perf_counter()
+            state = snapshot_state(model, optimizer, None, {}, {"epoch": epoch})
+            snapshot = time.perf_counter() - started
+            checkpoints.write(model, epoch, None, epoch, 1.0, state)
+            started = time.perf_counter()
+            checkpoints.wait()
+            write = time.perf_counter() - started
+    return snapshot, write
+
+
+def plan_epochs(budget_seconds: float, elapsed: float, epoch_seconds: float) -> Plan:
+    """The epochs that fit in what is left of the budget (at least one)."""
+    left = budget_seconds - elapsed
+    epochs = max(1, math.floor(FILL * (left - REPORT_SECONDS) / epoch_seconds))
+    return Plan(epochs, epoch_seconds, left)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
