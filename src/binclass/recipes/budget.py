@@ -28,9 +28,15 @@ from ..models import build_model, normalization
 from ..run.checkpoints import Checkpoints
 from ..run.state import snapshot_state
 
-PROBE_STEPS = 8  # timed training steps, after WARM_STEPS untimed ones (first-touch allocations, kernel choice)
+PROBE_STEPS = (
+    4  # timed training steps per group, after WARM_STEPS untimed ones (first-touch allocations, kernel choice)
+)
 WARM_STEPS = 2
-PROBE_VALIDATION = 128  # validation images timed; the pass scales linearly with their number
+PROBE_VALIDATION = 64  # validation images timed per group; the pass scales linearly with their number
+# Each is timed in this many groups and the fastest is kept (as timeit advises): what else the machine
+# does at that moment (the writeback of an earlier run's files) is not the run's own speed. Right after
+# another run, 8 steps timed at once gave 5.02-5.11 s per epoch where the epochs took 4.6-4.9 s.
+GROUPS = 3
 # The share of an epoch that the checkpoint written beside it takes from training (the writer's CPU
 # time): 2-3% of the seed network's epoch on the 2-core CPU (docs/benchmarks.md).
 EPOCH_OVERHEAD = 0.03
@@ -54,7 +60,7 @@ class Plan:
     def describe(self, budget: str) -> str:
         return (
             f"time budget {budget}: {self.left_seconds:.0f} s left after start-up and decoding, about "
-            f"{self.epoch_seconds:.2f} s per epoch (timed on {PROBE_STEPS} steps): {self.epochs} epochs, "
+            f"{self.epoch_seconds:.2f} s per epoch (timed on a copy of the network): {self.epochs} epochs, "
             "their schedule sized for them"
         )
 
@@ -83,15 +89,21 @@ def seconds_per_epoch(cfg: TrainConfig, device: torch.device, train_x: Source, v
         for _ in range(WARM_STEPS):
             step()
         _sync(device)
-        started = time.perf_counter()
-        for _ in range(PROBE_STEPS):
-            step()
-        _sync(device)
-        step_seconds = (time.perf_counter() - started) / PROBE_STEPS
+        step_seconds = math.inf
+        for _ in range(GROUPS):
+            started = time.perf_counter()
+            for _ in range(PROBE_STEPS):
+                step()
+            _sync(device)
+            step_seconds = min(step_seconds, (time.perf_counter() - started) / PROBE_STEPS)
         shown = min(PROBE_VALIDATION, len(val_x))
-        started = time.perf_counter()
-        predict_logits(model, SliceSource(val_x, 0, shown), mean, std, cfg.eval_batch_size, device, tta=bool(cfg.tta))
-        validation = (time.perf_counter() - started) * len(val_x) / shown
+        validation = math.inf
+        for _ in range(GROUPS):
+            started = time.perf_counter()
+            predict_logits(
+                model, SliceSource(val_x, 0, shown), mean, std, cfg.eval_batch_size, device, tta=bool(cfg.tta)
+            )
+            validation = min(validation, (time.perf_counter() - started) * len(val_x) / shown)
         snapshot, write = _checkpoint_seconds(model, optimizer, run_dir)
     steps = math.ceil(len(train_x) / cfg.batch_size)
     work = steps * step_seconds + validation
