@@ -29,7 +29,7 @@ def test_a_bad_duration_is_one_clear_error(text):
 
 def test_the_plan_fills_what_is_left_and_never_drops_below_one_epoch():
     plan = plan_epochs(budget_seconds=100, elapsed=10, epoch_seconds=2.0)
-    assert plan.epochs == math.floor(0.96 * (90 - 2.0) / 2.0) and plan.left_seconds == 90
+    assert plan.epochs == math.floor(0.98 * (90 - 2.0) / 2.0) and plan.left_seconds == 90
     assert plan_epochs(budget_seconds=10, elapsed=9, epoch_seconds=5.0).epochs == 1
 
 

@@ -37,17 +37,16 @@ PROBE_VALIDATION = 64  # validation images timed per group; the pass scales line
 # does at that moment (the writeback of an earlier run's files) is not the run's own speed. Right after
 # another run, 8 steps timed at once gave 5.02-5.11 s per epoch where the epochs took 4.6-4.9 s.
 GROUPS = 3
-# The share of an epoch that the checkpoint written beside it takes from training (the writer's CPU
-# time): 2-3% of the seed network's epoch on the 2-core CPU (docs/benchmarks.md).
-EPOCH_OVERHEAD = 0.03
-# What every epoch costs besides: the doctor over the history so far, the log line, freeing memory. About
-# 20 ms on the 2-core CPU (143 epochs of 80 images: 0.10 s per epoch against 0.08 s estimated without it).
+# What every epoch costs besides its steps, validation and checkpoint: the doctor over the history so
+# far, the log line, freeing memory. About 20 ms on the 2-core CPU (143 epochs of 80 images: 0.10 s per
+# epoch against 0.08 s estimated without it); on 2000 images it is lost in the noise (168 epochs of the
+# small recipe: 796 s of training, 4.74 s per epoch, against 4.6-4.9 s in their rows).
 EPOCH_FIXED = 0.02
 # Kept free for what follows the last epoch (validation predictions, diagnosis, report: about 1 s on a CPU)
-# and for the estimate's error: the epochs fill at most this share of what is left. The estimate came
-# within 2% of the real epochs of the small recipe on 2000 images (4.88 s against 4.7-5.0 s); at 0.92 a
-# 5-minute budget ended at 269 s.
-FILL = 0.96
+# and for the estimate's error: the epochs fill at most this share of what is left. The estimate runs
+# 1-5% above the real epochs of the small recipe on 2000 images (4.8-5.1 s against 4.74 s); at 0.92 a
+# 5-minute budget ended at 269 s and a 15-minute one at 801 s.
+FILL = 0.98
 REPORT_SECONDS = 2.0
 
 
@@ -107,7 +106,7 @@ def seconds_per_epoch(cfg: TrainConfig, device: torch.device, train_x: Source, v
         snapshot, write = _checkpoint_seconds(model, optimizer, run_dir)
     steps = math.ceil(len(train_x) / cfg.batch_size)
     work = steps * step_seconds + validation
-    return work * (1 + EPOCH_OVERHEAD) + snapshot + max(0.0, write - work) + EPOCH_FIXED
+    return work + snapshot + max(0.0, write - work) + EPOCH_FIXED
 
 
 def _checkpoint_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, run_dir: Path) -> tuple[float, float]:
