@@ -51,6 +51,6 @@ def test_a_resolved_config_is_frozen_complete_and_resolves_to_itself():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0  # type: ignore[misc]
     unset = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is None]
-    assert set(unset) <= {"positive", "cache_dir", "weights", "early_stop"}  # optional by nature, not recipe gaps
+    assert set(unset) <= {"positive", "cache_dir", "weights", "early_stop", "time_budget"}  # optional by nature
     assert cfg.extra["device"] == "cpu" and cfg.extra["precision"] in ("fp32", "bf16")
     assert resolve(cfg).replace(extra={}) == cfg.replace(extra={})
