@@ -65,7 +65,7 @@ class Plan:
 
 
 def seconds_per_epoch(cfg: TrainConfig, device: torch.device, train_x: Source, val_x: Source, run_dir: Path) -> float:
-    """A from-scratch epoch's wall seconds on this machine, estimated on a copy of cfg's network (cfg
+    """A from-scratch epoch's wall seconds where the run runs, estimated on a copy of cfg's network (cfg
     resolved). Random numbers are drawn from generators of its own: the run's are untouched."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
