@@ -60,13 +60,6 @@ def train_one_epoch(
     eager training_step (a GraphedStep built on it). With a world of several ranks, `model` is the DDP
     replica and each rank trains on its part of every global batch of `batch_size` (engine.distributed);
     the epoch's figures are summed over the ranks, so every rank returns those of the global batches."""
-    if world.distributed:
-        return _train_one_epoch_distributed(
-            model, source, labels, inputs=inputs, optimizer=optimizer, schedule=schedule,
-            optimizer_step=optimizer_step, batch_size=batch_size, threshold=threshold, pos_weight=pos_weight,
-            shuffle_gen=shuffle_gen, epoch=epoch, autocast_dtype=autocast_dtype, label_smoothing=label_smoothing,
-            ema=ema, progress=progress, world=world,
-        )  # fmt: skip
     started = time.perf_counter()
     model.train()
     n = len(source)
@@ -81,9 +74,15 @@ def train_one_epoch(
             pos_weight=pos_weight,
             autocast_dtype=autocast_dtype,
         )
-    order = torch.randperm(n, generator=shuffle_gen).to(device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    order = torch.randperm(n, generator=shuffle_gen).to(device)  # the same on every rank: same seed
     n_steps = math.ceil(n / batch_size)
+    if world.distributed:
+        return _distributed_pass(
+            runner, source, labels, order, inputs=inputs, optimizer=optimizer, schedule=schedule,
+            batch_size=batch_size, label_smoothing=label_smoothing, ema=ema, progress=progress, world=world,
+            epoch=epoch, started=started,
+        )  # fmt: skip
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     # Filled in place: a new 0-d tensor per step would leave hundreds of small long-lived blocks
     # scattered through the kept heap (see allocator), splitting the holes the next step's activations need.
     step_losses = torch.empty(n_steps, dtype=torch.float32, device=device)
@@ -111,17 +110,7 @@ def train_one_epoch(
     corrects = step_correct.tolist()
     lrs = [float(lr) for lr in step_lrs]  # no wait left: the device has finished every step
     seconds = time.perf_counter() - started
-    steps = [
-        {
-            "epoch": epoch,
-            "step": i + 1,
-            "loss": float(losses[i]),
-            "batch_acc": corrects[i] / step_sizes[i],
-            "batch_size": step_sizes[i],
-            "lr": lrs[i],
-        }
-        for i in range(n_steps)
-    ]
+    steps = step_rows(epoch, [float(v) for v in losses], corrects, step_sizes, lrs)
     return EpochStats(
         loss=float(loss_sum.item()) / n,
         accuracy=sum(corrects) / n,
@@ -132,41 +121,41 @@ def train_one_epoch(
     )
 
 
-def _train_one_epoch_distributed(
-    model: nn.Module,
+def step_rows(epoch: int, losses: list[float], corrects: list[int], sizes: list[int], lrs: list[float]) -> list[dict]:
+    """The epoch's steps.csv rows: per step its mean loss, accuracy, batch size and learning rate."""
+    return [
+        {
+            "epoch": epoch,
+            "step": i + 1,
+            "loss": losses[i],
+            "batch_acc": corrects[i] / sizes[i],
+            "batch_size": sizes[i],
+            "lr": lrs[i],
+        }
+        for i in range(len(sizes))
+    ]
+
+
+def _distributed_pass(
+    runner: StepRunner,
     source: Source,
     labels: torch.Tensor,
+    order: torch.Tensor,
     *,
     inputs: Callable[[torch.Tensor], torch.Tensor],
     optimizer: torch.optim.Optimizer,
     schedule: Schedule,
-    optimizer_step: Callable[[], None] | None,
     batch_size: int,
-    threshold: float,
-    pos_weight: torch.Tensor | None,
-    shuffle_gen: torch.Generator,
-    epoch: int,
-    autocast_dtype: torch.dtype | None,
     label_smoothing: float,
     ema: WeightAverage | None,
     progress: Callable[[int, int], None] | None,
     world: World,
+    epoch: int,
+    started: float,
 ) -> EpochStats:
-    """train_one_epoch on one rank of several: the same global batches, this rank's part of each."""
-    started = time.perf_counter()
-    model.train()
-    n = len(source)
-    device = labels.device
-    step = functools.partial(
-        training_step,
-        model,
-        optimizer,
-        optimizer_step or optimizer.step,
-        threshold=threshold,
-        pos_weight=pos_weight,
-        autocast_dtype=autocast_dtype,
-    )
-    order = torch.randperm(n, generator=shuffle_gen).to(device)  # the same order on every rank (same seed)
+    """train_one_epoch's pass on one rank of several: the same global batches, this rank's part of each.
+    runner: the eager training_step, which takes the rank's loss scale."""
+    n, device = len(source), labels.device
     n_steps = math.ceil(n / batch_size)
     step_sums = torch.zeros(n_steps, dtype=torch.float64, device=device)  # summed loss of this rank's part
     step_correct = torch.zeros(n_steps, dtype=torch.int64, device=device)
@@ -181,7 +170,7 @@ def _train_one_epoch_distributed(
         y = labels[idx]
         target = y * (1.0 - label_smoothing) + 0.5 * label_smoothing if label_smoothing else y
         step_lrs.append(float(optimizer.param_groups[0]["lr"]))
-        out = step(inputs(source.batch(idx)), target, y, loss_scale=scale)
+        out = runner(inputs(source.batch(idx)), target, y, loss_scale=scale)
         schedule.after_step()
         if ema is not None:
             ema.update()
@@ -194,18 +183,8 @@ def _train_one_epoch_distributed(
     all_sum(step_sums, world)  # one collective per epoch for the figures, none per step
     all_sum(step_correct, world)
     sums, corrects = step_sums.tolist(), step_correct.tolist()
+    steps = step_rows(epoch, [total / size for total, size in zip(sums, step_sizes)], corrects, step_sizes, step_lrs)
     seconds = time.perf_counter() - started
-    steps = [
-        {
-            "epoch": epoch,
-            "step": i + 1,
-            "loss": sums[i] / step_sizes[i],
-            "batch_acc": corrects[i] / step_sizes[i],
-            "batch_size": step_sizes[i],
-            "lr": step_lrs[i],
-        }
-        for i in range(n_steps)
-    ]
     return EpochStats(
         loss=sum(sums) / n, accuracy=sum(corrects) / n, n=n, steps=steps, order=order.tolist(), seconds=seconds
     )
