@@ -72,9 +72,9 @@ def test_the_file_carries_model_json_and_a_dynamic_batch(runs, tiny_data):
     assert predictor.meta["normalization"] == meta["normalization"] and predictor.meta["tta"] is True
     assert predictor.meta["opset"] == 17
     images, _, _ = decode_arrays(find_images([tiny_data / "validation"])[:7], meta["image_size"])
-    whole = predictor.session.run(None, {"images": images})[0]
+    whole = predictor.runtime.run(None, {"images": images})[0]
     assert whole.shape == (7,) and whole.dtype == np.float32
-    one_by_one = np.concatenate([predictor.session.run(None, {"images": images[i : i + 1]})[0] for i in range(7)])
+    one_by_one = np.concatenate([predictor.runtime.run(None, {"images": images[i : i + 1]})[0] for i in range(7)])
     assert np.abs(whole - one_by_one).max() < TOLERANCE
 
 

@@ -324,11 +324,12 @@ def test_resume_refuses_a_folder_without_a_completed_epoch(tmp_path, tiny_data):
 
 
 def test_predict_streams_in_bounded_chunks(small_run, tiny_data, monkeypatch):
+    import binclass.chunked as chunked
     import binclass.predict as predict_mod
 
     sizes = []
     real = predict_mod.decode_many
-    monkeypatch.setattr(predict_mod, "CHUNK", 7)
+    monkeypatch.setattr(chunked, "CHUNK", 7)
     monkeypatch.setattr(predict_mod, "decode_many", lambda paths, size: sizes.append(len(paths)) or real(paths, size))
     seen = []
     predictor = predict_mod.load_predictor(small_run)

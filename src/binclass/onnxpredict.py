@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .chunked import images_under, predict_in_chunks
 from .data.decode import decode_arrays
-from .data.scan import find_images
 from .errors import BinclassError
-from .metrics import predict_labels
 
-CHUNK = 512  # images decoded at a time: memory stays bounded for folders of any size
 BATCH = 64  # images per onnxruntime call: a 224 px backbone's activations stay well under a GB
 
 
@@ -31,10 +29,10 @@ class OnnxPredictor:
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.runtime = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for missing, malformed and foreign files
             raise BinclassError(f"{path}: not a model onnxruntime can load ({exc}); export it again") from None
-        props = self.session.get_modelmeta().custom_metadata_map
+        props = self.runtime.get_modelmeta().custom_metadata_map
         if "classes" not in props or "image_size" not in props:
             raise BinclassError(f"{path}: not written by `binclass export` (no classes/image_size metadata)")
         self.path = Path(path)
@@ -42,11 +40,11 @@ class OnnxPredictor:
         self.classes: list[str] = self.meta["classes"]
         self.size = int(self.meta["image_size"])
         self.threshold = float(self.meta["threshold"])
-        self.input = self.session.get_inputs()[0].name
+        self.input = self.runtime.get_inputs()[0].name
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, size, size, 3) -> float32 (N,) probabilities of the positive class."""
-        parts = [self.session.run(None, {self.input: images[i : i + BATCH]})[0] for i in range(0, len(images), BATCH)]
+        parts = [self.runtime.run(None, {self.input: images[i : i + BATCH]})[0] for i in range(0, len(images), BATCH)]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
 
 
@@ -61,24 +59,12 @@ def predict_onnx_files(
     predictor: OnnxPredictor, inputs: list[Path], progress: Callable[[int, int], None] | None = None
 ) -> Iterator[tuple[Path, float, str]]:
     """(path, probability of the positive class, predicted class) for every image under `inputs`."""
-    paths = find_images(inputs)
-    if not paths:
-        raise BinclassError(f"no images found in {', '.join(map(str, inputs))}")
-    return _predict(predictor, paths, progress)
 
-
-def _predict(
-    predictor: OnnxPredictor, paths: list[Path], progress: Callable[[int, int], None] | None
-) -> Iterator[tuple[Path, float, str]]:
-    for start in range(0, len(paths), CHUNK):
-        if progress is not None:
-            progress(start, len(paths))
-        chunk = paths[start : start + CHUNK]
+    def chunk_probabilities(chunk: list[Path]) -> np.ndarray:
         images, _, problems = decode_arrays(chunk, predictor.size)
         if problems:
             raise problems[0]
-        probs = predictor.probabilities(images)
-        for path, prob, label in zip(chunk, probs.tolist(), predict_labels(probs, predictor.threshold).tolist()):
-            yield path, float(prob), predictor.classes[label]
-    if progress is not None:
-        progress(len(paths), len(paths))
+        return predictor.probabilities(images)
+
+    paths = images_under(inputs)
+    return predict_in_chunks(paths, chunk_probabilities, predictor.classes, predictor.threshold, progress)

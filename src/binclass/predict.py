@@ -12,18 +12,15 @@ import torch
 from torch import nn
 
 from .allocator import keep_freed_memory, release_free_memory
+from .chunked import images_under, predict_in_chunks
 from .data.decode import decode_many
-from .data.scan import find_images, scan_labeled
+from .data.scan import scan_labeled
 from .data.sources import TensorSource
 from .device import resolve_device
 from .engine.infer import predict_logits, prepare_model, probabilities
 from .engine.loop import evaluate
-from .errors import BinclassError
-from .metrics import predict_labels
 from .run.files import EVALUATION_FILE
 from .run.weights import load_meta, load_model
-
-CHUNK = 512  # images decoded at a time while predicting: bounds memory for folders of any size
 
 
 @dataclass
@@ -66,14 +63,10 @@ def predict_paths(
     predictor: Predictor, paths: list[Path], progress: Callable[[int, int], None] | None = None
 ) -> Iterator[tuple[Path, float, str]]:
     """(path, probability of the positive class, predicted class name), streamed chunk by chunk:
-    memory stays bounded by CHUNK images however many paths there are."""
-    classes = predictor.meta["classes"]
-    threshold = float(predictor.meta["threshold"])
-    for start in range(0, len(paths), CHUNK):
-        if progress is not None:
-            progress(start, len(paths))
+    memory stays bounded by chunked.CHUNK images however many paths there are."""
+
+    def chunk_probabilities(chunk: list[Path]) -> np.ndarray:
         release_free_memory()  # the last chunk's blocks: kept (see allocator), they would add up
-        chunk = paths[start : start + CHUNK]
         images = TensorSource(decode_many(chunk, predictor.size))
         logits = predict_logits(
             predictor.model,
@@ -84,20 +77,16 @@ def predict_paths(
             predictor.device,
             tta=predictor.tta,
         )
-        probs = probabilities(logits).numpy()
-        for path, prob, label in zip(chunk, probs.tolist(), predict_labels(probs, threshold).tolist()):
-            yield path, float(prob), classes[label]
-    if progress is not None:
-        progress(len(paths), len(paths))
+        return probabilities(logits).numpy()
+
+    classes, threshold = predictor.meta["classes"], float(predictor.meta["threshold"])
+    return predict_in_chunks(paths, chunk_probabilities, classes, threshold, progress)
 
 
 def predict_files(
     predictor: Predictor, inputs: list[Path], progress: Callable[[int, int], None] | None = None
 ) -> Iterator[tuple[Path, float, str]]:
-    paths = find_images(inputs)
-    if not paths:
-        raise BinclassError(f"no images found in {', '.join(map(str, inputs))}")
-    return predict_paths(predictor, paths, progress)
+    return predict_paths(predictor, images_under(inputs), progress)
 
 
 def evaluate_folder(predictor: Predictor, data_dir: Path) -> dict:
