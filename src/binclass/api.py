@@ -115,7 +115,7 @@ def train(
     """Train as `binclass train` does and return the Run. settings: the command's options by their Python
     names (model="small", epochs=5, batch_size=32, ...). resume=True continues the run in `out` with its
     own settings. log: where the run's lines go (None: nowhere; train.log keeps them either way)."""
-    from .recipes.train import fit
+    from .recipes.train import fit, resume_config
 
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "out", "extra"}
     unknown = sorted(set(settings) - names)
@@ -123,9 +123,7 @@ def train(
         raise BinclassError(f"unknown setting(s) {', '.join(unknown)}; the settings are: {', '.join(sorted(names))}")
     echo = log if log is not None else (lambda line: None)
     if resume:
-        cfg = TrainConfig.load(Path(out) / CONFIG_FILE)
-        cfg = cfg.replace(out=str(out), data_dir=str(data_dir) if data_dir is not None else cfg.data_dir)
-        return Run(fit(cfg, resume=True, log=echo))
+        return Run(fit(resume_config(out, data_dir), resume=True, log=echo))
     if data_dir is None:
         raise BinclassError("give data_dir (the folder with your images), or resume=True with out=RUN_DIR")
     cfg = TrainConfig(data_dir=str(data_dir), out=str(out), **settings)

@@ -14,7 +14,7 @@ import typer
 
 from .config import TrainConfig, default_of, help_of
 from .errors import BinclassError
-from .run.files import CONFIG_FILE, REPORT_FILE
+from .run.files import REPORT_FILE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and use a binary image classifier.")
 
@@ -88,13 +88,10 @@ def train(
     ),
 ) -> None:
     """Train a classifier and write a run folder (metrics, model, plots, report)."""
-    from .recipes.train import fit
+    from .recipes.train import fit, resume_config
 
     if resume is not None:
-        cfg = TrainConfig.load(resume / CONFIG_FILE)
-        # The data may have moved; everything else stays as the run had it.
-        cfg = cfg.replace(out=str(resume), data_dir=str(data_dir) if data_dir is not None else cfg.data_dir)
-        fit(cfg, resume=True)
+        fit(resume_config(resume, data_dir), resume=True)
         return
     if data_dir is None:
         raise BinclassError("give DATA_DIR (the folder with your images), or --resume RUN_DIR")

@@ -67,6 +67,13 @@ def fit(
             distributed.stop()
 
 
+def resume_config(run_dir: Path, data_dir: Path | str | None = None) -> TrainConfig:
+    """The config a run folder was trained with, to continue it: its own settings, in that folder, with
+    the data where they are now (data_dir, when they moved)."""
+    cfg = TrainConfig.load(Path(run_dir) / CONFIG_FILE)
+    return cfg.replace(out=str(run_dir), data_dir=str(data_dir) if data_dir is not None else cfg.data_dir)
+
+
 def _silent(line: str) -> None:
     pass
 
