@@ -105,3 +105,26 @@ def test_crop_zooms_and_shifts_each_image_differently_and_is_seeded():
     ramp = torch.linspace(0, 1, 32).view(1, 1, 32, 1).expand(8, 3, 32, 32).contiguous()
     out = augment_batch(ramp, "crop", torch.Generator().manual_seed(4))
     assert (out - out[..., :1]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("images", "batch", "lr"),
+    [(100, 16, 0.025), (250, 16, 0.025), (500, 16, 0.025), (1000, 32, 0.05), (2000, 64, 0.1), (50000, 64, 0.1)],
+)
+def test_small_recipe_sizes_batch_and_rate_by_the_training_images(images, batch, lr):
+    cfg = resolve(TrainConfig(data_dir="d", out="o", model="small", device="cpu"), train_images=images)
+    assert (cfg.batch_size, cfg.lr) == (batch, pytest.approx(lr))
+    steps_per_epoch = math.ceil(images / cfg.batch_size)
+    assert not 250 <= images <= 2000 or 16 <= steps_per_epoch <= 32  # many steps per epoch at every size
+    assert cfg.warmup == pytest.approx(0.1 * cfg.epochs)  # a tenth of the steps, whatever their number
+
+
+def test_sizing_keeps_the_2000_image_recipe_and_what_the_user_set():
+    unsized = resolve(TrainConfig(data_dir="d", out="o", model="small", device="cpu"))
+    assert resolve(TrainConfig(data_dir="d", out="o", model="small", device="cpu"), train_images=2000) == unsized
+    mine = resolve(TrainConfig(data_dir="d", out="o", model="small", device="cpu", batch_size=128), train_images=250)
+    assert (mine.batch_size, mine.lr) == (128, pytest.approx(0.2))  # the recipe's rate per image
+    both = resolve(TrainConfig(data_dir="d", out="o", model="small", device="cpu", lr=0.3), train_images=250)
+    assert (both.batch_size, both.lr) == (16, 0.3)
+    seed = resolve(TrainConfig(data_dir="d", out="o", model="seed", device="cpu"), train_images=250)
+    assert seed == resolve(TrainConfig(data_dir="d", out="o", model="seed", device="cpu"))

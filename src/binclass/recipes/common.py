@@ -101,6 +101,11 @@ def drop_bad_files(
     return kept
 
 
+def scan(cfg: TrainConfig) -> DataLayout:
+    """cfg's images, found (not decoded)."""
+    return scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
+
+
 def prepare_data(
     cfg: TrainConfig,
     device: torch.device,
@@ -108,10 +113,13 @@ def prepare_data(
     log: Log,
     on_event: EventHook | None = None,
     intro: str | None = None,
+    layout: DataLayout | None = None,
 ) -> tuple[Path, DataLayout, Source, Source]:
-    """Scan DATA_DIR, open the run folder (saving the config of a new run), decode (or check) every image
-    once; drop and name bad files. intro: the run's first line, logged once the folder is open."""
-    layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
+    """Scan DATA_DIR (unless layout is its scan), open the run folder (saving the config of a new run),
+    decode (or check) every image once; drop and name bad files. intro: the run's first line, logged
+    once the folder is open."""
+    if layout is None:
+        layout = scan(cfg)
     run_dir = run.open(cfg)
     if intro is not None:
         log(intro)

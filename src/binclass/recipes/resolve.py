@@ -14,11 +14,12 @@ from ..run.folder import environment
 from .defaults import DEFAULT_MODEL, default_eval_batch, recipe_defaults
 
 
-def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:
+def resolve(cfg: TrainConfig, world_size: int = 1, train_images: int | None = None) -> TrainConfig:
     """Recipe defaults for every unset setting, every setting checked, the device resolved (a missing GPU
     fails here, before any decoding), the evaluation batch chosen, and the environment recorded in
     `extra`. Resolving a resolved config again changes only `extra` (a resumed run on another machine).
-    world_size: the processes of a torchrun launch; --batch-size stays the global batch."""
+    world_size: the processes of a torchrun launch; --batch-size stays the global batch. train_images:
+    the training set's size, which sizes the small recipe's batch and rate (None: its 2000-image values)."""
     if cfg.model is None:
         cfg = cfg.replace(model=DEFAULT_MODEL)
     if not cfg.model.startswith("timm:") and cfg.model not in MODELS:
@@ -26,7 +27,7 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:
     if cfg.device not in DEVICES:
         raise BinclassError(f"--device {cfg.device!r} is not one of: {', '.join(DEVICES)}")
     device = resolve_device(cfg.device)
-    cfg = cfg.replace(**recipe_defaults(cfg, device.type))
+    cfg = cfg.replace(**recipe_defaults(cfg, device.type, train_images))
     check_settings(cfg)
     eval_batch_size = cfg.eval_batch_size or default_eval_batch(device.type)
     if not cfg.from_scratch:

@@ -19,7 +19,7 @@ from ..run.checkpoints import EventHook
 from ..run.files import CONFIG_FILE
 from ..run.output import RunOutput
 from .budget import plan_epochs, seconds_per_epoch
-from .common import Log, RunFolder, prepare_data
+from .common import Log, RunFolder, prepare_data, scan
 from .defaults import describe_choice
 from .resolve import resolve
 from .scratch import StepHook, fit_scratch
@@ -79,7 +79,14 @@ def _silent(line: str) -> None:
 
 
 def _within_budget(
-    given: TrainConfig, cfg: TrainConfig, device: torch.device, data: tuple, world: World, phases: Phases, log: Log
+    given: TrainConfig,
+    cfg: TrainConfig,
+    device: torch.device,
+    data: tuple,
+    world: World,
+    phases: Phases,
+    log: Log,
+    train_images: int,
 ) -> TrainConfig:
     """The config resolved again with the epochs that end the run within --time-budget (counted from the
     start of fit), so that every setting that follows the epochs (warm-up, weight average) follows them;
@@ -87,7 +94,7 @@ def _within_budget(
     run_dir, _, train_x, val_x = data
     epoch_seconds = seconds_per_epoch(cfg, device, train_x, val_x, run_dir)
     plan = plan_epochs(parse_duration(cfg.time_budget), time.perf_counter() - phases.started, epoch_seconds)
-    cfg = resolve(given.replace(epochs=plan.epochs), world.size)
+    cfg = resolve(given.replace(epochs=plan.epochs), world.size, train_images)
     cfg.save(run_dir / CONFIG_FILE)
     log(plan.describe(cfg.time_budget))
     return cfg
@@ -104,8 +111,10 @@ def _fit(
             raise BinclassError("give --epochs or --time-budget, not both: the budget chooses the epochs")
         if world.distributed:
             raise BinclassError("--time-budget sizes a run on one process; give --epochs under torchrun")
-    cfg = resolve(cfg, world.size)
-    intro = describe_choice(cfg, chosen)  # printed once the data and the folder are found usable
+    resolve(cfg, world.size)  # every setting checked before the data folder is read
+    layout = scan(cfg)
+    cfg = resolve(cfg, world.size, len(layout.train))
+    intro = describe_choice(cfg, chosen, len(layout.train))  # printed once the data and the folder are found usable
     keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
     device = resolve_device(cfg.device)
     if cfg.deterministic:
@@ -125,12 +134,12 @@ def _fit(
         phases.mark("model")
         if cfg.time_budget is not None:
             intro += "; --time-budget sizes the epochs of the from-scratch models, this recipe runs as it is"
-        data = prepare_data(cfg, device, run, log, on_event, intro)
+        data = prepare_data(cfg, device, run, log, on_event, intro, layout)
         phases.mark("images")
         return fit_pretrained(cfg, device, model, *data, log, phases, on_event)
-    data = prepare_data(cfg, device, run, log, on_event, intro)
+    data = prepare_data(cfg, device, run, log, on_event, intro, layout)
     phases.mark("images")
     if cfg.time_budget is not None and not run.resume:
-        cfg = _within_budget(given, cfg, device, data, world, phases, log)
+        cfg = _within_budget(given, cfg, device, data, world, phases, log, len(layout.train))
         phases.mark("timing")
     return fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event, world)
