@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from binclass.cli import app
 from binclass.doctor.checks import diagnose
+from binclass.doctor.diagnosis import doctor
 from binclass.doctor.logs import History, from_rows, load_history
 
 runner = CliRunner()
@@ -307,6 +308,9 @@ def test_doctor_cli(tmp_path):
     unknown.write_text("foo,bar\n1,2\n")
     result = runner.invoke(app, ["doctor", str(unknown)])
     assert result.exit_code == 2 and "no known columns" in result.output
+    assert (
+        "saw: bar, foo" in result.output and "eval_accuracy" in result.output and len(result.output.splitlines()) == 1
+    )
 
 
 def test_argmax_silent_on_a_real_accuracy_that_rises_from_chance():
@@ -395,3 +399,48 @@ def test_unstable_validation_fires_on_jumps_beyond_sampling_noise():
     rising = [dict(r, val_acc=0.30 + 0.07 * r["epoch"]) for r in rows]  # 7-point steps, but one way only
     assert "unstable-validation" not in _ids(History(epochs=rising, val_n=1000))
     assert "unstable-validation" not in _ids(History(epochs=healthy_epochs(), val_n=1000))
+
+
+def _lightning_csv(val_acc, val_loss, train_every=10, steps_per_epoch=25):
+    """Lightning CSVLogger's layout: step rows with train_loss every train_every steps, and each epoch's
+    validation on a row of its own."""
+    rows, step = [], 0
+    for epoch, (acc, loss) in enumerate(zip(val_acc, val_loss)):
+        for _ in range(steps_per_epoch):
+            step += 1
+            if step % train_every == 0:
+                rows.append(
+                    {
+                        "epoch": epoch,
+                        "step": step - 1,
+                        "train_loss": 0.7 - 0.01 * step / 10,
+                        "val_acc": "",
+                        "val_loss": "",
+                    }
+                )
+        rows.append({"epoch": epoch, "step": step - 1, "train_loss": "", "val_acc": acc, "val_loss": loss})
+    return rows
+
+
+def test_argmax_error_on_five_epochs_exactly_at_the_share(tmp_path):
+    """The 5-epoch Lightning run: val_acc exactly 0.5 at every epoch while val_loss fell 0.68 -> 0.59."""
+    path = write_csv(tmp_path / "metrics.csv", _lightning_csv([0.5] * 5, [0.68, 0.67, 0.65, 0.62, 0.59]))
+    found = doctor(path)
+    argmax = [f for f in found if f.id == "metric-argmax-single-output"]
+    assert argmax and argmax[0].severity == "error" and argmax[0].evidence["exact"] is True
+    assert doctor(path, val_n=200)[0].id == "metric-argmax-single-output"  # 0.5 is a whole number of 200 images
+
+
+@pytest.mark.parametrize(
+    ("val_acc", "val_loss"),
+    [
+        ([0.5] * 5, [0.70, 0.695, 0.694, 0.693, 0.693]),  # collapsed: no better than a constant
+        ([0.5, 0.5], [0.68, 0.59]),  # two epochs are not yet a pattern
+        ([0.5, 0.52, 0.5, 0.5, 0.51], [0.68, 0.67, 0.65, 0.62, 0.59]),  # a real accuracy near chance moves
+        ([0.5] * 5, [0.60, 0.605, 0.60, 0.60, 0.605]),  # a loss that did not move: no model change seen
+        ([0.8] * 5, [0.5, 0.48, 0.46, 0.45, 0.44]),  # exactly constant, but not at a class share
+    ],
+)
+def test_exact_share_stays_silent_without_the_evidence(tmp_path, val_acc, val_loss):
+    path = write_csv(tmp_path / "metrics.csv", _lightning_csv(val_acc, val_loss))
+    assert "metric-argmax-single-output" not in {f.id for f in doctor(path)}

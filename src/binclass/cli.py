@@ -204,23 +204,34 @@ def export(
 @app.command("doctor")
 @user_errors
 def doctor_command(
-    target: Path = typer.Argument(..., help="a binclass run folder, or a CSV / JSON-lines history from any tool"),
+    target: Path = typer.Argument(
+        ...,
+        help="a binclass run folder, another tool's history (CSV, JSON, trainer_state.json, TensorBoard events), "
+        "or a folder of runs (lightning_logs/, runs/)",
+    ),
     batch_size: Optional[int] = typer.Option(None, help="batch size, when the log does not say (for the noise check)"),
     val_size: Optional[int] = typer.Option(None, help="validation images, when the log does not say"),
     as_json: bool = typer.Option(False, "--json", help='print {"findings": [...]}'),
 ) -> None:
     """Explain a training history: bugs, collapse, divergence, overfitting, or just noise. Exit 1 on errors."""
-    from .doctor.diagnosis import doctor, write_diagnosis
+    from .doctor.diagnosis import doctor_runs, is_run_folder, write_diagnosis
     from .doctor.findings import render_text, to_json
 
-    findings = doctor(target, batch_size, val_size)
-    if target.is_dir():
+    runs = doctor_runs(target, batch_size, val_size)
+    if target.is_dir() and is_run_folder(target):
         from .report.html import write_report
 
-        write_diagnosis(target, findings)
+        write_diagnosis(target, runs[0][1])
         write_report(target)
-    typer.echo(to_json(findings) if as_json else render_text(findings))
-    if any(f.severity == "error" for f in findings):
+    if as_json and len(runs) == 1:
+        typer.echo(to_json(runs[0][1]))
+    elif as_json:
+        typer.echo(json.dumps({"runs": [{"run": s, **json.loads(to_json(f))} for s, f in runs]}, indent=2))
+    elif len(runs) == 1:
+        typer.echo(render_text(runs[0][1]))
+    else:
+        typer.echo("\n".join(f"== {source}\n{render_text(findings)}" for source, findings in runs))
+    if any(f.severity == "error" for _, findings in runs for f in findings):
         raise typer.Exit(1)
 
 

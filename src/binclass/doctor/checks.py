@@ -43,10 +43,51 @@ def _ends(x: np.ndarray) -> tuple[float, float]:
 
 
 # --- metric-argmax-single-output --------------------------------------------------------------------
+# An accuracy *exactly* at a class share, epoch after epoch, is decided on fewer epochs than one near it.
+# Once a BCE-trained model's loss is below the constant-prediction loss its outputs vary, and the fitted
+# bias keeps their mean near the class share, so some fall on each side of 0.5 and the accuracy leaves the
+# share; a real accuracy that did not would move by multiples of 1/n between epochs as the model changes.
+# Three epochs exactly at the share while the loss moved is already not an accuracy.
+EXACT_EPOCHS = 3
+EXACT_TOLERANCE = 1e-6  # float32 logging of 0.5 is exact; of other shares, within this
+# Below the constant-prediction loss by more than rounding of a logged loss (4 decimals) and a class share
+# unknown to a few points (entropy moves 0.0008 nats between shares 0.50 and 0.52): the same 0.02 nats
+# check_constant_predictions uses for "no better than a constant".
+EXACT_LOSS_MARGIN = 0.02
+
+
+def _exact_share(acc: np.ndarray, loss: np.ndarray, shares: list[float], val_n: int | None) -> float | None:
+    """The share every accuracy equals (to half a sample when val_n is known) while the loss moved and
+    ended below the constant-prediction loss: None when the evidence is not there."""
+    if len(acc) < EXACT_EPOCHS:
+        return None
+    tolerance = 0.5 / val_n if val_n else EXACT_TOLERANCE
+    for share in shares:
+        if np.all(np.abs(acc - share) <= tolerance):
+            moved = float(loss.max() - loss.min()) > EXACT_LOSS_MARGIN
+            if moved and float(loss[-1]) < entropy(share) - EXACT_LOSS_MARGIN and loss[-1] < loss[0]:
+                return share
+    return None
+
+
 def check_argmax(h: History) -> list[Finding]:
     """An accuracy that stays at a class share while the loss falls well below what any constant
     prediction can reach: the number is not an accuracy (argmax over one column is always class 0)."""
     shares = [0.5] if h.val_positive_rate is None else sorted({h.val_positive_rate, 1 - h.val_positive_rate})
+    # binclass's own history counts its predictions (h.counts): its accuracy at a share is a real one,
+    # every prediction one class, which check_constant_predictions explains.
+    for rows, loss_key, acc_key, label in (
+        ()
+        if h.counts
+        else (
+            (h.epochs, "val_loss", "val_acc", "validation accuracy"),
+            (h.epochs, "train_loss", "train_acc", "train accuracy"),
+        )
+    ):
+        loss, acc = _pairs(rows, loss_key, acc_key)
+        share = _exact_share(acc, loss, shares, h.val_n if acc_key == "val_acc" else None)
+        if share is not None:
+            return [_argmax_finding(label, float(loss[0]), float(loss[-1]), float(acc.mean()), share, len(acc), True)]
     for rows, loss_key, acc_key, label in (
         (h.steps, "loss", "batch_acc", "per-step accuracy"),
         (h.epochs, "train_loss", "train_acc", "train accuracy"),
@@ -73,28 +114,38 @@ def check_argmax(h: History) -> list[Finding]:
             and loss_first - loss_last >= 0.05
             and float(tail_loss.mean()) < constant_bound - 0.08
         ):
-            return [
-                Finding(
-                    "metric-argmax-single-output",
-                    "error",
-                    {
-                        "series": label,
-                        "loss_first": loss_first,
-                        "loss_last": loss_last,
-                        "acc_mean_second_half": float(tail_acc.mean()),
-                        "class_share": share,
-                        "constant_prediction_loss": constant_bound,
-                        "points": int(len(acc)),
-                    },
-                    f"The {label} stays at the class share ({tail_acc.mean():.3f} vs {share:.3f}) while the loss fell from "
-                    f"{loss_first:.3f} to {loss_last:.3f}, well below the {constant_bound:.3f} of any constant prediction: "
-                    "this is not a real accuracy. Typical cause: argmax (or max(dim=1)) over a model with one output, "
-                    "which is always class 0.",
-                    "With one output, predict with (torch.sigmoid(logits) >= 0.5) or (logits >= 0) and compare with "
-                    "labels of the same shape; count correct predictions over the whole epoch.",
-                )
-            ]
+            return [_argmax_finding(label, loss_first, loss_last, float(tail_acc.mean()), share, len(acc), False)]
     return []
+
+
+def _argmax_finding(
+    label: str, loss_first: float, loss_last: float, acc: float, share: float, points: int, exact: bool
+) -> Finding:
+    constant_bound = entropy(share)
+    where = (
+        f"is exactly the class share ({share:.3f}) in all {points} epochs"
+        if exact
+        else (f"stays at the class share ({acc:.3f} vs {share:.3f})")
+    )
+    return Finding(
+        "metric-argmax-single-output",
+        "error",
+        {
+            "series": label,
+            "loss_first": loss_first,
+            "loss_last": loss_last,
+            "acc_mean_second_half" if not exact else "acc": acc,
+            "class_share": share,
+            "constant_prediction_loss": constant_bound,
+            "points": int(points),
+            "exact": exact,
+        },
+        f"The {label} {where} while the loss went from {loss_first:.3f} to {loss_last:.3f}, below the "
+        f"{constant_bound:.3f} of any constant prediction: this is not a real accuracy. Typical cause: argmax "
+        "(or max(dim=1)) over a model with one output, which is always class 0.",
+        "With one output, predict with (torch.sigmoid(logits) >= 0.5) or (logits >= 0) and compare with "
+        "labels of the same shape; count correct predictions over the whole epoch.",
+    )
 
 
 # --- constant-predictions ---------------------------------------------------------------------------

@@ -6,26 +6,49 @@ import json
 from pathlib import Path
 
 from ..run import history as run_history
-from ..run.files import DIAGNOSIS_FILE
+from ..run.files import CONFIG_FILE, DIAGNOSIS_FILE
 from ..run.seeds import find_seed_summary
 from .checks import check_seed_spread, diagnose
 from .findings import SEVERITIES, Finding, sort_findings
-from .logs import fill_counts, from_run_folder, load_history
+from .logs import fill_counts, from_run_folder, load_histories
 
 
 def doctor(target: Path, batch_size: int | None = None, val_n: int | None = None) -> list[Finding]:
-    """Findings for a run folder or a CSV/JSONL log; batch_size and val_n fill in what a log lacks."""
-    h = load_history(Path(target))
-    if batch_size:
-        h.batch_size = batch_size
-    if val_n:
-        h.val_n = val_n
-    findings = diagnose(h)
-    if Path(target).is_dir():
-        summary = find_seed_summary(Path(target))
-        if summary is not None:
-            findings += check_seed_spread(h, summary)
-    return findings
+    """Findings for a run folder or a history file of any format logs reads; batch_size and val_n fill in
+    what a log lacks. A folder of several runs: every run's findings, each naming its run in `path`."""
+    runs = doctor_runs(target, batch_size, val_n)
+    if len(runs) == 1:
+        return runs[0][1]
+    for source, findings in runs:
+        for f in findings:
+            f.path = source
+    return [f for _, findings in runs for f in findings]
+
+
+def doctor_runs(
+    target: Path, batch_size: int | None = None, val_n: int | None = None
+) -> list[tuple[str, list[Finding]]]:
+    """(run, findings) for each run target holds: one for a file or a run folder, one per run found in a
+    folder of runs (lightning_logs/, runs/)."""
+    out = []
+    for h in load_histories(Path(target)):
+        if batch_size:
+            h.batch_size = batch_size
+        if val_n:
+            h.val_n = val_n
+        findings = diagnose(h)
+        source = Path(h.source)
+        if Path(target).is_dir():  # a run of a --seeds folder: its seeds.json is beside or above it
+            summary = find_seed_summary(source if source.is_dir() else source.parent)
+            if summary is not None:
+                findings += check_seed_spread(h, summary)
+        out.append((h.source, findings))
+    return out
+
+
+def is_run_folder(folder: Path) -> bool:
+    """binclass's own run folder (the doctor may write its diagnosis there), not another tool's."""
+    return (folder / run_history.METRICS_FILE).is_file() and (folder / CONFIG_FILE).is_file()
 
 
 def write_diagnosis(run_dir: Path, findings: list[Finding]) -> Path:

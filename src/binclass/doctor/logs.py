@@ -1,5 +1,7 @@
-"""Read a training history into one shape: a binclass run folder, or a CSV / JSON-lines log written by
-anything else (Keras' and Lightning's CSVLogger included). Missing columns leave gaps, never errors."""
+"""Read a training history into one shape: a binclass run folder, or another tool's log: CSV or JSON
+lines (Keras's and Lightning's CSVLogger, Ultralytics' results.csv, timm's summary.csv), Hugging Face's
+trainer_state.json, a Keras history dict, TensorBoard event files (formats). Missing columns leave
+gaps, never errors."""
 
 from __future__ import annotations
 
@@ -12,10 +14,19 @@ from pathlib import Path
 from ..errors import BinclassError
 from ..run import history as run_history
 from ..run.files import CONFIG_FILE
+from . import formats
 
 # Canonical name -> names other tools write (compared lowercased, with "/" and "-" read as "_").
 EPOCH_ALIASES = {
-    "train_loss": ("loss", "train_loss", "training_loss", "train_loss_epoch", "loss_epoch", "trn_loss"),
+    "train_loss": (
+        "loss",
+        "train_loss",
+        "training_loss",
+        "train_loss_epoch",
+        "loss_epoch",
+        "trn_loss",
+        "loss_train",  # SummaryWriter tags such as "Loss/train"
+    ),
     "train_acc": (
         "acc",
         "accuracy",
@@ -27,8 +38,19 @@ EPOCH_ALIASES = {
         "acc_epoch",
         "training_accuracy",
         "training_acc",
+        "accuracy_train",
+        "acc_train",
     ),
-    "val_loss": ("val_loss", "valid_loss", "validation_loss", "val_loss_epoch"),
+    "val_loss": (
+        "val_loss",  # also Ultralytics' val/loss
+        "valid_loss",
+        "validation_loss",
+        "val_loss_epoch",
+        "eval_loss",  # Hugging Face, timm
+        "loss_val",
+        "loss_valid",
+        "loss_validation",
+    ),
     "val_acc": (
         "val_acc",
         "val_accuracy",
@@ -38,9 +60,18 @@ EPOCH_ALIASES = {
         "validation_accuracy",
         "validation_acc",
         "val_acc_epoch",
+        "eval_accuracy",  # Hugging Face, with compute_metrics returning "accuracy"
+        "eval_acc",
+        "metrics_accuracy_top1",  # Ultralytics classify
+        "eval_top1",  # timm, in percent (PERCENT)
+        "accuracy_val",
+        "acc_val",
+        "accuracy_validation",
     ),
-    "lr": ("lr", "learning_rate"),
+    "lr": ("lr", "learning_rate"),  # and lr_<anything>: Lightning's LearningRateMonitor, Ultralytics' lr/pg0
 }
+PERCENT = frozenset({"eval_top1"})  # accuracies these tools write in percent
+VALIDATION_NAMES = frozenset(EPOCH_ALIASES["val_loss"] + EPOCH_ALIASES["val_acc"])
 STEP_ALIASES = {
     "loss": ("train_loss_step", "loss_step"),
     "batch_acc": ("train_acc_step", "acc_step", "accuracy_step", "batch_acc"),
@@ -64,6 +95,10 @@ def _norm(key: str) -> str:
     return key.strip().lower().replace("/", "_").replace("-", "_").replace(" ", "_")
 
 
+def is_validation_key(key: str) -> bool:
+    return _norm(key) in VALIDATION_NAMES
+
+
 def _num(value: object) -> float | None:
     if value is None or value == "":
         return None
@@ -83,7 +118,7 @@ def _canonical(row: dict) -> tuple[dict, dict, float | None, float | None, bool]
     for canon, names in EPOCH_ALIASES.items():
         for name in names:
             if _num(norm.get(name)) is not None:
-                epoch_vals[canon] = _num(norm[name])
+                epoch_vals[canon] = _num(norm[name]) / (100 if name in PERCENT else 1)
                 explicit_epoch |= name.endswith("_epoch")
                 break
     if "lr" not in epoch_vals:  # Lightning's LearningRateMonitor writes lr_<optimizer>
@@ -160,19 +195,56 @@ def fill_counts(hist: History) -> None:
             hist.val_positive_rate = (last["val_tp"] + last["val_fn"]) / last["val_n"]
 
 
+def load_histories(target: Path) -> list[History]:
+    """One history per run: a file, a run folder, or a folder of runs (lightning_logs/, runs/, a Hugging
+    Face output folder), searched formats.SEARCH_DEPTH levels deep."""
+    target = Path(target)
+    if target.is_dir():
+        runs = formats.find_runs(target)
+        if not runs:
+            raise BinclassError(
+                f"{target}: no history in it or {formats.SEARCH_DEPTH} levels below (looked for "
+                f"{', '.join((*formats.CSV_LOGS, formats.HF_STATE, *formats.HISTORY_JSON))} and TensorBoard event files)"
+            )
+        return [load_run(run) for run in runs]
+    return [load_history(target)]
+
+
+def load_run(folder: Path) -> History:
+    """One run's folder: binclass's own, or one formats.is_run recognizes."""
+    if (folder / run_history.METRICS_FILE).is_file() and (folder / CONFIG_FILE).is_file():
+        return from_run_folder(folder)
+    file = formats.history_file(folder)
+    if file is not None:
+        return load_history(file)
+    return _checked(from_rows(formats.tensorboard_rows(folder, is_validation_key), str(folder)), folder, [])
+
+
 def load_history(target: Path) -> History:
+    """A run folder, or one file of any format logs reads."""
     target = Path(target)
     if target.is_dir():
         if not (target / run_history.METRICS_FILE).exists():
-            raise BinclassError(
-                f"{target}: no {run_history.METRICS_FILE}; give a binclass run folder or a CSV/JSONL log"
-            )
+            histories = load_histories(target)
+            if len(histories) > 1:
+                raise BinclassError(f"{target}: holds {len(histories)} runs; give one of them")
+            return histories[0]
         return from_run_folder(target)
     if not target.is_file():
         raise BinclassError(f"{target}: no such file or folder")
+    if target.name.startswith(formats.EVENTS):
+        return _checked(from_rows(formats.tensorboard_rows(target, is_validation_key), str(target)), target, [])
     text = target.read_text(errors="replace")
+    batch_size = None
     try:
-        if target.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip().startswith("{"):
+        document = json.loads(text) if text.lstrip().startswith("{") else None
+    except json.JSONDecodeError:
+        document = None  # JSON lines: one object per line
+    try:
+        parsed = formats.json_rows(target, document) if document is not None else None
+        if parsed is not None:
+            rows, batch_size = parsed
+        elif target.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip().startswith("{"):
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
             rows = list(csv.DictReader(text.splitlines()))
@@ -181,11 +253,19 @@ def load_history(target: Path) -> History:
     if not rows or not isinstance(rows[0], dict):
         raise BinclassError(f"{target}: no rows found; expected a header line and one row per epoch or step")
     hist = from_rows(rows, str(target))
-    if not hist.epochs and not hist.steps:
-        raise BinclassError(
-            f"{target}: no known columns (looked for loss, acc/accuracy, val_loss, val_acc/val_accuracy, epoch, step)"
-        )
-    return hist
+    hist.batch_size = hist.batch_size or batch_size
+    return _checked(hist, target, rows)
+
+
+def _checked(hist: History, source: Path, rows: list[dict]) -> History:
+    if hist.epochs or hist.steps:
+        return hist
+    seen = sorted({str(k) for row in rows for k in row}) or ["none"]
+    known = "; ".join(f"{canon}: {', '.join(names)}" for canon, names in EPOCH_ALIASES.items())
+    raise BinclassError(
+        f"{source}: no known columns (saw: {', '.join(seen[:30])}); it reads, compared lowercased "
+        f"with / and - as _, {known}; epoch: {', '.join(EPOCH_KEYS)}; step: {', '.join(STEP_KEYS)}"
+    )
 
 
 def finite(values: list) -> bool:
