@@ -263,3 +263,23 @@ def test_unknown_format_names_what_it_saw(tmp_path):
     (empty / "notes.txt").write_text("hi")
     result = runner.invoke(app, ["doctor", str(empty)])
     assert result.exit_code == 2 and "no history" in result.output
+
+
+# --- binclass train --tensorboard ------------------------------------------------------------------
+def test_train_tensorboard_writes_the_history_as_events(tiny_data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from binclass.api import train
+
+    run = train(tiny_data, out=tmp_path / "run", model="seed", epochs=2, image_size=32, tensorboard=True)
+    events = [p for p in run.path.iterdir() if p.name.startswith("events.out.tfevents.")]
+    assert len(events) == 1
+    tb = load_history(events[0])
+    csv = load_history(run.path)
+    assert [e["epoch"] for e in tb.epochs] == [e["epoch"] for e in csv.epochs] == [1, 2]
+    for a, b in zip(tb.epochs, csv.epochs):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), key
+    assert [s["loss"] for s in tb.steps] == pytest.approx([s["loss"] for s in csv.steps], rel=1e-6)
+    assert [s["step"] for s in tb.steps] == list(range(1, len(csv.steps) + 1))  # the global step
+    again = train(tiny_data, out=tmp_path / "run", model="seed", epochs=1, image_size=32, overwrite=True)
+    assert not [p for p in again.path.iterdir() if p.name.startswith("events.out.tfevents.")]

@@ -72,6 +72,7 @@ def train(
     strict: bool = option("strict"),
     save_every: float = option("save_every"),
     deterministic: bool = option("deterministic"),
+    tensorboard: bool = option("tensorboard"),
     compile_optimizer: str = option("compile_optimizer"),
     cuda_graphs: str = option("cuda_graphs"),
     tta: Optional[bool] = option("tta", "--tta/--no-tta"),

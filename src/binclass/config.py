@@ -83,6 +83,9 @@ class TrainConfig:
         "off", "on | off: replay the training step as one CUDA graph (GPU; rmsprop, adam, adamw)"
     )
     deterministic: bool = setting(False, "deterministic kernels only (bit-identical reruns and resumes)")
+    tensorboard: bool = setting(
+        False, "also write TensorBoard event files into the run folder (needs binclass[tensorboard])"
+    )
     finetune: int = setting(0, "pretrained models: epochs of fine-tuning the whole network after the head")
     time_budget: str | None = setting(
         None,

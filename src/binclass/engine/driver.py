@@ -15,6 +15,7 @@ from torch import nn
 from ..allocator import release_free_memory
 from ..doctor.diagnosis import EpochDoctor
 from ..run.checkpoints import Checkpoints
+from ..run.events import EventLog
 from ..run.state import StateSnapshot
 from .loop import EpochStats, Evaluation
 from .optim import Schedule
@@ -106,9 +107,11 @@ class EpochRecorder:
     written with the epoch's checkpoint). diagnose=False: a data-parallel rank other than 0, which
     neither prints nor reads the run folder."""
 
-    def __init__(self, run_dir: Path, total: int, log: Log, diagnose: bool = True) -> None:
+    def __init__(self, run_dir: Path, total: int, log: Log, diagnose: bool = True, events: bool = False) -> None:
         self.run_dir, self.total, self.log = Path(run_dir), total, log
         self.doctor = EpochDoctor(self.run_dir) if diagnose else None
+        # --tensorboard: the same rows as event files; the doctor's history holds the steps kept so far
+        self.events = EventLog(self.run_dir, len(self.doctor.history.steps)) if events and self.doctor else None
 
     def record(self, row: dict, stats: EpochStats) -> None:
         self.log(
@@ -118,6 +121,8 @@ class EpochRecorder:
         )
         if self.doctor is None:
             return
+        if self.events is not None:
+            self.events.add(row, stats.steps)
         for finding in self.doctor.after_epoch(row, stats.steps):
             self.log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
 

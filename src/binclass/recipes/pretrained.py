@@ -103,7 +103,7 @@ def fit_pretrained(
     pos_weight = resolve_pos_weight(cfg.pos_weight, layout.train.labels, device)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     best, early_stop = BestModel(), EarlyStop(cfg.early_stop)
-    recorder = EpochRecorder(run_dir, cfg.epochs, log)
+    recorder = EpochRecorder(run_dir, cfg.epochs, log, events=cfg.tensorboard)
     checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every, on_event)
 
     def train(epoch: int) -> EpochStats:

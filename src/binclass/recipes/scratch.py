@@ -105,7 +105,7 @@ def fit_scratch(
     runner = None
     if graphed:
         runner = graph_runner(model, optimizer, optimizer_step, cfg.threshold, pos_weight, autocast_dtype)
-    recorder = EpochRecorder(run_dir, cfg.epochs, log, diagnose=world.writer)
+    recorder = EpochRecorder(run_dir, cfg.epochs, log, diagnose=world.writer, events=cfg.tensorboard)
 
     def train(epoch: int) -> EpochStats:
         progress = step_progress(f"epoch {epoch}/{cfg.epochs}", epoch, on_step, world.writer)

@@ -16,6 +16,7 @@ from ..engine.distributed import World
 from ..errors import BinclassError
 from ..phases import Phases
 from ..run.checkpoints import EventHook
+from ..run.events import require_tensorboard
 from ..run.files import CONFIG_FILE
 from ..run.output import RunOutput
 from .budget import plan_epochs, seconds_per_epoch
@@ -114,6 +115,8 @@ def _fit(
     resolve(cfg, world.size)  # every setting checked before the data folder is read
     layout = scan(cfg)
     cfg = resolve(cfg, world.size, len(layout.train))
+    if cfg.tensorboard:
+        require_tensorboard()  # before any decoding
     intro = describe_choice(cfg, chosen, len(layout.train))  # printed once the data and the folder are found usable
     keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
     device = resolve_device(cfg.device)

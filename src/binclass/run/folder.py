@@ -16,6 +16,7 @@ from ..data.scan import DataLayout
 from ..errors import BinclassError
 from ..models import normalization
 from ..version import __version__
+from .events import EVENTS_PREFIX
 from .files import BEST_FILE, MODEL_FILE, RUN_FILES, RUN_MARKERS
 from .lock import RunLock
 
@@ -39,6 +40,8 @@ def open_run_dir(out: Path, overwrite: bool, resume: bool, log: Callable[[str], 
                 )
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
+            for events in out.glob(f"{EVENTS_PREFIX}*"):  # --tensorboard's, named by SummaryWriter
+                events.unlink()
     except BaseException:
         lock.release()
         raise
