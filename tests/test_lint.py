@@ -162,3 +162,79 @@ def test_syntax_error_is_a_clear_error():
 
     with pytest.raises(BinclassError, match="not valid Python"):
         lint_source("def broken(:\n", "x.py")
+
+
+def _posted_notebook(path: Path) -> dict[int, tuple[int, int]]:
+    """posted.py as a notebook: a markdown cell first, a cell per top-level definition, each code cell
+    opened by an IPython line (magic or shell), and a %%bash cell. Returns script line -> (cell, line)."""
+    lines = POSTED.read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(("class ", "def ", "if __name__"))]
+    bounds = list(zip([0] + starts, starts + [len(lines)]))
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": ["# The posted loop\n"]}]
+    mapping = {}
+    for k, (a, b) in enumerate(bounds):
+        head = "%matplotlib inline" if k % 2 == 0 else "!nvidia-smi"
+        body = [head] + lines[a:b]
+        cells.append(
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "execution_count": None,
+                "outputs": [],
+                "source": [t + "\n" for t in body],
+            }
+        )
+        for offset in range(b - a):
+            mapping[a + offset + 1] = (len(cells), offset + 2)
+        if k == 1:
+            cells.append({"cell_type": "code", "metadata": {}, "outputs": [], "source": "%%bash\nls -l | head\n"})
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return mapping
+
+
+def test_notebook_findings_at_their_cells_and_lines(tmp_path):
+    from binclass.doctor.lint import lint_path
+
+    notebook = tmp_path / "posted.ipynb"
+    mapping = _posted_notebook(notebook)
+    script = lint_file(POSTED)
+    cells = lint_path(notebook)
+    assert len(script) == len(cells) >= 5
+    expected = sorted((f.id, *mapping[f.line]) for f in script)
+    assert sorted((f.id, f.cell, f.line) for f in cells) == expected
+    argmax = next(f for f in cells if f.id == "lint-argmax-single-output")
+    cell_source = json.loads(notebook.read_text())["cells"][argmax.cell - 1]["source"]
+    assert "torch.argmax(output, dim=1)" in cell_source[argmax.line - 1]
+    result = runner.invoke(app, ["lint", str(notebook), "--json"])
+    assert result.exit_code == 1
+    first = json.loads(result.stdout)["findings"][0]
+    assert first["cell"] >= 2 and first["path"] == str(notebook)
+    assert f"{notebook}:cell {argmax.cell}:{argmax.line}:" in runner.invoke(app, ["lint", str(notebook)]).output
+
+
+def test_lint_a_folder_reads_scripts_and_notebooks(tmp_path):
+    from binclass.doctor.lint import lint_path
+
+    (tmp_path / "nb").mkdir()
+    _posted_notebook(tmp_path / "nb" / "posted.ipynb")
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "ok.py").write_text((CASES / "corrected.py").read_text())
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / "broken.py").write_text("def (")
+    findings = lint_path(tmp_path)
+    assert {f.path for f in findings} == {str(tmp_path / "nb" / "posted.ipynb")}
+    assert ("lint-argmax-single-output", "error") in ids(findings)
+
+
+def test_notebook_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text(
+        json.dumps(
+            {"cells": [{"cell_type": "code", "source": "x = 1\n"}, {"cell_type": "code", "source": "def f(:\n"}]}
+        )
+    )
+    result = runner.invoke(app, ["lint", str(bad)])
+    assert result.exit_code == 2 and "cell 2, line 1" in result.output and len(result.output.splitlines()) == 1
+    (tmp_path / "text.ipynb").write_text("not json")
+    result = runner.invoke(app, ["lint", str(tmp_path / "text.ipynb")])
+    assert result.exit_code == 2 and "not a Jupyter notebook" in result.output

@@ -239,14 +239,18 @@ def doctor_command(
 @app.command()
 @user_errors
 def lint(
-    scripts: list[Path] = typer.Argument(..., help="Python training scripts (read, never run)"),
-    as_json: bool = typer.Option(False, "--json", help='print {"findings": [...]} with path and line'),
+    scripts: list[Path] = typer.Argument(
+        ..., help="Python scripts, Jupyter notebooks, or folders of them (read, never run)"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help='print {"findings": [...]} with path and line (and cell, in a notebook)'
+    ),
 ) -> None:
-    """Find metric and training bugs in your own PyTorch script. Exit 1 when any error is found."""
+    """Find metric and training bugs in your own PyTorch script or notebook. Exit 1 when any error is found."""
     from .doctor.findings import render_text, to_json
-    from .doctor.lint import lint_file
+    from .doctor.lint import lint_path
 
-    findings = [f for script in scripts for f in lint_file(script)]
+    findings = [f for script in scripts for f in lint_path(script)]
     if as_json:
         typer.echo(to_json(findings))
     else:

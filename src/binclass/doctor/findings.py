@@ -1,4 +1,5 @@
-"""A finding: {id, severity, evidence, message, fix} (+ path, line for lint). The ids are an API."""
+"""A finding: {id, severity, evidence, message, fix} (+ path, line for lint, and cell for a notebook's:
+line is then within the cell). The ids are an API."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class Finding:
     fix: str
     path: str | None = None
     line: int | None = None
+    cell: int | None = None  # a notebook's cell, 1-based from the top, markdown cells counted
     extra: dict = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
@@ -26,6 +28,8 @@ class Finding:
         if self.path is None:
             d.pop("path")
             d.pop("line")
+        if self.cell is None:
+            d.pop("cell")
         d["evidence"] = {k: _clean(v) for k, v in self.evidence.items()}
         return d
 
@@ -41,7 +45,7 @@ def _clean(v: object) -> object:
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (SEVERITIES.index(f.severity), f.path or "", f.line or 0))
+    return sorted(findings, key=lambda f: (SEVERITIES.index(f.severity), f.path or "", f.cell or 0, f.line or 0))
 
 
 def to_json(findings: list[Finding], **extra: object) -> str:
@@ -54,6 +58,8 @@ def render_text(findings: list[Finding]) -> str:
     out = []
     for f in sort_findings(findings):
         where = f"{f.path}:{f.line}: " if f.path else ""
+        if f.path and f.cell is not None:
+            where = f"{f.path}:cell {f.cell}:{f.line}: "
         evidence = ", ".join(f"{k}={_fmt(v)}" for k, v in f.evidence.items())
         out.append(f"{where}{f.severity.upper()} [{f.id}] {f.message}\n    evidence: {evidence}\n    fix: {f.fix}")
     return "\n".join(out)
