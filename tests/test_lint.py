@@ -238,3 +238,83 @@ def test_notebook_errors_are_one_line(tmp_path):
     (tmp_path / "text.ipynb").write_text("not json")
     result = runner.invoke(app, ["lint", str(tmp_path / "text.ipynb")])
     assert result.exit_code == 2 and "not a Jupyter notebook" in result.output
+
+
+# --- the traps of #18: each fires on the bug and stays silent on the fixed code ------------------------
+TRAPS = {
+    "lint-mean-of-batch-accuracies": (
+        "acc_sum = 0\nfor x, y in val_loader:\n    out = model(x).squeeze(1)\n"
+        "    acc_sum += ((out > 0).float() == y).float().mean().item()\nprint(acc_sum / len(val_loader))\n",
+        "correct = total = 0\nfor x, y in val_loader:\n    out = model(x).squeeze(1)\n"
+        "    correct += ((out > 0).float() == y).sum().item()\n    total += y.numel()\nprint(correct / total)\n"
+        "loss_sum = 0\nfor x, y in val_loader:\n    loss_sum += 1.0\nprint(loss_sum / len(val_loader))\n",
+    ),
+    "lint-distributed-sampler-validation": (
+        "from torch.utils.data import DataLoader, DistributedSampler\n"
+        "val_loader = DataLoader(val_set, batch_size=64, sampler=DistributedSampler(val_set, shuffle=False))\n",
+        "from torch.utils.data import DataLoader, DistributedSampler\n"
+        "train_loader = DataLoader(train_set, batch_size=64, sampler=DistributedSampler(train_set))\n"
+        "val_loader = DataLoader(val_set, batch_size=64, shuffle=False)\n",
+    ),
+    "lint-torchmetrics-logits": (
+        "from torchmetrics.classification import BinaryAccuracy\ncriterion = nn.BCEWithLogitsLoss()\n"
+        "metric = BinaryAccuracy()\nfor x, y in val_loader:\n    out = model(x).squeeze(1)\n    metric.update(out, y)\n",
+        "from torchmetrics.classification import BinaryAccuracy\ncriterion = nn.BCEWithLogitsLoss()\n"
+        "metric = BinaryAccuracy()\nfor x, y in val_loader:\n    out = model(x).squeeze(1)\n"
+        "    metric.update(torch.sigmoid(out), y)\n",
+    ),
+    "lint-train-mode-in-validation": (
+        "for epoch in range(3):\n    model.eval()\n    model.train()\n    for x, y in train_loader:\n        model(x)\n"
+        "    with torch.no_grad():\n        for x, y in val_loader:\n            model(x)\n",
+        "for epoch in range(3):\n    model.train()\n    for x, y in train_loader:\n        model(x)\n"
+        "    model.eval()\n    with torch.no_grad():\n        for x, y in val_loader:\n            model(x)\n",
+    ),
+    "lint-shape-mismatch": (
+        "criterion = nn.BCEWithLogitsLoss()\nfor x, y in val_loader:\n    out = model(x)\n"
+        "    pred = (out > 0).float()\n    correct = (pred == y).sum().item()\n",
+        "criterion = nn.BCEWithLogitsLoss()\nfor x, y in val_loader:\n    out = model(x)\n"
+        "    pred = (out > 0).float().squeeze(1)\n    correct = (pred == y).sum().item()\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(TRAPS))
+def test_trap_fires_on_the_bug(rule):
+    bug, _ = TRAPS[rule]
+    found = [f for f in lint_source(HEADER + bug) if f.id == rule]
+    assert found, rule
+    line = found[0].line
+    assert 1 <= line <= len((HEADER + bug).splitlines())
+
+
+@pytest.mark.parametrize("rule", sorted(TRAPS))
+def test_trap_is_silent_on_the_fix(rule):
+    _, fixed = TRAPS[rule]
+    assert rule not in {f.id for f in lint_source(HEADER + fixed)}
+
+
+def test_trap_variants():
+    # Accuracy(task="binary") fed logits through its call, a model's metric attribute
+    src = HEADER + (
+        "import torchmetrics\ncriterion = nn.BCEWithLogitsLoss()\nacc = torchmetrics.Accuracy(task='binary')\n"
+        "for x, y in val_loader:\n    logits = model(x).squeeze(1)\n    acc(logits, y)\n"
+    )
+    assert "lint-torchmetrics-logits" in {f.id for f in lint_source(src)}
+    multiclass = src.replace("task='binary'", "task='multiclass', num_classes=3")
+    assert "lint-torchmetrics-logits" not in {f.id for f in lint_source(multiclass)}
+    # labels reshaped to (N, 1): the comparison is sound
+    reshaped = HEADER + (
+        "criterion = nn.BCEWithLogitsLoss()\nfor x, y in val_loader:\n    y = y.unsqueeze(1)\n    out = model(x)\n"
+        "    correct = ((out > 0).float() == y).sum().item()\n"
+    )
+    assert "lint-shape-mismatch" not in {f.id for f in lint_source(reshaped)}
+    # model.train() inside the validation loop itself
+    inside = HEADER + (
+        "model.eval()\nwith torch.no_grad():\n    for x, y in val_loader:\n        model.train()\n        model(x)\n"
+    )
+    assert "lint-train-mode-in-validation" in {f.id for f in lint_source(inside)}
+
+
+@pytest.mark.parametrize("name", ["corrected.py", "multiclass_ok.py", "lightning_style_ok.py"])
+def test_correct_scripts_stay_silent_on_the_new_traps(name):
+    assert not {f.id for f in lint_file(CASES / name)} & set(TRAPS)

@@ -29,6 +29,21 @@ NO_GRAD = {"torch.no_grad", "torch.inference_mode", "torch.set_grad_enabled", "t
 VAL_WORDS = ("val", "valid", "test", "eval", "dev")
 
 
+FLATTENING = ("squeeze", "view", "flatten", "reshape", "ravel")
+
+
+def _is_false(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
+
+
+def _loop_kind_of_name(name: str) -> str | None:
+    """'val' / 'train' for a data loader's name, None for other names."""
+    n = name.lower()
+    if "loader" not in n and n not in ("batches", "dl"):
+        return None
+    return "val" if any(w in n for w in VAL_WORDS) else "train"
+
+
 def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
     return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
 
@@ -230,13 +245,270 @@ class _Linter:
                 self.check_scheduler(node)
             elif isinstance(node, ast.Compare):
                 self.check_compare(node)
+                self.check_shape_compare(node)
             elif isinstance(node, ast.For) and _loop_kind(self.ctx, node) == "val":
                 self.check_validation_loop(node)
+                self.check_train_mode_in_validation(node)
             elif isinstance(node, ast.ClassDef) and node.name in self.ctx.model_classes:
                 self.check_flatten(node)
+            elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+                self.check_mean_of_batch_accuracies(node)
+            if isinstance(node, ast.Call):
+                self.check_distributed_validation(node)
+                self.check_torchmetrics_logits(node)
         self.check_sigmoid_bce()
         self.check_single_batch_accuracy()
         return self.findings
+
+    # accuracy summed per batch, divided by the number of batches
+    def check_mean_of_batch_accuracies(self, div: ast.BinOp) -> None:
+        right = div.right
+        if not (
+            isinstance(right, ast.Call)
+            and isinstance(right.func, ast.Name)
+            and right.func.id == "len"
+            and len(right.args) == 1
+            and isinstance(right.args[0], ast.Name)  # len(loader), not len(loader.dataset)
+            and _loop_kind_of_name(right.args[0].id) is not None
+        ):
+            return
+        if not isinstance(div.left, ast.Name):
+            return
+        name = div.left.id
+        added = [
+            n.value
+            for n in ast.walk(self.tree)
+            if isinstance(n, ast.AugAssign)
+            and isinstance(n.op, ast.Add)
+            and isinstance(n.target, ast.Name)
+            and n.target.id == name
+        ]
+        if not any(self._is_batch_mean(v, set()) for v in added):
+            return
+        self.add(
+            "lint-mean-of-batch-accuracies",
+            "warning",
+            div.lineno,
+            {"code": ast.unparse(div), "batches": ast.unparse(right)},
+            f"`{ast.unparse(div)}` averages per-batch accuracies: every batch weighs the same, so a smaller last "
+            "batch counts as much as a full one and the figure is not the share of images right.",
+            "Sum correct predictions and images over the epoch (`correct += (pred == y).sum().item(); total += "
+            "y.numel()`) and report correct / total, or divide by len(loader.dataset).",
+        )
+
+    # DistributedSampler on the validation set
+    def check_distributed_validation(self, call: ast.Call) -> None:
+        q = _canon(self.ctx.qualified(call.func)) or ""
+        if not q.endswith("DistributedSampler") or not call.args:
+            return
+        names = {n.lower() for n in _names_in(call.args[0])} | {
+            a.attr.lower() for a in ast.walk(call.args[0]) if isinstance(a, ast.Attribute)
+        }
+        assigned = self.parents.get(call)
+        while assigned is not None and not isinstance(assigned, (ast.Assign, ast.stmt)):
+            assigned = self.parents.get(assigned)
+        if isinstance(assigned, ast.Assign):
+            names |= {t.id.lower() for t in assigned.targets if isinstance(t, ast.Name)}
+        if not any(w in n for n in names for w in VAL_WORDS):
+            return
+        self.add(
+            "lint-distributed-sampler-validation",
+            "warning",
+            call.lineno,
+            {"call": ast.unparse(call)},
+            "A DistributedSampler splits the validation set between processes and pads it with repeated images "
+            "until it divides evenly (or drops some with drop_last=True): images are counted twice or not at all, "
+            "and each process sees only its share.",
+            "Validate on one process over the whole set, or shard it without padding and add up correct and total "
+            "across processes with torch.distributed.all_reduce before dividing.",
+        )
+
+    # torchmetrics' binary accuracy fed logits
+    def check_torchmetrics_logits(self, call: ast.Call) -> None:
+        if not self._logits_setting() or not call.args:
+            return
+        f = call.func
+        target = f.value if isinstance(f, ast.Attribute) and f.attr in ("update", "forward") else f
+        metric = self._torchmetrics_binary(target)
+        if metric is None or not _is_raw_output(self.ctx, call.args[0]):
+            return
+        self.add(
+            "lint-torchmetrics-logits",
+            "warning",
+            call.lineno,
+            {"metric": metric, "call": ast.unparse(call), "loss": "BCEWithLogitsLoss"},
+            f"{metric} gets raw logits: torchmetrics applies a sigmoid only when a batch has values outside [0, 1], "
+            "so a batch of logits that all fall in [0, 1] is thresholded at 0.5 as if they were probabilities "
+            "(a logit of 0.3 counts as class 0).",
+            "Pass probabilities, `metric(torch.sigmoid(logits), y)`, or compare logits at 0 yourself.",
+        )
+
+    def _torchmetrics_binary(self, node: ast.AST) -> str | None:
+        """The metric's name when node is (a name bound to) torchmetrics' binary accuracy."""
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+            name = node.attr
+        elif isinstance(node, ast.Name):
+            name = node.id
+        else:
+            name = None
+        q = _canon(self.ctx.qualified(node)) or ""
+        if q.startswith("torchmetrics") and q.rsplit(".", 1)[-1] == "binary_accuracy":
+            return "torchmetrics' binary_accuracy"
+        for n in ast.walk(self.tree):
+            if not (isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)):
+                continue
+            bound = {t.id for t in n.targets if isinstance(t, ast.Name)} | {
+                t.attr for t in n.targets if isinstance(t, ast.Attribute)
+            }
+            if name not in bound:
+                continue
+            ctor = n.value.func
+            while isinstance(ctor, ast.Attribute) and ctor.attr == "to" and isinstance(ctor.value, ast.Call):
+                ctor = ctor.value.func  # BinaryAccuracy().to(device)
+            cq = _canon(self.ctx.qualified(ctor)) or ""
+            if not cq.startswith("torchmetrics"):
+                continue
+            cls = cq.rsplit(".", 1)[-1]
+            task = _arg(n.value, 99, "task")
+            if cls == "BinaryAccuracy" or (
+                cls == "Accuracy" and isinstance(task, ast.Constant) and task.value == "binary"
+            ):
+                return cls
+        return None
+
+    # model.train() in force when the validation loop starts
+    def check_train_mode_in_validation(self, loop: ast.For) -> None:
+        scope = next(
+            (a for a in self.ancestors(loop) if isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef))), self.tree
+        )
+        outer = next((a for a in self.ancestors(loop) if isinstance(a, (ast.For, ast.While))), None)
+        region = outer if outer is not None else scope
+        calls = []
+        for n in ast.walk(region):
+            if (
+                isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and n.func.attr in ("train", "eval")
+                and isinstance(n.func.value, ast.Name)
+                and n.func.value.id in self.ctx.model_names
+                and not (n.func.attr == "train" and n.args and _is_false(n.args[0]))
+            ):
+                calls.append(n)
+        inside = [c for c in calls if c.func.attr == "train" and self._within(c, loop)]
+        before = [c for c in calls if c.lineno < loop.lineno and not self._within(c, loop)]
+        last = max(before, key=lambda c: (c.lineno, c.col_offset), default=None)
+        culprit = inside[0] if inside else last if last is not None and last.func.attr == "train" else None
+        if culprit is None or not any(c.func.attr == "eval" for c in calls):
+            return  # no eval() anywhere: lint-eval-mode says so
+        self.add(
+            "lint-train-mode-in-validation",
+            "warning",
+            loop.lineno,
+            {"loop": ast.unparse(loop.iter), "train_call_line": culprit.lineno},
+            f"`{ast.unparse(culprit)}` (line {culprit.lineno}) leaves the model in training mode for this validation "
+            "loop: dropout stays on and batch norm normalizes with (and updates) each validation batch's statistics.",
+            "Call `model.eval()` right before the validation loop, and `model.train()` after it.",
+        )
+
+    def _within(self, node: ast.AST, container: ast.AST) -> bool:
+        return any(a is container for a in self.ancestors(node))
+
+    # outputs (N, 1) compared with labels (N,)
+    def check_shape_compare(self, node: ast.Compare) -> None:
+        if self.ctx.linear_out1 is None or self._forward_flattens() or len(node.ops) != 1:
+            return
+        if not isinstance(node.ops[0], ast.Eq):
+            return
+        pairs = ((node.left, node.comparators[0]), (node.comparators[0], node.left))
+        for pred, label in pairs:
+            if self._column_prediction(pred) and self._flat_label(label):
+                self.add(
+                    "lint-shape-mismatch",
+                    "error",
+                    node.lineno,
+                    {"code": ast.unparse(node), "output_layer_line": self.ctx.linear_out1},
+                    f"`{ast.unparse(node)}` compares predictions of shape (N, 1) (the model's one output column) "
+                    "with labels of shape (N,): they broadcast to an (N, N) table, and the count of matches is "
+                    "not the number of right predictions.",
+                    "Flatten the outputs first (`output.squeeze(1)` or `.view(-1)`), or give the labels the "
+                    "outputs' shape (`labels.unsqueeze(1)`).",
+                )
+                return
+
+    def _forward_flattens(self) -> bool:
+        """The model's forward returns a flattened output (squeeze/view/flatten/reshape in its return)."""
+        for n in ast.walk(self.tree):
+            if isinstance(n, ast.ClassDef) and n.name in self.ctx.model_classes:
+                for r in ast.walk(n):
+                    if (
+                        isinstance(r, ast.Return)
+                        and r.value is not None
+                        and any(isinstance(c, ast.Attribute) and c.attr in FLATTENING for c in ast.walk(r.value))
+                    ):
+                        return True
+        return False
+
+    def _column_prediction(self, node: ast.AST) -> bool:
+        """node holds predictions still shaped (N, 1): from a raw model output, never flattened."""
+        if any(isinstance(c, ast.Attribute) and c.attr in FLATTENING for c in ast.walk(node)):
+            return False
+        if isinstance(node, ast.Name):
+            for n in ast.walk(self.tree):
+                if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets):
+                    if any(isinstance(c, ast.Attribute) and c.attr in FLATTENING for c in ast.walk(n.value)):
+                        return False
+                    if node.id in self.ctx.output_names:
+                        return not self._flattened_output(n.value)
+                    return self._column_prediction(n.value)
+            return False
+        outputs = [
+            n
+            for n in ast.walk(node)
+            if (isinstance(n, ast.Name) and n.id in self.ctx.output_names)
+            or (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in self.ctx.model_names)
+        ]
+        return any(not (isinstance(o, ast.Name) and self._output_flattened(o.id)) for o in outputs) and bool(outputs)
+
+    def _flattened_output(self, value: ast.AST) -> bool:
+        return any(isinstance(c, ast.Attribute) and c.attr in FLATTENING for c in ast.walk(value))
+
+    def _output_flattened(self, name: str) -> bool:
+        return any(
+            isinstance(n, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
+            and self._flattened_output(n.value)
+            for n in ast.walk(self.tree)
+        )
+
+    def _flat_label(self, node: ast.AST) -> bool:
+        """node is a batch's labels as a loader yields them, shape (N,): a label name never reshaped."""
+        while (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("float", "long", "int", "to", "cuda", "cpu", "type", "detach")
+        ):
+            node = node.func.value
+        if not isinstance(node, ast.Name) or node.id not in self._label_names():
+            return False
+        return not any(
+            isinstance(n, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets)
+            and (
+                any(isinstance(c, ast.Attribute) and c.attr in FLATTENING + ("unsqueeze",) for c in ast.walk(n.value))
+                or any(isinstance(c, ast.Subscript) for c in ast.walk(n.value))
+            )
+            for n in ast.walk(self.tree)
+        )
+
+    def _label_names(self) -> set[str]:
+        """Second names of `for x, y in loader` targets: what loaders yield as labels."""
+        names = set()
+        for n in ast.walk(self.tree):
+            if isinstance(n, ast.For) and _loop_kind(self.ctx, n) and isinstance(n.target, ast.Tuple):
+                items = n.target.elts
+                if len(items) >= 2 and isinstance(items[1], ast.Name):
+                    names.add(items[1].id)
+        return names
 
     # argmax / max(dim=1) on one output
     def check_argmax(self, call: ast.Call) -> None:
