@@ -54,6 +54,12 @@ EXACT_TOLERANCE = 1e-6  # float32 logging of 0.5 is exact; of other shares, with
 # unknown to a few points (entropy moves 0.0008 nats between shares 0.50 and 0.52): the same 0.02 nats
 # check_constant_predictions uses for "no better than a constant".
 EXACT_LOSS_MARGIN = 0.02
+# An accuracy near (not exactly at) the share, over 4 or more points: the loss's mean over the second half
+# under the constant-prediction loss by LOSS_GAP nats, after a fall of LOSS_FALL between the first and the
+# last quarter. Every sound noisy history of the tests (real accuracies at chance, rising from chance,
+# collapsed runs) stays under these, and the posted loop's per-step log (0.69 -> 0.44) is far over them.
+LOSS_GAP = 0.08
+LOSS_FALL = 0.05
 
 
 def _exact_share(acc: np.ndarray, loss: np.ndarray, shares: list[float], val_n: int | None) -> float | None:
@@ -100,19 +106,23 @@ def check_argmax(h: History) -> list[Finding]:
         tail_acc, tail_loss = acc[len(acc) // 2 :], loss[len(loss) // 2 :]
         share = min(shares, key=lambda s: abs(tail_acc.mean() - s))
         # How far a mean of these accuracies may sit from the share by chance: two standard errors
-        # (point-to-point spread, so a rising trend does not count as noise), at least 3 points.
+        # (point-to-point spread, so a rising trend does not count as noise), at least 3 points. Not wider
+        # for a small validation set: a wider band would call more real accuracies "at the share".
         jitter = float(np.std(np.diff(tail_acc)) / math.sqrt(2)) if len(tail_acc) >= 3 else 0.0
         noise = max(0.03, 2 * jitter / math.sqrt(len(tail_acc)))
         constant_bound = entropy(share)
         # A real accuracy rises as the loss falls (strong negative correlation); argmax's does not.
         corr = float(np.corrcoef(acc, loss)[0, 1]) if acc.std() > 0 and loss.std() > 0 else 0.0
-        # The loss says the model separates the classes (0.08 nats under the best constant prediction, after
-        # falling), yet the "accuracy" is still the class share: it cannot be a real accuracy.
+        # The loss says the model separates the classes, yet the "accuracy" is still the class share: it
+        # cannot be a real accuracy. The loss must sit LOSS_GAP under the best constant prediction and have
+        # fallen LOSS_FALL. A bound from calibration (a model right on a share d above chance is at best sure
+        # of 2d of the images and at 0.5 on the rest: 2 ln2 d under the constant's loss) was weighed instead:
+        # with d at the noise of batch-of-20 accuracies it asks for 0.2 nats and misses the posted loop's log.
         if (
             abs(tail_acc.mean() - share) <= noise
             and corr > -0.5
-            and loss_first - loss_last >= 0.05
-            and float(tail_loss.mean()) < constant_bound - 0.08
+            and loss_first - loss_last >= LOSS_FALL
+            and float(tail_loss.mean()) < constant_bound - LOSS_GAP
         ):
             return [_argmax_finding(label, loss_first, loss_last, float(tail_acc.mean()), share, len(acc), False)]
     return []
