@@ -11,7 +11,7 @@ import pytest
 from binclass.config import TrainConfig, parse_duration
 from binclass.engine.optim import warmup_cosine
 from binclass.errors import BinclassError
-from binclass.recipes.budget import plan_epochs
+from binclass.recipes.budget import FINETUNE_MAX, FINETUNE_MIN, plan_epochs
 from binclass.recipes.train import fit
 from binclass.run import history
 
@@ -61,3 +61,27 @@ def test_a_budgeted_run_ends_within_its_budget_with_its_schedule_complete(tiny_d
     total, warmup = cfg["epochs"] * per_epoch, round(cfg["warmup"] * per_epoch)
     assert steps[-1]["lr"] == pytest.approx(cfg["lr"] * warmup_cosine(total, warmup)(total - 1), rel=1e-6)
     assert cfg["warmup"] == pytest.approx(0.1 * cfg["epochs"])  # what follows the epochs followed them
+
+
+def test_a_budget_turns_on_fine_tuning_only_when_it_holds_enough(tiny_data, tmp_path):
+    lines: list[str] = []
+    fit(TrainConfig(data_dir=tiny_data, out=tmp_path / "short", time_budget="1s"), log=lines.append)
+    assert json.loads((tmp_path / "short" / "config.json").read_text())["finetune"] == 0
+    assert any(line.startswith("time budget 1s:") and "the head only" in line for line in lines)
+    budget = 60.0
+    lines.clear()
+    started = time.perf_counter()
+    fit(TrainConfig(data_dir=tiny_data, out=tmp_path / "long", time_budget=f"{budget:g}s"), log=lines.append)
+    wall = time.perf_counter() - started
+    cfg = json.loads((tmp_path / "long" / "config.json").read_text())
+    assert FINETUNE_MIN <= cfg["finetune"] <= FINETUNE_MAX
+    assert any(f"then {cfg['finetune']} epochs of fine-tuning" in line for line in lines)
+    epochs = [int(r["epoch"]) for r in history.read_epochs(tmp_path / "long")]
+    assert epochs == list(range(1, cfg["epochs"] + cfg["finetune"] + 1))  # the head's epochs, then fine-tuning's
+    assert wall <= 1.1 * budget
+
+
+def test_fine_tuning_and_a_budget_together_are_refused(tiny_data, tmp_path):
+    with pytest.raises(BinclassError, match="give --finetune or --time-budget, not both"):
+        fit(TrainConfig(data_dir=tiny_data, out=tmp_path / "r", finetune=2, time_budget="1m"), log=print)
+    assert not (tmp_path / "r").exists()

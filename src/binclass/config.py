@@ -90,7 +90,8 @@ class TrainConfig:
     time_budget: str | None = setting(
         None,
         "e.g. 90s, 10m, 1.5h: from-scratch models take as many epochs as end the run within it (timed on its "
-        "first steps; the whole schedule completes); instead of --epochs",
+        "first steps; the whole schedule completes), instead of --epochs; pretrained models add up to 5 epochs "
+        "of fine-tuning when at least 2 fit",
     )
     tta: bool | None = setting(
         None, "average each image with its mirror image in validation and predict (default: small on)"

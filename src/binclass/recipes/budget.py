@@ -135,3 +135,83 @@ def plan_epochs(budget_seconds: float, elapsed: float, epoch_seconds: float) -> 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+# --- the pretrained recipe: the head always, fine-tuning when the budget holds enough of it -------------
+# Fine-tuning takes at least this many epochs or none: the first is its warm-up (finetune), so one
+# epoch alone never reaches the full rate; more than FINETUNE_MAX is not what the budget buys (see
+# docs/benchmarks.md: what fine-tuning adds on top of the head).
+FINETUNE_MIN = 2
+FINETUNE_MAX = 5
+FINETUNE_PROBE_STEPS = 2  # timed full-network steps, after one untimed; each is ~1 s for Lite0 on a CPU
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    epochs: int  # of fine-tuning, 0: the head only
+    head_seconds: float  # backbone passes for the features, estimated
+    epoch_seconds: float  # one fine-tuning epoch, estimated
+    left_seconds: float
+
+    def describe(self, budget: str) -> str:
+        costs = (
+            f"{self.left_seconds:.0f} s left after start-up and decoding; the head about {self.head_seconds:.0f} s, "
+            f"a fine-tuning epoch about {self.epoch_seconds:.0f} s (timed on a copy of the network)"
+        )
+        if self.epochs:
+            return f"time budget {budget}: {costs}: the head, then {self.epochs} epochs of fine-tuning"
+        return (
+            f"time budget {budget}: {costs}: the head only (fine-tuning takes at least {FINETUNE_MIN} epochs; "
+            "a larger budget turns it on)"
+        )
+
+
+def plan_finetune(
+    cfg: TrainConfig,
+    device: torch.device,
+    model: torch.nn.Module,
+    train_x: Source,
+    val_x: Source,
+    budget_seconds: float,
+    elapsed: float,
+) -> FinetunePlan:
+    """How many fine-tuning epochs follow the head within the budget (cfg resolved). Timed on a copy of
+    the model: backbone passes on a slice of the training images, and full-network training steps."""
+    mean, std = normalization(cfg.model)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        probe = copy.deepcopy(model)
+        shown = min(PROBE_VALIDATION, len(val_x))
+        forward = math.inf  # seconds per image, without TTA
+        for _ in range(GROUPS):
+            started = time.perf_counter()
+            predict_logits(probe, SliceSource(val_x, 0, shown), mean, std, cfg.eval_batch_size, device)
+            forward = min(forward, (time.perf_counter() - started) / shown)
+        probe.train()
+        optimizer = make_optimizer(probe, copy.deepcopy(cfg))
+        gen = torch.Generator().manual_seed(cfg.seed)
+        augment_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        batch = min(cfg.batch_size, len(train_x))
+
+        def step() -> None:
+            idx = torch.randint(len(train_x), (batch,), generator=gen)
+            x = augment_batch(prepare(train_x.batch(idx), mean, std), cfg.augment, augment_gen)
+            y = torch.randint(0, 2, (batch,), generator=gen).float().to(device)
+            training_step(probe, optimizer, optimizer.step, x, y, y, threshold=0.5, pos_weight=None)
+
+        step()
+        _sync(device)
+        step_seconds = math.inf
+        for _ in range(FINETUNE_PROBE_STEPS):
+            started = time.perf_counter()
+            step()
+            _sync(device)
+            step_seconds = min(step_seconds, time.perf_counter() - started)
+    views = (2 if cfg.augment != "none" else 1) * len(train_x) + (2 if cfg.tta else 1) * len(val_x)
+    head_seconds = forward * views + cfg.epochs * EPOCH_FIXED
+    epoch_seconds = math.ceil(len(train_x) / cfg.batch_size) * step_seconds
+    epoch_seconds += forward * (2 if cfg.tta else 1) * len(val_x) + EPOCH_FIXED
+    left = budget_seconds - elapsed
+    room = FILL * (left - REPORT_SECONDS - head_seconds)
+    epochs = min(FINETUNE_MAX, max(0, math.floor(room / epoch_seconds)))
+    return FinetunePlan(epochs if epochs >= FINETUNE_MIN else 0, head_seconds, epoch_seconds, left)

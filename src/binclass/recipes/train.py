@@ -19,7 +19,7 @@ from ..run.checkpoints import EventHook
 from ..run.events import require_tensorboard
 from ..run.files import CONFIG_FILE
 from ..run.output import RunOutput
-from .budget import plan_epochs, seconds_per_epoch
+from .budget import plan_epochs, plan_finetune, seconds_per_epoch
 from .common import Log, RunFolder, prepare_data, scan
 from .defaults import describe_choice
 from .resolve import resolve
@@ -107,12 +107,14 @@ def _fit(
     phases = Phases()
     chosen = cfg.model is not None
     given = cfg
+    checked = resolve(cfg, world.size)  # every setting checked before the data folder is read
     if cfg.time_budget is not None and not run.resume:
-        if cfg.epochs is not None:
+        if cfg.epochs is not None and checked.from_scratch:
             raise BinclassError("give --epochs or --time-budget, not both: the budget chooses the epochs")
+        if cfg.finetune:
+            raise BinclassError("give --finetune or --time-budget, not both: the budget chooses the fine-tuning")
         if world.distributed:
             raise BinclassError("--time-budget sizes a run on one process; give --epochs under torchrun")
-    resolve(cfg, world.size)  # every setting checked before the data folder is read
     layout = scan(cfg)
     cfg = resolve(cfg, world.size, len(layout.train))
     if cfg.tensorboard:
@@ -135,10 +137,22 @@ def _fit(
 
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
         phases.mark("model")
-        if cfg.time_budget is not None:
-            intro += "; --time-budget sizes the epochs of the from-scratch models, this recipe runs as it is"
         data = prepare_data(cfg, device, run, log, on_event, intro, layout)
         phases.mark("images")
+        if cfg.time_budget is not None:
+            plan = plan_finetune(
+                cfg,
+                device,
+                model,
+                data[2],
+                data[3],
+                parse_duration(cfg.time_budget),
+                time.perf_counter() - phases.started,
+            )
+            cfg = resolve(given.replace(finetune=plan.epochs), world.size, len(layout.train))
+            cfg.save(data[0] / CONFIG_FILE)
+            log(plan.describe(cfg.time_budget))
+            phases.mark("timing")
         return fit_pretrained(cfg, device, model, *data, log, phases, on_event)
     data = prepare_data(cfg, device, run, log, on_event, intro, layout)
     phases.mark("images")
