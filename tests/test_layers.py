@@ -14,12 +14,12 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # One layer per line reads as the stack it is, hence the formatter is told to leave it (fmt: skip).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("binclass.version", "binclass.errors", "binclass.metrics", "binclass.phases", "binclass.progressbar",
-              "binclass.allocator", "binclass.device", "binclass.synth", "binclass.fastexit")),
+              "binclass.allocator", "binclass.device", "binclass.synth", "binclass.fastexit", "binclass.calibration")),
     ("data, models, config", ("binclass.data", "binclass.models", "binclass.config")),
     ("run folder", ("binclass.run",)),
     ("doctor, report", ("binclass.doctor", "binclass.report", "binclass.compare")),
     ("engine", ("binclass.engine",)),
-    ("recipes", ("binclass.recipes", "binclass.predict", "binclass.export", "binclass.onnxpredict", "binclass.chunked", "binclass.lrfind", "binclass.watch")),
+    ("recipes", ("binclass.recipes", "binclass.predict", "binclass.export", "binclass.onnxpredict", "binclass.chunked", "binclass.lrfind", "binclass.watch", "binclass.tuning")),
     ("command line, API, developer tools", ("binclass", "binclass.__main__", "binclass.cli", "binclass.api",
                                             "binclass.devtools")),
 ]  # fmt: skip

@@ -73,6 +73,7 @@ def train(
     save_every: float = option("save_every"),
     deterministic: bool = option("deterministic"),
     tensorboard: bool = option("tensorboard"),
+    calibrate: bool = option("calibrate"),
     compile_optimizer: str = option("compile_optimizer"),
     cuda_graphs: str = option("cuda_graphs"),
     tta: Optional[bool] = option("tta", "--tta/--no-tta"),
@@ -183,6 +184,38 @@ def evaluate(
     result = evaluate_folder(load_predictor(run_dir, checkpoint, device), data_dir)
     write_evaluation(run_dir, result)
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+@user_errors
+def calibrate(
+    run_dir: Path = typer.Argument(..., help="a finished run folder"),
+    write: bool = typer.Option(True, "--write/--dry-run", help="store the temperature in model.json"),
+) -> None:
+    """Fit temperature scaling on the run's validation predictions: Brier score and ECE before and after,
+    as JSON; predict, evaluate and export then divide the logits by the temperature."""
+    from .tuning import calibrate_run
+
+    typer.echo(json.dumps(calibrate_run(run_dir, write), indent=2))
+
+
+@app.command()
+@user_errors
+def threshold(
+    run_dir: Path = typer.Argument(..., help="a finished run folder"),
+    target: str = typer.Option(..., "--for", help="recall=0.95 | precision=0.9 | fpr=0.01 | balanced | f1"),
+    write: bool = typer.Option(False, "--write", help="store the threshold in model.json, with its provenance"),
+) -> None:
+    """Pick the threshold that meets a target on the validation predictions; print the metrics there with
+    their 95% intervals (and at the stored threshold) as JSON."""
+    from .calibration import parse_target
+    from .tuning import threshold_run
+
+    try:
+        chosen = parse_target(target)
+    except ValueError as exc:
+        raise BinclassError(str(exc)) from None
+    typer.echo(json.dumps(threshold_run(run_dir, chosen, write), indent=2))
 
 
 @app.command()

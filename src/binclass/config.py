@@ -83,6 +83,9 @@ class TrainConfig:
         "off", "on | off: replay the training step as one CUDA graph (GPU; rmsprop, adam, adamw)"
     )
     deterministic: bool = setting(False, "deterministic kernels only (bit-identical reruns and resumes)")
+    calibrate: bool = setting(
+        False, "after training, fit temperature scaling on the validation predictions (see binclass calibrate)"
+    )
     tensorboard: bool = setting(
         False, "also write TensorBoard event files into the run folder (needs binclass[tensorboard])"
     )

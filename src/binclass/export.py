@@ -34,6 +34,7 @@ META_KEYS = (
     "normalization",
     "architecture",
     "tta",
+    "temperature",
     "checkpoint",
     "binclass_version",
     "opset",
@@ -46,9 +47,11 @@ class Deployed(nn.Module):
     """uint8 NHWC images -> probability of the positive class: the network with binclass's input
     preparation (engine.infer.prepare: x / 255, minus mean, divided by std) and TTA in front and behind."""
 
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float], tta: bool) -> None:
+    def __init__(
+        self, model: nn.Module, mean: list[float], std: list[float], tta: bool, temperature: float = 1.0
+    ) -> None:
         super().__init__()
-        self.model, self.tta = model, tta
+        self.model, self.tta, self.temperature = model, tta, float(temperature)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1))
 
@@ -58,6 +61,8 @@ class Deployed(nn.Module):
         logits = self.model(x).reshape(-1)
         if self.tta:
             logits = (logits + self.model(x.flip(-1)).reshape(-1)) / 2
+        if self.temperature != 1.0:  # a calibrated run (model.json's temperature)
+            logits = logits / self.temperature
         return torch.sigmoid(logits)
 
 
@@ -70,6 +75,7 @@ def metadata(meta: dict, checkpoint: str) -> dict[str, str]:
         "normalization": meta["normalization"],
         "architecture": meta["architecture"],
         "tta": bool(meta.get("tta", False)),
+        "temperature": float(meta.get("temperature", 1.0)),
         "checkpoint": checkpoint,
         "binclass_version": __version__,
         "opset": OPSET,
@@ -91,7 +97,8 @@ def export_onnx(run_dir: Path, out: Path | None = None, checkpoint: str = "auto"
         checkpoint = load_meta(run_dir).get("default_checkpoint", "last")
     model, meta = load_model(run_dir, checkpoint)
     norm = meta["normalization"]
-    deployed = Deployed(model, norm["mean"], norm["std"], bool(meta.get("tta", False))).eval()
+    temperature = float(meta.get("temperature", 1.0))
+    deployed = Deployed(model, norm["mean"], norm["std"], bool(meta.get("tta", False)), temperature).eval()
     size = int(meta["image_size"])
     out = Path(out) if out is not None else run_dir / "model.onnx"
     if out.suffix != ".onnx":

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .allocator import keep_freed_memory, release_free_memory
+from .calibration import calibration_summary
 from .chunked import images_under, predict_in_chunks
 from .data.decode import decode_many
 from .data.scan import scan_labeled
@@ -47,6 +48,11 @@ class Predictor:
     def size(self) -> int:
         return int(self.meta["image_size"])
 
+    @property
+    def temperature(self) -> float:
+        """Divides the logits before the sigmoid: 1 unless `binclass calibrate` stored one."""
+        return float(self.meta.get("temperature", 1.0))
+
 
 def load_predictor(run_dir: Path, checkpoint: str = "auto", device: str = "auto") -> Predictor:
     """checkpoint: last, best, or auto (what model.json's default_checkpoint names; last if it names none)."""
@@ -77,7 +83,7 @@ def predict_paths(
             predictor.device,
             tta=predictor.tta,
         )
-        return probabilities(logits).numpy()
+        return probabilities(logits / predictor.temperature).numpy()
 
     classes, threshold = predictor.meta["classes"], float(predictor.meta["threshold"])
     return predict_in_chunks(paths, chunk_probabilities, classes, threshold, progress)
@@ -104,14 +110,24 @@ def evaluate_folder(predictor: Predictor, data_dir: Path) -> dict:
         batch_size=predictor.batch_size,
         device=predictor.device,
         tta=predictor.tta,
+        temperature=predictor.temperature,
     )
-    return {
+    result = {
         "data_dir": str(data_dir),
         "classes": classes,
         "positive_class": classes[1],
         "checkpoint": predictor.checkpoint,
+        "temperature": predictor.temperature,
         **ev.metrics,
+        "calibration": calibration_summary(np.asarray(split.labels), ev.probs),
     }
+    fitted = [name for name in ("calibration", "threshold_provenance") if name in predictor.meta]
+    if fitted:
+        result["note"] = (
+            f"{' and '.join('temperature' if f == 'calibration' else 'threshold' for f in fitted)} fitted on the "
+            "run's validation images: on those images these figures are optimistic"
+        )
+    return result
 
 
 def write_evaluation(run_dir: Path, result: dict) -> Path:

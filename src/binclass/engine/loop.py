@@ -209,15 +209,19 @@ def evaluate(
     device: torch.device,
     tta: bool = False,
     world: World = SINGLE,
+    temperature: float = 1.0,
 ) -> Evaluation:
     """Metrics over every sample of a labeled set (plain, unweighted BCE as the loss). With several
-    ranks, each scores its slice and every rank gets all the logits: each sample counted once."""
+    ranks, each scores its slice and every rank gets all the logits: each sample counted once. A
+    calibrated run's temperature divides the logits first (model.json)."""
     if world.distributed:
         start, stop = bounds(len(source), world)
         part = predict_logits(model, SliceSource(source, start, stop), mean, std, batch_size, device, tta=tta)
         logits = gather_slices(part.to(device), len(source), world).cpu()
     else:
         logits = predict_logits(model, source, mean, std, batch_size, device, tta=tta)
+    if temperature != 1.0:
+        logits = logits / temperature
     probs = probabilities(logits).numpy()
     logits_np = logits.numpy()
     return Evaluation(metrics.summarize(labels, logits_np, probs, threshold), logits_np, probs)

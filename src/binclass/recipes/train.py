@@ -50,7 +50,10 @@ def fit(
         try:
             if world.distributed:
                 distributed.start(world, cfg.device)
-            return _fit(cfg, run, output.log, on_step, on_event, world)
+            run_dir = _fit(cfg, run, output.log, on_step, on_event, world)
+            if cfg.calibrate and world.writer:
+                _calibrate(run_dir, output.log)
+            return run_dir
         except BinclassError as exc:
             output.keep(f"error: {exc}")
             raise
@@ -73,6 +76,16 @@ def resume_config(run_dir: Path, data_dir: Path | str | None = None) -> TrainCon
     the data where they are now (data_dir, when they moved)."""
     cfg = TrainConfig.load(Path(run_dir) / CONFIG_FILE)
     return cfg.replace(out=str(run_dir), data_dir=str(data_dir) if data_dir is not None else cfg.data_dir)
+
+
+def _calibrate(run_dir: Path, log: Log) -> None:
+    from ..tuning import calibrate_run
+
+    c = calibrate_run(run_dir)
+    log(
+        f"calibrated: temperature {c['temperature']:.3f} in model.json; on validation ECE {c['ece_before']:.3f} -> "
+        f"{c['ece_after']:.3f}, Brier {c['brier_before']:.4f} -> {c['brier_after']:.4f}; {c['note']}"
+    )
 
 
 def _silent(line: str) -> None:
