@@ -117,12 +117,14 @@ def check(
     data_dir: Path = typer.Argument(..., help="the folder you would train on"),
     val_split: float = typer.Option(0.2),
     strict: bool = typer.Option(False, help="exit 2 naming the bad files if there are any"),
+    duplicates: bool = typer.Option(True, help="search exact and near duplicates (needs binclass[health])"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Scan a data folder and fully decode every image, in parallel; name every bad file and why."""
+    """Scan a data folder and fully decode every image, in parallel; name every bad file and why; find
+    duplicate pictures within and across the splits, pictures under both classes, and class imbalance."""
     from .data.check import check_dataset, render, strict_error
 
-    report = check_dataset(data_dir, val_split)
+    report = check_dataset(data_dir, val_split, duplicates=duplicates)
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else render(report))
     if strict and report.problems:
         raise strict_error(report.problems)

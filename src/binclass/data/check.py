@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import BinclassError
 from .decode import ImageProblem
+from .health import Health, check_health, majority_share
 from .scan import DataLayout, Ignored, scan_dataset
 from .sources import check_files
 
@@ -18,6 +19,8 @@ class CheckReport:
     layout: DataLayout
     good: int
     problems: list[ImageProblem] = field(default_factory=list)
+    health: Health | None = None
+    health_skipped: str | None = None  # why duplicates were not searched
 
     @property
     def ignored(self) -> Ignored:
@@ -35,7 +38,20 @@ class CheckReport:
                 "not_images": self.ignored.other,
                 "links_outside": self.ignored.outside_links,
             },
+            "health": health_dict(self.health) if self.health else {"skipped": self.health_skipped},
         }
+
+
+def health_dict(h: Health) -> dict:
+    return {
+        "counts": h.counts,
+        "majority_share": {split: majority_share(c) for split, c in h.counts.items()},
+        "pairs_across": [p.to_dict() for p in h.across()],
+        "pairs_within_train": [p.to_dict() for p in h.within("train")],
+        "pairs_within_validation": [p.to_dict() for p in h.within("validation")],
+        "conflicting_labels": [p.to_dict() for p in h.conflicting()],
+        "leaked_validation_images": len(h.leaked_validation()),
+    }
 
 
 def describe_problems(problems: list[ImageProblem], limit: int = 20) -> list[str]:
@@ -52,12 +68,53 @@ def strict_error(problems: list[ImageProblem]) -> BinclassError:
 
 
 def check_dataset(
-    data_dir: Path, val_split: float = 0.2, seed: int = 0, positive: str | None = None, workers: int = 0
+    data_dir: Path,
+    val_split: float = 0.2,
+    seed: int = 0,
+    positive: str | None = None,
+    workers: int = 0,
+    duplicates: bool = True,
 ) -> CheckReport:
     layout = scan_dataset(Path(data_dir), val_split, seed, positive)
     paths = layout.train.paths + layout.val.paths
     good, problems = check_files(paths, CHECK_SIZE, workers)
-    return CheckReport(layout, len(good), problems)
+    report = CheckReport(layout, len(good), problems)
+    if not duplicates:
+        report.health_skipped = "--no-duplicates"
+        return report
+    try:
+        report.health = check_health(layout, workers or 2)
+    except BinclassError as exc:  # imagehash missing: the rest of the check stands
+        report.health_skipped = str(exc)
+    return report
+
+
+def render_health(h: Health, limit: int = 20) -> list[str]:
+    across, conflicting = h.across(), h.conflicting()
+    lines = [
+        f"duplicates (same or near-same picture; mirrored copies included): {len(across)} pairs across train and "
+        f"validation ({len(h.leaked_validation())} validation images with a copy in training), "
+        f"{len(h.within('train'))} within train, {len(h.within('validation'))} within validation; "
+        f"{len(conflicting)} under both classes"
+    ]
+    shown = sorted(h.pairs, key=lambda p: (p.first_split == p.second_split, p.first_label == p.second_label))
+    for p in shown[:limit]:
+        how = "same pixels" if p.exact else f"{p.distance} bits apart" + (", mirrored" if p.mirrored else "")
+        clash = f" (labelled {p.first_label} and {p.second_label})" if p.first_label != p.second_label else ""
+        lines.append(f"  {p.first} ~ {p.second}: {how}{clash}")
+    if len(shown) > limit:
+        lines.append(f"  ... and {len(shown) - limit} more (binclass check DATA_DIR --json lists all)")
+    for split, counts in h.counts.items():
+        share = majority_share(counts)
+        line = f"{split}: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + f" (majority {share:.0%})"
+        if share > 0.6:
+            major = max(counts, key=counts.get)
+            line += (
+                f": always answering {major!r} scores {share:.2f}; judge the model by balanced accuracy and AUC, "
+                "and weigh the classes in the loss (--pos-weight auto)"
+            )
+        lines.append(line)
+    return lines
 
 
 def render(report: CheckReport) -> str:
@@ -68,4 +125,8 @@ def render(report: CheckReport) -> str:
         f"{report.good} images decode fully; {len(report.problems)} bad",
         f"ignored: {ig.hidden} hidden, {ig.other} without an image extension, {ig.outside_links} links leading outside",
     ]
+    if report.health is not None:
+        lines += render_health(report.health)
+    else:
+        lines.append(f"duplicates: not searched ({report.health_skipped})")
     return "\n".join(lines + describe_problems(report.problems))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from ..allocator import keep_freed_memory
 from ..config import TrainConfig, parse_duration
+from ..data.health import check_health
+from ..data.scan import DataLayout
 from ..device import resolve_device
 from ..engine import distributed
 from ..engine.distributed import World
@@ -17,7 +21,7 @@ from ..errors import BinclassError
 from ..phases import Phases
 from ..run.checkpoints import EventHook
 from ..run.events import require_tensorboard
-from ..run.files import CONFIG_FILE
+from ..run.files import CONFIG_FILE, PREDICTIONS_FILE
 from ..run.output import RunOutput
 from .budget import plan_epochs, plan_finetune, seconds_per_epoch
 from .common import Log, RunFolder, prepare_data, scan
@@ -88,6 +92,40 @@ def _calibrate(run_dir: Path, log: Log) -> None:
     )
 
 
+def _start_health(layout: DataLayout, log: Log) -> Future | None:
+    """The duplicate search over the run's images, beside training (one thread); None without imagehash."""
+    try:
+        import imagehash  # noqa: F401
+    except ImportError:
+        log("duplicates: not searched (pip install 'binclass[health]' to find copies across the splits)")
+        return None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="binclass-health")
+    future = pool.submit(check_health, layout, 1)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _report_health(run_dir: Path, health: Future, log: Log) -> None:
+    """The data's findings, with the accuracy with and without leaked images, into diagnosis.json and the report."""
+    from ..doctor.diagnosis import add_findings
+    from ..doctor.health import health_findings
+    from ..report.html import write_report
+
+    h = health.result()
+    with open(run_dir / PREDICTIONS_FILE, newline="") as f:
+        correct = {r["path"]: r["true_label"] == r["pred_label"] for r in csv.DictReader(f)}
+    log(
+        f"duplicates: {len(h.across())} pairs across train and validation, {len(h.within('train'))} within train, "
+        f"{len(h.within('validation'))} within validation ({len(h.conflicting())} under both classes)"
+    )
+    findings = health_findings(h, correct)
+    for finding in findings:
+        log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
+    if findings:
+        add_findings(run_dir, findings)
+        write_report(run_dir)
+
+
 def _silent(line: str) -> None:
     pass
 
@@ -151,6 +189,7 @@ def _fit(
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
         phases.mark("model")
         data = prepare_data(cfg, device, run, log, on_event, intro, layout)
+        health = _start_health(data[1], log)
         phases.mark("images")
         if cfg.time_budget is not None:
             plan = plan_finetune(
@@ -166,10 +205,17 @@ def _fit(
             cfg.save(data[0] / CONFIG_FILE)
             log(plan.describe(cfg.time_budget))
             phases.mark("timing")
-        return fit_pretrained(cfg, device, model, *data, log, phases, on_event)
+        run_dir = fit_pretrained(cfg, device, model, *data, log, phases, on_event)
+        if health is not None:
+            _report_health(run_dir, health, log)
+        return run_dir
     data = prepare_data(cfg, device, run, log, on_event, intro, layout)
+    health = _start_health(data[1], log) if world.writer else None
     phases.mark("images")
     if cfg.time_budget is not None and not run.resume:
         cfg = _within_budget(given, cfg, device, data, world, phases, log, len(layout.train))
         phases.mark("timing")
-    return fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event, world)
+    run_dir = fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event, world)
+    if health is not None:
+        _report_health(run_dir, health, log)
+    return run_dir
