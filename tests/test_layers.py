@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("run folder", ("binclass.run",)),
     ("doctor, report", ("binclass.doctor", "binclass.report", "binclass.compare")),
     ("engine", ("binclass.engine",)),
-    ("recipes", ("binclass.recipes", "binclass.predict", "binclass.export", "binclass.onnxpredict", "binclass.chunked", "binclass.lrfind", "binclass.watch", "binclass.tuning")),
+    ("recipes", ("binclass.recipes", "binclass.predict", "binclass.export", "binclass.onnxpredict", "binclass.chunked", "binclass.lrfind", "binclass.watch", "binclass.tuning", "binclass.explain")),
     ("command line, API, developer tools", ("binclass", "binclass.__main__", "binclass.cli", "binclass.api",
                                             "binclass.devtools")),
 ]  # fmt: skip

@@ -179,13 +179,33 @@ def evaluate(
     ),
     checkpoint: str = typer.Option("auto", help="auto | last | best"),
     device: str = typer.Option("auto"),
+    errors: int = typer.Option(0, "--errors", help="list the N worst false positives and false negatives"),
 ) -> None:
-    """Score a labeled folder: metrics as JSON on stdout and in RUN_DIR/evaluation.json."""
+    """Score a labeled folder: metrics, calibration (Brier, ECE, reliability table) and, with --errors N,
+    the worst mistakes, as JSON on stdout and in RUN_DIR/evaluation.json."""
     from .predict import evaluate_folder, load_predictor, write_evaluation
 
-    result = evaluate_folder(load_predictor(run_dir, checkpoint, device), data_dir)
+    if errors < 0:
+        raise BinclassError("--errors: give a number of images (0: none)")
+    result = evaluate_folder(load_predictor(run_dir, checkpoint, device), data_dir, errors)
     write_evaluation(run_dir, result)
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+@user_errors
+def explain(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
+    images: list[Path] = typer.Argument(..., help="image files or folders"),
+    out: Path = typer.Option(..., "--out", help="folder for one heatmap overlay per image"),
+    checkpoint: str = typer.Option("auto", help="auto | last | best"),
+) -> None:
+    """Grad-CAM heatmaps: where the model looked for the class it gave each image, overlaid on the image
+    (OUT/<name>.png, listed in OUT/explained.csv). Needs binclass[explain]."""
+    from .explain import explain_images
+
+    written = explain_images(run_dir, images, out, checkpoint)
+    typer.echo(f"wrote {len(written)} heatmaps to {out}")
 
 
 @app.command()

@@ -20,6 +20,7 @@ from .data.sources import TensorSource
 from .device import resolve_device
 from .engine.infer import predict_logits, prepare_model, probabilities
 from .engine.loop import evaluate
+from .metrics import predict_labels
 from .run.files import EVALUATION_FILE
 from .run.weights import load_meta, load_model
 
@@ -95,8 +96,9 @@ def predict_files(
     return predict_paths(predictor, images_under(inputs), progress)
 
 
-def evaluate_folder(predictor: Predictor, data_dir: Path) -> dict:
-    """Metrics of the run's model on a labeled folder; also written to RUN_DIR/evaluation.json by the CLI."""
+def evaluate_folder(predictor: Predictor, data_dir: Path, errors: int = 0) -> dict:
+    """Metrics of the run's model on a labeled folder; also written to RUN_DIR/evaluation.json by the CLI.
+    errors: list that many of the worst false positives and false negatives (highest loss first)."""
     classes = predictor.meta["classes"]
     split = scan_labeled(Path(data_dir), classes)
     images = TensorSource(decode_many(split.paths, predictor.size))
@@ -121,6 +123,9 @@ def evaluate_folder(predictor: Predictor, data_dir: Path) -> dict:
         **ev.metrics,
         "calibration": calibration_summary(np.asarray(split.labels), ev.probs),
     }
+    if errors:
+        threshold = float(predictor.meta["threshold"])
+        result["errors"] = _worst(split.paths, np.asarray(split.labels), ev.probs, threshold, classes, errors)
     fitted = [name for name in ("calibration", "threshold_provenance") if name in predictor.meta]
     if fitted:
         result["note"] = (
@@ -134,3 +139,19 @@ def write_evaluation(run_dir: Path, result: dict) -> Path:
     path = Path(run_dir) / EVALUATION_FILE
     path.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
     return path
+
+
+def _worst(paths: list[Path], labels: np.ndarray, probs: np.ndarray, threshold: float, classes: list[str], n: int) -> dict:
+    """The n highest-loss false positives and false negatives at the run's threshold."""
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    loss = -np.where(labels == 1, np.log(p), np.log1p(-p))
+    called = predict_labels(probs, threshold) == 1
+    out = {}
+    for kind, mask in (("false_positives", called & (labels == 0)), ("false_negatives", ~called & (labels == 1))):
+        idx = np.flatnonzero(mask)
+        idx = idx[np.argsort(-loss[idx], kind="stable")][:n]
+        out[kind] = [
+            {"path": str(paths[i]), "prob": float(probs[i]), "true_label": classes[labels[i]], "loss": float(loss[i])}
+            for i in idx
+        ]
+    return out

@@ -162,6 +162,9 @@ def finish_run(
         write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
         if on_event is not None:
             on_event("predictions")
+        from ..explain import write_gallery  # the report's gallery: the worst errors with heatmaps
+
+        write_gallery(run_dir)
         write_diagnosis(run_dir, findings)
         from ..report.html import write_report  # matplotlib import is slow; only needed here
 

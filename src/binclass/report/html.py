@@ -10,10 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calibration import calibration_summary
 from ..doctor.diagnosis import read_diagnosis
 from ..run import history
-from ..run.files import CONFIG_FILE, CONFUSION_PLOT, CURVES_PLOT, META_FILE, PREDICTIONS_FILE, REPORT_FILE, ROC_PLOT
-from .plots import plot_confusion, plot_curves, plot_roc
+from ..run.files import (
+    CONFIG_FILE,
+    CONFUSION_PLOT,
+    CURVES_PLOT,
+    GALLERY_FILE,
+    META_FILE,
+    PREDICTIONS_FILE,
+    RELIABILITY_PLOT,
+    REPORT_FILE,
+    ROC_PLOT,
+)
+from .plots import plot_confusion, plot_curves, plot_reliability, plot_roc
 
 
 def _img(path: Path, alt: str) -> str:
@@ -56,6 +67,53 @@ def _diagnosis_section(run_dir: Path) -> str:
     return f'<h2>Doctor</h2><ul id="doctor">{items}</ul>'
 
 
+def _calibration_section(run_dir: Path, predictions: tuple[np.ndarray, np.ndarray] | None, meta: dict) -> str:
+    if predictions is None:
+        return ""
+    c = calibration_summary(*predictions)
+    plot_reliability(c["reliability"], run_dir / RELIABILITY_PLOT)
+    stored = (
+        f" model.json holds a temperature of {meta['temperature']:.3f} (fitted on these validation images, so their "
+        "figures after it are optimistic), which predict and evaluate apply."
+        if "temperature" in meta
+        else " <code>binclass calibrate RUN</code> fits a temperature for these probabilities."
+    )
+    return (
+        f"<h2>Calibration</h2><p>Brier score {c['brier']:.4f} (0 is perfect, 0.25 a coin); expected calibration "
+        f"error {c['ece']:.3f} over {html.escape(c['ece_binning'])}: how far, on average, the probabilities sit from "
+        f"the share of positives among images given them.{stored}</p>"
+        f"{_img(run_dir / RELIABILITY_PLOT, 'reliability diagram')}"
+    )
+
+
+def _gallery_section(run_dir: Path) -> str:
+    path = run_dir / GALLERY_FILE
+    if not path.exists():
+        return (
+            "<h2>Most wrong validation images</h2><p>Not drawn: <code>pip install 'binclass[explain]'</code> adds "
+            "the gallery with heatmaps; <code>binclass evaluate RUN DATA --errors 16</code> lists them.</p>"
+        )
+    gallery = json.loads(path.read_text())
+    parts = []
+    for kind, title in (("false_positives", "False positives"), ("false_negatives", "False negatives")):
+        entries = gallery.get(kind, [])
+        cells = "".join(
+            '<figure class="err">'
+            + "".join(
+                f'<img alt="{what}" src="data:image/jpeg;base64,{e[what]}">' for what in ("picture", "heatmap") if what in e
+            )
+            + f"<figcaption>{html.escape(e['path'])}<br>p={e['prob']:.3f}, true {html.escape(e['true_label'])}, "
+            f"loss {e['loss']:.2f}</figcaption></figure>"
+            for e in entries
+        )
+        parts.append(f"<h3>{title} ({len(entries)}, highest loss first)</h3><div class='gallery'>{cells or 'none'}</div>")
+    return (
+        "<h2>Most wrong validation images</h2><p>Each picture beside its heatmap: "
+        f"{html.escape(gallery.get('method', ''))}, for the class the model gave it (red: what drove that).</p>"
+        + "".join(parts)
+    )
+
+
 def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     epochs = history.read_epochs(run_dir)
@@ -96,7 +154,9 @@ def write_report(run_dir: Path) -> Path:
 <html><head><meta charset="utf-8"><title>binclass run {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1150px;margin:1em auto;color:#222}}
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}
-img{{max-width:100%}} .row img{{max-width:48%}}</style></head><body>
+img{{max-width:100%}} .row img{{max-width:48%}}
+.gallery{{display:flex;flex-wrap:wrap;gap:6px}} figure.err{{margin:0;width:262px;font-size:10px;word-break:break-all}}
+figure.err img{{width:128px;margin-right:2px}}</style></head><body>
 <h1>binclass run: {html.escape(run_dir.name)}</h1>
 <p>classes: {html.escape(meta["classes"][0])} = 0, {html.escape(meta["classes"][1])} = 1 (positive);
 model {html.escape(meta["architecture"])} at {meta["image_size"]} px; threshold {meta["threshold"]}</p>
@@ -107,6 +167,8 @@ model {html.escape(meta["architecture"])} at {meta["image_size"]} px; threshold 
 ±{50 / max(1, config.get("batch_size", 1)) ** 0.5:.0f} points at 50% accuracy, so its accuracy jumps; the epoch
 curves count every sample.</p>
 <div class="row">{_img(run_dir / CONFUSION_PLOT, "confusion matrix")} {_img(run_dir / ROC_PLOT, "ROC curve") if predictions is not None else ""}</div>
+{_calibration_section(run_dir, predictions, meta)}
+{_gallery_section(run_dir)}
 <h2>Epochs</h2>{_table(epochs, cols)}
 <h2>Settings</h2>{_table([{"setting": k, "value": v} for k, v in settings.items()], ["setting", "value"])}
 <h2>Environment</h2>{_table([{"key": k, "value": v} for k, v in config.get("extra", {}).items()], ["key", "value"])}

@@ -104,3 +104,21 @@ def plot_roc(labels: np.ndarray, probs: np.ndarray, path: Path) -> None:
         xlabel="false positive rate", ylabel="true positive rate", title="Validation ROC", xlim=(0, 1), ylim=(0, 1.01)
     )
     finish_figure(fig, path, (ax,))
+
+
+def plot_reliability(rows: list[dict], path: Path) -> None:
+    """Reliability diagram: share of positives against mean probability per occupied bin, the diagonal
+    being perfect calibration; bar widths are the bins, the numbers their images."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="perfectly calibrated")
+    for r in rows:
+        ax.bar(r["low"], r["positive_share"], width=r["high"] - r["low"], align="edge", color="#5dade2",
+               edgecolor="#2e86c1", alpha=0.7)  # fmt: skip
+        ax.text((r["low"] + r["high"]) / 2, min(0.97, r["positive_share"] + 0.02), str(r["n"]), ha="center", fontsize=6)
+    ax.plot([r["mean_prob"] for r in rows], [r["positive_share"] for r in rows], "o-", color="#c0392b", ms=3,
+            label="share of positives at the bin's mean probability")  # fmt: skip
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted probability of the positive class", ylabel="share positive")
+    ax.legend(fontsize=7, loc="upper left")
+    finish_figure(fig, path, (ax,))

@@ -13,10 +13,12 @@ STATE_WEIGHTS = ("state-weights-a.safetensors", "state-weights-b.safetensors")
 PREDICTIONS_FILE = "val_predictions.csv"  # the last epoch's model on every validation image
 EVALUATION_FILE = "evaluation.json"  # written by `binclass evaluate`
 DIAGNOSIS_FILE = "diagnosis.json"  # the doctor's findings
+GALLERY_FILE = "gallery.json"  # the worst validation errors with thumbnails and heatmaps, for the report
 SEEDS_FILE = "seeds.json"  # the summary of a --seeds run, in its parent folder
 CURVES_PLOT = "curves.png"
 CONFUSION_PLOT = "confusion.png"
 ROC_PLOT = "roc.png"
+RELIABILITY_PLOT = "reliability.png"
 REPORT_FILE = "report.html"
 TRAIN_LOG = "train.log"  # every line a run printed, and the library output it kept off the terminal
 LOCK_FILE = "train.lock"  # present while a run uses the folder: its process id and host
@@ -31,6 +33,7 @@ RUN_FILES = RUN_MARKERS + (
     PREDICTIONS_FILE,
     EVALUATION_FILE,
     DIAGNOSIS_FILE,
+    GALLERY_FILE,
     STATE_FILE,
     *STATE_WEIGHTS,
     TRAIN_LOG,

@@ -1,0 +1,174 @@
+"""What the model gets wrong and where it looks: the validation images with the highest loss, false
+positives and false negatives apart, and Grad-CAM heatmaps (the maintained `grad-cam` package) of the
+class each image was given, overlaid on the picture. Feeds the report's gallery (gallery.json),
+`binclass evaluate --errors N` and `binclass explain`."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .chunked import images_under
+from .data.decode import decode_many
+from .engine.infer import prepare
+from .errors import BinclassError
+from .predict import Predictor, load_predictor
+from .run.files import GALLERY_FILE, PREDICTIONS_FILE
+
+GALLERY_PER_KIND = 16  # false positives, and false negatives, shown in the report
+THUMBNAIL = 128  # pixels a side: 2 x 32 JPEG thumbnails at quality 80 stay under ~0.5 MB in the report
+CAM_BATCH = 8  # images per Grad-CAM pass: the backward pass of a pretrained backbone holds their activations
+
+
+def sample_loss(label: int, prob: float) -> float:
+    """The image's BCE: how wrong, and how sure."""
+    p = min(max(prob, 1e-7), 1 - 1e-7)
+    return -math.log(p if label else 1 - p)
+
+
+def worst_errors(run_dir: Path, per_kind: int) -> dict[str, list[dict]]:
+    """{"false_positives": [...], "false_negatives": [...]}: the validation images the model gets wrong,
+    highest loss first, at most per_kind each (val_predictions.csv: the kept model, the stored threshold)."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise BinclassError(f"{path}: not found; the run has not finished (train it to the end, or --resume it)") from None
+    meta_classes = None
+    out: dict[str, list[dict]] = {"false_positives": [], "false_negatives": []}
+    for r in rows:
+        if r["true_label"] == r["pred_label"]:
+            continue
+        meta_classes = meta_classes or _classes(run_dir)
+        label = meta_classes.index(r["true_label"])
+        kind = "false_positives" if label == 0 else "false_negatives"
+        out[kind].append(
+            {"path": r["path"], "prob": float(r["prob"]), "true_label": r["true_label"], "predicted": r["pred_label"],
+             "loss": sample_loss(label, float(r["prob"]))}
+        )  # fmt: skip
+    for kind in out:
+        out[kind] = sorted(out[kind], key=lambda e: -e["loss"])[:per_kind]
+    return out
+
+
+def _classes(run_dir: Path) -> list[str]:
+    from .run.weights import load_meta
+
+    return list(load_meta(Path(run_dir))["classes"])
+
+
+def _need_grad_cam():
+    try:
+        import pytorch_grad_cam  # noqa: F401
+    except ImportError:
+        raise BinclassError("heatmaps need the grad-cam package: pip install 'binclass[explain]'") from None
+
+
+def cam_layer(model: torch.nn.Module) -> torch.nn.Module:
+    """The last convolution: the highest-level feature map that still has a spatial layout."""
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        raise BinclassError("this model has no convolution to take a heatmap from")
+    return convs[-1]
+
+
+class _OneLogit(torch.nn.Module):
+    """The network's single logit as shape (N,), for grad-cam's per-sample targets."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).reshape(-1, 1)
+
+
+def overlays(predictor: Predictor, paths: list[Path]) -> list[np.ndarray]:
+    """uint8 (size, size, 3) pictures with the Grad-CAM heatmap of the class each was given."""
+    _need_grad_cam()
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
+
+    model = predictor.model.float().eval()
+    wrapped = _OneLogit(model)
+    out = []
+    with GradCAM(model=wrapped, target_layers=[cam_layer(model)]) as cam:
+        for start in range(0, len(paths), CAM_BATCH):
+            images = decode_many(paths[start : start + CAM_BATCH], predictor.size)
+            x = prepare(images, predictor.mean, predictor.std).to(predictor.device)
+            with torch.no_grad():
+                logits = wrapped(x).reshape(-1) / predictor.temperature
+            given = (torch.sigmoid(logits) >= float(predictor.meta["threshold"])).long().tolist()
+            heat = cam(input_tensor=x, targets=[BinaryClassifierOutputTarget(c) for c in given])
+            rgb = images.permute(0, 2, 3, 1).numpy().astype(np.float32) / 255.0
+            out += [show_cam_on_image(rgb[i], heat[i], use_rgb=True, image_weight=0.6) for i in range(len(rgb))]
+    return out
+
+
+def _thumbnail(array: np.ndarray) -> str:
+    from PIL import Image
+
+    im = Image.fromarray(array)
+    im.thumbnail((THUMBNAIL, THUMBNAIL))
+    buffer = io.BytesIO()
+    im.save(buffer, "JPEG", quality=80)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def write_gallery(run_dir: Path, per_kind: int = GALLERY_PER_KIND) -> Path | None:
+    """gallery.json: the worst errors of each kind with their picture and heatmap as base64 JPEG
+    thumbnails; None (and nothing written) without grad-cam."""
+    try:
+        _need_grad_cam()
+    except BinclassError:
+        return None
+    errors = worst_errors(run_dir, per_kind)
+    predictor = load_predictor(run_dir, device="cpu")
+    for kind, entries in errors.items():
+        paths = [Path(e["path"]) for e in entries]
+        if not paths:
+            continue
+        pictures = decode_many(paths, predictor.size).permute(0, 2, 3, 1).numpy()
+        for entry, picture, overlay in zip(entries, pictures, overlays(predictor, paths)):
+            entry["picture"] = _thumbnail(picture)
+            entry["heatmap"] = _thumbnail(overlay)
+    path = Path(run_dir) / GALLERY_FILE
+    path.write_text(json.dumps({"method": "Grad-CAM (grad-cam), last convolution", **errors}) + "\n")
+    return path
+
+
+def explain_images(run_dir: Path, inputs: list[Path], out: Path, checkpoint: str = "auto") -> list[Path]:
+    """One heatmap overlay per image (OUT/<name>.png, at the model's input size), the class it was
+    given and its probability in OUT/explained.csv."""
+    from PIL import Image
+
+    predictor = load_predictor(run_dir, checkpoint, device="cpu")
+    paths = images_under(inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    rows = []
+    for start in range(0, len(paths), CAM_BATCH * 4):
+        chunk = paths[start : start + CAM_BATCH * 4]
+        for path, overlay in zip(chunk, overlays(predictor, chunk)):
+            target = out / f"{path.stem}.png"
+            n = 1
+            while target in written:  # the same name from two folders
+                target = out / f"{path.stem}-{n}.png"
+                n += 1
+            Image.fromarray(overlay).save(target)
+            written.append(target)
+            rows.append({"image": str(path), "heatmap": str(target)})
+    with open(out / "explained.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "heatmap"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return written
