@@ -41,7 +41,9 @@ def worst_errors(run_dir: Path, per_kind: int) -> dict[str, list[dict]]:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
-        raise BinclassError(f"{path}: not found; the run has not finished (train it to the end, or --resume it)") from None
+        raise BinclassError(
+            f"{path}: not found; the run has not finished (train it to the end, or --resume it)"
+        ) from None
     meta_classes = None
     out: dict[str, list[dict]] = {"false_positives": [], "false_negatives": []}
     for r in rows:

@@ -141,7 +141,9 @@ def write_evaluation(run_dir: Path, result: dict) -> Path:
     return path
 
 
-def _worst(paths: list[Path], labels: np.ndarray, probs: np.ndarray, threshold: float, classes: list[str], n: int) -> dict:
+def _worst(
+    paths: list[Path], labels: np.ndarray, probs: np.ndarray, threshold: float, classes: list[str], n: int
+) -> dict:
     """The n highest-loss false positives and false negatives at the run's threshold."""
     p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
     loss = -np.where(labels == 1, np.log(p), np.log1p(-p))

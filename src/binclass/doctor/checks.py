@@ -204,8 +204,10 @@ def check_constant_predictions(h: History) -> list[Finding]:
     if h.val_positive_rate is not None:
         evidence["val_class_rate"] = max(h.val_positive_rate, 1 - h.val_positive_rate)
     # Step-based evidence (stuck == [-1]) already spans the last quarter of all steps; epoch-based evidence
-    # without a collapse of 3+ epochs is judged by the latest epochs.
-    if stuck != [-1] and _longest_run(stuck) < 3:
+    # without a collapse (3+ epochs and, when the steps are logged, MIN_CONSTANT_STEPS optimizer steps) is
+    # judged by the latest epochs.
+    counted = _steps_per_epoch(h)
+    if stuck != [-1] and not any(_collapse(run, counted) for run in _runs(stuck)):
         trailing = 0
         while last_epoch - trailing in stuck:
             trailing += 1
@@ -213,6 +215,11 @@ def check_constant_predictions(h: History) -> list[Finding]:
             return []  # a brief dip the run recovered from
         if trailing < 2 and len(h.epochs) < 3:
             return []  # one constant epoch at the very start (a warm-up, a fresh weight average): too early to call
+        recent = list(range(last_epoch - trailing + 1, last_epoch + 1))
+        if counted and sum(counted.get(e, 0) for e in recent) < MIN_CONSTANT_STEPS:
+            if recent[0] == int(h.epochs[0]["epoch"]):
+                return []  # one class since the first step, but too few steps yet to call it stuck
+            trailing = 1  # a short relapse: judged as the latest epoch alone
         if trailing == 1:
             # Only the latest epoch, after epochs that told the classes apart: batch norm at a high learning
             # rate can do this for an epoch and recover (seen in the small recipe's warm-up): no verdict yet.
@@ -241,13 +248,36 @@ def check_constant_predictions(h: History) -> list[Finding]:
     ]
 
 
-def _longest_run(epochs: list[int]) -> int:
-    best = run = 0
-    prev = None
+# A fresh network often gives one class to everything until its first tens of updates move the output
+# bias: the seed network on 250 images (8 steps per epoch, AdamW 1e-3) did for its first 16-32 steps, then
+# learned (0.63-0.66 validation accuracy). A collapse is one class for at least this many optimizer steps;
+# the posted loop at lr 1e-2 sat there for 14 epochs of 100 steps.
+MIN_CONSTANT_STEPS = 50
+
+
+def _steps_per_epoch(h: History) -> dict[int, int]:
+    """Optimizer steps logged per epoch ({} when the steps carry no epoch)."""
+    out: dict[int, int] = {}
+    for s in h.steps:
+        e = s.get("epoch")
+        if e is not None and float(e).is_integer():
+            out[int(e)] = out.get(int(e), 0) + 1
+    return out
+
+
+def _runs(epochs: list[int]) -> list[list[int]]:
+    """[1, 2, 3, 5, 7, 8] -> [[1, 2, 3], [5], [7, 8]]."""
+    runs: list[list[int]] = []
     for e in epochs:
-        run = run + 1 if prev is not None and e == prev + 1 else 1
-        best, prev = max(best, run), e
-    return best
+        if runs and e == runs[-1][-1] + 1:
+            runs[-1].append(e)
+        else:
+            runs.append([e])
+    return runs
+
+
+def _collapse(run: list[int], steps: dict[int, int]) -> bool:
+    return len(run) >= 3 and (not steps or sum(steps.get(e, 0) for e in run) >= MIN_CONSTANT_STEPS)
 
 
 def _ranges(epochs: list[int]) -> str:

@@ -57,17 +57,6 @@ def write_diagnosis(run_dir: Path, findings: list[Finding]) -> Path:
     return path
 
 
-def add_findings(run_dir: Path, findings: list[Finding]) -> None:
-    """Findings from outside the history (the data's health) added to diagnosis.json."""
-    path = Path(run_dir) / DIAGNOSIS_FILE
-    kept = read_diagnosis(run_dir) or []
-    new = [f.to_dict() for f in sort_findings(findings)]
-    ids = {f["id"] for f in new}
-    merged = [f for f in kept if f["id"] not in ids] + new
-    merged.sort(key=lambda f: SEVERITIES.index(f["severity"]))
-    path.write_text(json.dumps({"findings": merged}, indent=2) + "\n")
-
-
 def read_diagnosis(run_dir: Path) -> list[dict] | None:
     path = Path(run_dir) / DIAGNOSIS_FILE
     if not path.exists():

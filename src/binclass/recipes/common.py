@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,9 @@ def prepare_data(
     return run_dir, layout, train_x, val_x
 
 
+DataFindings = Callable[[Path], list[Finding]]
+
+
 def finish_run(
     run_dir: Path,
     layout: DataLayout,
@@ -155,13 +159,17 @@ def finish_run(
     log: Log,
     phases: Phases,
     on_event: EventHook | None = None,
+    data_findings: DataFindings | None = None,
 ) -> Path:
-    """val_predictions.csv, diagnosis.json and the report, then the closing line."""
+    """val_predictions.csv, diagnosis.json and the report, then the closing line. data_findings(run_dir):
+    the findings about the data (duplicates, leakage), once the validation predictions are written."""
     phases.mark("training")
     try:
         write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
         if on_event is not None:
             on_event("predictions")
+        if data_findings is not None:
+            findings = findings + data_findings(run_dir)
         from ..explain import write_gallery  # the report's gallery: the worst errors with heatmaps
 
         write_gallery(run_dir)

@@ -29,7 +29,7 @@ from ..run.checkpoints import Checkpoints, EventHook
 from ..run.files import BEST_FILE
 from ..run.folder import model_meta
 from ..run.weights import load_model
-from .common import Log, finish_run, resolve_pos_weight, seed_everything
+from .common import DataFindings, Log, finish_run, resolve_pos_weight, seed_everything
 
 
 def extract_features(
@@ -75,6 +75,7 @@ def fit_pretrained(
     log: Log,
     phases: Phases,
     on_event: EventHook | None = None,
+    data_findings: DataFindings | None = None,
 ) -> Path:
     """Train the head on cached features (and fine-tune with --finetune N); write the run folder."""
     mean, std = normalization(cfg.model)
@@ -145,7 +146,9 @@ def fit_pretrained(
         done = int(checkpoints.meta["epoch"])
         probs = finetune(cfg, device, model, layout, train_x, val_x, done, best, recorder, checkpoints, log)
     checkpoints.close()
-    return finish_run(run_dir, layout, probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event)
+    return finish_run(
+        run_dir, layout, probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event, data_findings
+    )
 
 
 # The whole network trains at a tenth of the head's learning rate (ImageNet features need only a

@@ -32,7 +32,7 @@ from ..run.checkpoints import Checkpoints, EventHook
 from ..run.files import MODEL_FILE, STATE_FILE
 from ..run.folder import model_meta
 from ..run.state import StateSnapshot, load_state, snapshot_state
-from .common import Log, finish_run, resolve_pos_weight, seed_everything
+from .common import DataFindings, Log, finish_run, resolve_pos_weight, seed_everything
 
 # Called after every optimizer step with (epoch, step, steps in the epoch): progress bars and tests' hooks.
 StepHook = Callable[[int, int, int], None]
@@ -51,6 +51,7 @@ def fit_scratch(
     on_step: StepHook | None = None,
     on_event: EventHook | None = None,
     world: World = SINGLE,
+    data_findings: DataFindings | None = None,
 ) -> Path:
     """Train cfg's network on the decoded images and write the run folder (cfg: resolved). With several
     ranks (torchrun), every rank trains its DDP replica and only rank 0 writes (engine.distributed)."""
@@ -170,7 +171,9 @@ def fit_scratch(
         ev = validate()
     if not world.writer:
         return run_dir
-    return finish_run(run_dir, layout, ev.probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event)
+    return finish_run(
+        run_dir, layout, ev.probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event, data_findings
+    )
 
 
 def restore_history(run_dir: Path, done: int, rows: dict | None) -> list[int]:

@@ -24,7 +24,7 @@ from ..run.events import require_tensorboard
 from ..run.files import CONFIG_FILE, PREDICTIONS_FILE
 from ..run.output import RunOutput
 from .budget import plan_epochs, plan_finetune, seconds_per_epoch
-from .common import Log, RunFolder, prepare_data, scan
+from .common import DataFindings, Log, RunFolder, prepare_data, scan
 from .defaults import describe_choice
 from .resolve import resolve
 from .scratch import StepHook, fit_scratch
@@ -105,25 +105,28 @@ def _start_health(layout: DataLayout, log: Log) -> Future | None:
     return future
 
 
-def _report_health(run_dir: Path, health: Future, log: Log) -> None:
-    """The data's findings, with the accuracy with and without leaked images, into diagnosis.json and the report."""
-    from ..doctor.diagnosis import add_findings
-    from ..doctor.health import health_findings
-    from ..report.html import write_report
+def _health_findings(health: Future | None, log: Log) -> DataFindings | None:
+    """The data's findings for finish_run, once val_predictions.csv is written: with the accuracy with and
+    without leaked validation images."""
+    if health is None:
+        return None
 
-    h = health.result()
-    with open(run_dir / PREDICTIONS_FILE, newline="") as f:
-        correct = {r["path"]: r["true_label"] == r["pred_label"] for r in csv.DictReader(f)}
-    log(
-        f"duplicates: {len(h.across())} pairs across train and validation, {len(h.within('train'))} within train, "
-        f"{len(h.within('validation'))} within validation ({len(h.conflicting())} under both classes)"
-    )
-    findings = health_findings(h, correct)
-    for finding in findings:
-        log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
-    if findings:
-        add_findings(run_dir, findings)
-        write_report(run_dir)
+    def findings(run_dir: Path) -> list:
+        from ..doctor.health import health_findings
+
+        h = health.result()
+        with open(run_dir / PREDICTIONS_FILE, newline="") as f:
+            correct = {r["path"]: r["true_label"] == r["pred_label"] for r in csv.DictReader(f)}
+        log(
+            f"duplicates: {len(h.across())} pairs across train and validation, {len(h.within('train'))} within "
+            f"train, {len(h.within('validation'))} within validation ({len(h.conflicting())} under both classes)"
+        )
+        found = health_findings(h, correct)
+        for finding in found:
+            log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
+        return found
+
+    return findings
 
 
 def _silent(line: str) -> None:
@@ -205,17 +208,12 @@ def _fit(
             cfg.save(data[0] / CONFIG_FILE)
             log(plan.describe(cfg.time_budget))
             phases.mark("timing")
-        run_dir = fit_pretrained(cfg, device, model, *data, log, phases, on_event)
-        if health is not None:
-            _report_health(run_dir, health, log)
-        return run_dir
+        return fit_pretrained(cfg, device, model, *data, log, phases, on_event, _health_findings(health, log))
     data = prepare_data(cfg, device, run, log, on_event, intro, layout)
     health = _start_health(data[1], log) if world.writer else None
     phases.mark("images")
     if cfg.time_budget is not None and not run.resume:
         cfg = _within_budget(given, cfg, device, data, world, phases, log, len(layout.train))
         phases.mark("timing")
-    run_dir = fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event, world)
-    if health is not None:
-        _report_health(run_dir, health, log)
-    return run_dir
+    findings = _health_findings(health, log)
+    return fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event, world, findings)

@@ -100,13 +100,17 @@ def _gallery_section(run_dir: Path) -> str:
         cells = "".join(
             '<figure class="err">'
             + "".join(
-                f'<img alt="{what}" src="data:image/jpeg;base64,{e[what]}">' for what in ("picture", "heatmap") if what in e
+                f'<img alt="{what}" src="data:image/jpeg;base64,{e[what]}">'
+                for what in ("picture", "heatmap")
+                if what in e
             )
             + f"<figcaption>{html.escape(e['path'])}<br>p={e['prob']:.3f}, true {html.escape(e['true_label'])}, "
             f"loss {e['loss']:.2f}</figcaption></figure>"
             for e in entries
         )
-        parts.append(f"<h3>{title} ({len(entries)}, highest loss first)</h3><div class='gallery'>{cells or 'none'}</div>")
+        parts.append(
+            f"<h3>{title} ({len(entries)}, highest loss first)</h3><div class='gallery'>{cells or 'none'}</div>"
+        )
     return (
         "<h2>Most wrong validation images</h2><p>Each picture beside its heatmap: "
         f"{html.escape(gallery.get('method', ''))}, for the class the model gave it (red: what drove that).</p>"
