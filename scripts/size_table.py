@@ -1,7 +1,8 @@
 """Accuracy of the from-scratch recipes by training-set size: `binclass train SUB/nN --model M --seed S`
 with nothing else set, for every size, model and seed, one after another, and a Markdown table of the
-last epoch's validation accuracy, the whole process's wall time and the doctor's error findings (during
-training, from train.log, and at the end, from diagnosis.json). SUB comes from scripts/subsets.py.
+last epoch's validation accuracy, the whole process's wall time and the doctor's error findings: the
+doctor of this checkout run over the history after every epoch, as `binclass train` runs it, plus those
+train.log printed. SUB comes from scripts/subsets.py.
 
     python scripts/size_table.py SUB OUT [--sizes 250,500,1000,2000] [--models small,seed] [--seeds 0]
 
@@ -20,7 +21,28 @@ import sys
 import time
 from pathlib import Path
 
+from binclass.doctor.checks import diagnose
+from binclass.doctor.diagnosis import doctor
+from binclass.doctor.logs import History, fill_counts, from_run_folder
+
 TIME_FILE = "wall_seconds.txt"
+
+
+def replayed_errors(run_dir: Path) -> set[str]:
+    """Error ids this checkout's doctor finds after any epoch of the run's history."""
+    full = from_run_folder(run_dir)
+    errors = set()
+    for k in range(1, len(full.epochs) + 1):
+        epoch = full.epochs[k - 1]["epoch"]
+        h = History(
+            epochs=full.epochs[:k],
+            steps=[s for s in full.steps if s["epoch"] <= epoch],
+            source=str(run_dir),
+            batch_size=full.batch_size,
+        )
+        fill_counts(h)
+        errors |= {f.id for f in diagnose(h) if f.severity == "error"}
+    return errors
 
 
 def run_once(data: Path, out: Path, model: str, seed: int) -> dict:
@@ -33,11 +55,12 @@ def run_once(data: Path, out: Path, model: str, seed: int) -> dict:
     with open(out / "metrics.csv", newline="") as f:
         last = list(csv.DictReader(f))[-1]
     log = (out / "train.log").read_text()
-    errors = set(re.findall(r"doctor: error \[([a-z0-9-]+)\]", log))
-    findings = json.loads((out / "diagnosis.json").read_text())["findings"]
-    errors |= {f["id"] for f in findings if f["severity"] == "error"}
+    printed = set(re.findall(r"doctor: error \[([a-z0-9-]+)\]", log))
+    errors = replayed_errors(out)
+    findings = [f.to_dict() for f in doctor(out)]
     config = json.loads((out / "config.json").read_text())
     return {
+        "printed": sorted(printed),
         "acc": float(last["val_acc"]),
         "seconds": float((out / TIME_FILE).read_text()),
         "errors": sorted(errors),
@@ -56,8 +79,8 @@ def main() -> None:
     parser.add_argument("--models", default="small,seed")
     parser.add_argument("--seeds", default="0")
     a = parser.parse_args()
-    print("| model | training images | batch, lr, epochs | seeds | validation accuracy (each) | mean | wall s (each) | doctor errors | warnings at the end |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| model | training images | batch, lr, epochs | seeds | validation accuracy (each) | mean | wall s (each) | doctor errors | warnings at the end | errors train.log printed |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for model in a.models.split(","):
         for size in (int(s) for s in a.sizes.split(",")):
             seeds = [int(s) for s in a.seeds.split(",")]
@@ -65,13 +88,14 @@ def main() -> None:
             accs = [r["acc"] for r in rows]
             errors = sorted({e for r in rows for e in r["errors"]}) or ["none"]
             warnings = sorted({w for r in rows for w in r["warnings"]}) or ["none"]
+            printed = sorted({e for r in rows for e in r["printed"]}) or ["none"]
             first = rows[0]
             walls = ", ".join(f"{r['seconds']:.0f}" for r in rows)
             print(
                 f"| {model} | {size} | {first['batch']}, {first['lr']:g}, {first['epochs']} | "
                 f"{', '.join(map(str, seeds))} | {', '.join(f'{x:.3f}' for x in accs)} | "
                 f"{statistics.mean(accs):.3f} | {walls} | "
-                f"{', '.join(errors)} | {', '.join(warnings)} |",
+                f"{', '.join(errors)} | {', '.join(warnings)} | {', '.join(printed)} |",
                 flush=True,
             )
 
