@@ -83,3 +83,22 @@ def test_export_divides_by_the_temperature(calibrated, tiny_data, tmp_path):
     onnx_probs = {str(path): prob for path, prob, _ in predict_onnx_files(onnx, [images])}
     assert torch_probs.keys() == onnx_probs.keys()
     assert max(abs(torch_probs[k] - onnx_probs[k]) for k in torch_probs) < 1e-4
+
+
+def test_a_calibration_split_is_held_out_of_training_and_fitted_on(tiny_data, tmp_path):
+    run = train(
+        tiny_data, out=tmp_path / "split", model="seed", epochs=2, image_size=32, calibrate=True, calibration_split=0.2
+    )
+    rows = (run.path / "calibration_predictions.csv").read_text().splitlines()[1:]
+    held = {line.split(",")[0] for line in rows}
+    assert len(held) == 16  # 20% of each class's 40 training images
+    log = (run.path / "train.log").read_text()
+    assert "data: 64 train, 30 validation images" in log and "16 training images held out for calibration" in log
+    meta = json.loads((run.path / "model.json").read_text())
+    assert meta["calibration"]["fitted_on"] == "calibration split" and meta["calibration"]["images"] == 16
+    out = json.loads(runner.invoke(app, ["threshold", str(run.path), "--for", "balanced"]).stdout)
+    assert out["fitted_on"] == "calibration split" and "stay honest" in out["note"]
+    ev = json.loads(runner.invoke(app, ["evaluate", str(run.path), str(tiny_data)]).stdout)
+    assert "note" not in ev  # nothing fitted on the validation images
+    bad = runner.invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "bad"), "--calibration-split", "0.7"])
+    assert bad.exit_code == 2 and "--calibration-split" in bad.output

@@ -74,6 +74,7 @@ def train(
     deterministic: bool = option("deterministic"),
     tensorboard: bool = option("tensorboard"),
     calibrate: bool = option("calibrate"),
+    calibration_split: float = option("calibration_split"),
     compile_optimizer: str = option("compile_optimizer"),
     cuda_graphs: str = option("cuda_graphs"),
     tta: Optional[bool] = option("tta", "--tta/--no-tta"),

@@ -86,6 +86,11 @@ class TrainConfig:
     calibrate: bool = setting(
         False, "after training, fit temperature scaling on the validation predictions (see binclass calibrate)"
     )
+    calibration_split: float = setting(
+        0.0,
+        "hold out this fraction of the training images (stratified, never trained on) to fit the temperature "
+        "and thresholds on, so the validation figures stay honest",
+    )
     tensorboard: bool = setting(
         False, "also write TensorBoard event files into the run folder (needs binclass[tensorboard])"
     )
@@ -179,6 +184,7 @@ def check_settings(cfg: TrainConfig) -> None:
     checks = [
         (cfg.image_size >= 16, "--image-size must be at least 16 pixels"),
         (0.0 < cfg.val_split < 1.0, "--val-split must be between 0 and 1 (exclusive)"),
+        (0.0 <= cfg.calibration_split < 0.5, "--calibration-split must be from 0 (off) to below 0.5"),
         (cfg.epochs >= 1, "--epochs must be at least 1"),
         (cfg.width is None or cfg.width >= 1, "--width must be at least 1"),
         (cfg.warmup is not None and 0 <= cfg.warmup <= cfg.epochs, "--warmup must be between 0 and --epochs"),

@@ -126,11 +126,14 @@ def evaluate_folder(predictor: Predictor, data_dir: Path, errors: int = 0) -> di
     if errors:
         threshold = float(predictor.meta["threshold"])
         result["errors"] = _worst(split.paths, np.asarray(split.labels), ev.probs, threshold, classes, errors)
-    fitted = [name for name in ("calibration", "threshold_provenance") if name in predictor.meta]
+    fitted = [
+        what
+        for what, key in (("temperature", "calibration"), ("threshold", "threshold_provenance"))
+        if predictor.meta.get(key, {}).get("fitted_on") == "validation"
+    ]
     if fitted:
         result["note"] = (
-            f"{' and '.join('temperature' if f == 'calibration' else 'threshold' for f in fitted)} fitted on the "
-            "run's validation images: on those images these figures are optimistic"
+            f"{' and '.join(fitted)} fitted on the run's validation images: on those images these figures are optimistic"
         )
     return result
 

@@ -31,6 +31,8 @@ class DataLayout:
     val: Split
     val_source: str  # "folder" (DATA_DIR/validation) or "split" (held out with --val-split)
     ignored: Ignored = field(default_factory=lambda: Ignored())
+    # training images held out to fit a temperature and thresholds on (--calibration-split), never trained on
+    calibration: Split = field(default_factory=lambda: Split([], []))
 
 
 def _visible(path: Path) -> bool:
@@ -225,3 +227,12 @@ def find_images(paths: list[Path]) -> list[Path]:
         else:
             raise BinclassError(f"{path}: no such file or folder")
     return found
+
+
+def hold_out_calibration(layout: DataLayout, fraction: float, seed: int) -> DataLayout:
+    """layout with a stratified `fraction` of its training images moved to layout.calibration."""
+    if fraction <= 0:
+        return layout
+    keep, held = stratified_split(layout.train.labels, fraction, seed + 1)  # not the --val-split draw
+    pick = lambda idx: Split([layout.train.paths[i] for i in idx], [layout.train.labels[i] for i in idx])  # noqa: E731
+    return DataLayout(layout.classes, pick(keep), layout.val, layout.val_source, layout.ignored, pick(held))

@@ -14,7 +14,7 @@ import torch
 from ..config import TrainConfig
 from ..data.check import describe_problems, strict_error
 from ..data.decode import default_workers
-from ..data.scan import DataLayout, Split, scan_dataset
+from ..data.scan import DataLayout, Split, hold_out_calibration, scan_dataset
 from ..data.sources import Source, make_source
 from ..doctor.diagnosis import write_diagnosis
 from ..doctor.findings import Finding
@@ -103,8 +103,9 @@ def drop_bad_files(
 
 
 def scan(cfg: TrainConfig) -> DataLayout:
-    """cfg's images, found (not decoded)."""
-    return scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
+    """cfg's images, found (not decoded), with --calibration-split's share of training held out."""
+    layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
+    return hold_out_calibration(layout, cfg.calibration_split, cfg.seed)
 
 
 def prepare_data(
@@ -125,6 +126,8 @@ def prepare_data(
     if intro is not None:
         log(intro)
     held_out = "validation folder" if layout.val_source == "folder" else f"{cfg.val_split:.0%} held out"
+    if layout.calibration.paths:
+        held_out += f"; {len(layout.calibration)} training images held out for calibration"
     log(
         f"data: {len(layout.train)} train, {len(layout.val)} validation images ({held_out}); "
         f"classes {layout.classes[0]!r}=0, {layout.classes[1]!r}=1 (positive)"
@@ -168,6 +171,10 @@ def finish_run(
         write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
         if on_event is not None:
             on_event("predictions")
+        if layout.calibration.paths:
+            from ..tuning import write_calibration_predictions
+
+            write_calibration_predictions(run_dir, layout)
         if data_findings is not None:
             findings = findings + data_findings(run_dir)
         from ..explain import write_gallery  # the report's gallery: the worst errors with heatmaps

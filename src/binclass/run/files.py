@@ -11,6 +11,8 @@ STATE_FILE = "state.safetensors"  # the full training state at the last checkpoi
 # are written once. Two names, used in turn, so that the file the state on disk names is never replaced.
 STATE_WEIGHTS = ("state-weights-a.safetensors", "state-weights-b.safetensors")
 PREDICTIONS_FILE = "val_predictions.csv"  # the last epoch's model on every validation image
+# the kept model on the training images held out by --calibration-split: what calibrate and threshold fit on
+CALIBRATION_PREDICTIONS_FILE = "calibration_predictions.csv"
 EVALUATION_FILE = "evaluation.json"  # written by `binclass evaluate`
 DIAGNOSIS_FILE = "diagnosis.json"  # the doctor's findings
 GALLERY_FILE = "gallery.json"  # the worst validation errors with thumbnails and heatmaps, for the report
@@ -31,6 +33,7 @@ RUN_FILES = RUN_MARKERS + (
     BEST_FILE,
     META_FILE,
     PREDICTIONS_FILE,
+    CALIBRATION_PREDICTIONS_FILE,
     EVALUATION_FILE,
     DIAGNOSIS_FILE,
     GALLERY_FILE,
