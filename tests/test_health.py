@@ -106,3 +106,27 @@ def test_a_run_reports_leakage_with_and_without_the_leaked_images(leaky, tmp_pat
     assert leak["evidence"]["val_acc"] == pytest.approx(sum(correct.values()) / len(correct))
     assert "conflicting-labels" in found
     assert "validation-leakage" in (run.path / "report.html").read_text()
+
+
+def test_feature_pairs_find_alike_features_and_join_the_hash_pairs(leaky):
+    from binclass.data.health import FEATURE_SIMILARITY, feature_pairs, with_feature_pairs
+
+    root, planted, _ = leaky
+    layout = scan_dataset(root)
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(len(layout.train), 64)).astype(np.float32)
+    val = rng.normal(size=(len(layout.val), 64)).astype(np.float32)
+    val[5] = train[7] + 0.05 * rng.normal(size=64)  # a validation image whose features match a training one
+    mirror = rng.normal(size=train.shape).astype(np.float32)
+    val[6] = mirror[9]  # ... and one matching a training image's mirror image
+    pairs = feature_pairs(layout, train, mirror, val)
+    assert {(p.first, p.second) for p in pairs} == {
+        (str(layout.train.paths[7]), str(layout.val.paths[5])),
+        (str(layout.train.paths[9]), str(layout.val.paths[6])),
+    }
+    assert all(p.similarity >= FEATURE_SIMILARITY and p.method == "features" for p in pairs)
+    assert [p.mirrored for p in sorted(pairs, key=lambda p: p.second)] == [False, True]
+    health = check_health(layout)
+    joined = with_feature_pairs(health, pairs + [health.across()[0]])
+    assert len(joined.pairs) == len(health.pairs) + 2  # a pair the hash found already is not counted twice
+    assert len(joined.leaked_validation()) == len(health.leaked_validation()) + 2

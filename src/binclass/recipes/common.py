@@ -14,6 +14,7 @@ import torch
 from ..config import TrainConfig
 from ..data.check import describe_problems, strict_error
 from ..data.decode import default_workers
+from ..data.health import Pair
 from ..data.scan import DataLayout, Split, hold_out_calibration, scan_dataset
 from ..data.sources import Source, make_source
 from ..doctor.diagnosis import write_diagnosis
@@ -150,7 +151,8 @@ def prepare_data(
     return run_dir, layout, train_x, val_x
 
 
-DataFindings = Callable[[Path], list[Finding]]
+# (run folder, pairs of alike images found while training) -> findings about the data
+DataFindings = Callable[[Path, list[Pair]], list[Finding]]
 
 
 def finish_run(
@@ -163,9 +165,11 @@ def finish_run(
     phases: Phases,
     on_event: EventHook | None = None,
     data_findings: DataFindings | None = None,
+    alike: list[Pair] | None = None,
 ) -> Path:
-    """val_predictions.csv, diagnosis.json and the report, then the closing line. data_findings(run_dir):
-    the findings about the data (duplicates, leakage), once the validation predictions are written."""
+    """val_predictions.csv, diagnosis.json and the report, then the closing line. data_findings(run_dir,
+    alike): the findings about the data (duplicates, leakage), once the validation predictions are
+    written; alike: pairs the recipe found alike on its own (a pretrained backbone's features)."""
     phases.mark("training")
     try:
         write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
@@ -176,7 +180,7 @@ def finish_run(
 
             write_calibration_predictions(run_dir, layout)
         if data_findings is not None:
-            findings = findings + data_findings(run_dir)
+            findings = findings + data_findings(run_dir, alike or [])
         from ..explain import write_gallery  # the report's gallery: the worst errors with heatmaps
 
         write_gallery(run_dir)

@@ -16,6 +16,7 @@ import torch
 from .. import metrics
 from ..config import TrainConfig
 from ..data.augment import augment_batch
+from ..data.health import feature_pairs
 from ..data.scan import DataLayout
 from ..data.sources import Source, TensorSource
 from ..engine.driver import BestModel, EarlyStop, EpochRecorder, run_epochs
@@ -88,6 +89,9 @@ def fit_pretrained(
 
     train_views = [feats(train_x), feats(train_x, flip=True)] if cfg.augment != "none" else [feats(train_x)]
     val_views = [feats(val_x), feats(val_x, flip=True)] if cfg.tta else [feats(val_x)]
+    # The same features find copies of validation images in training that a perceptual hash misses (crops).
+    mirror = train_views[1].cpu().numpy() if len(train_views) > 1 else None
+    alike = feature_pairs(layout, train_views[0].cpu().numpy(), mirror, val_views[0].cpu().numpy())
     n_images = sum(len(v) for v in train_views + val_views)
     log(
         f"features: {n_images} backbone passes ({train_views[0].shape[1]} features each) in "
@@ -147,7 +151,7 @@ def fit_pretrained(
         probs = finetune(cfg, device, model, layout, train_x, val_x, done, best, recorder, checkpoints, log)
     checkpoints.close()
     return finish_run(
-        run_dir, layout, probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event, data_findings
+        run_dir, layout, probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event, data_findings, alike
     )
 
 

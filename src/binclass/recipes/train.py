@@ -12,7 +12,7 @@ import torch
 
 from ..allocator import keep_freed_memory
 from ..config import TrainConfig, parse_duration
-from ..data.health import check_health
+from ..data.health import check_health, with_feature_pairs
 from ..data.scan import DataLayout
 from ..device import resolve_device
 from ..engine import distributed
@@ -111,10 +111,10 @@ def _health_findings(health: Future | None, log: Log) -> DataFindings | None:
     if health is None:
         return None
 
-    def findings(run_dir: Path) -> list:
+    def findings(run_dir: Path, alike: list) -> list:
         from ..doctor.health import health_findings
 
-        h = health.result()
+        h = with_feature_pairs(health.result(), alike)
         with open(run_dir / PREDICTIONS_FILE, newline="") as f:
             correct = {r["path"]: r["true_label"] == r["pred_label"] for r in csv.DictReader(f)}
         log(
