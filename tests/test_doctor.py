@@ -444,3 +444,22 @@ def test_argmax_error_on_five_epochs_exactly_at_the_share(tmp_path):
 def test_exact_share_stays_silent_without_the_evidence(tmp_path, val_acc, val_loss):
     path = write_csv(tmp_path / "metrics.csv", _lightning_csv(val_acc, val_loss))
     assert "metric-argmax-single-output" not in {f.id for f in doctor(path)}
+
+
+@pytest.mark.parametrize(("steps_per_epoch", "verdict"), [(8, None), (16, None), (25, "error"), (100, "error")])
+def test_one_class_from_the_start_is_a_collapse_only_after_enough_steps(steps_per_epoch, verdict):
+    """The seed network on 250 images: one class for its first two epochs of 8 steps, then learning."""
+    epochs, steps = [], []
+    for r in healthy_epochs(2):
+        r.update(val_n=100, val_tn=0, val_fp=50, val_fn=0, val_tp=50, val_acc=0.5)
+        epochs.append(r)
+        steps += [{"epoch": r["epoch"], "step": i + 1, "loss": 0.69, "batch_acc": 0.5} for i in range(steps_per_epoch)]
+    h = History(epochs=epochs, steps=steps, counts=True, val_n=100, val_positive_rate=0.5)
+    found = [f.severity for f in diagnose(h) if f.id == "constant-predictions"]
+    assert found == ([verdict] if verdict else [])
+    three = History(epochs=healthy_epochs(3), counts=True, val_n=100, val_positive_rate=0.5)
+    for r in three.epochs:
+        r.update(val_n=100, val_tn=0, val_fp=50, val_fn=0, val_tp=50, val_acc=0.5)
+    three.steps = [{"epoch": e, "step": i + 1, "loss": 0.69} for e in (1, 2, 3) for i in range(steps_per_epoch)]
+    expected = "error" if 3 * steps_per_epoch >= 50 else None
+    assert [f.severity for f in diagnose(three) if f.id == "constant-predictions"] == ([expected] if expected else [])
