@@ -130,3 +130,17 @@ def test_feature_pairs_find_alike_features_and_join_the_hash_pairs(leaky):
     joined = with_feature_pairs(health, pairs + [health.across()[0]])
     assert len(joined.pairs) == len(health.pairs) + 2  # a pair the hash found already is not counted twice
     assert len(joined.leaked_validation()) == len(health.leaked_validation()) + 2
+
+
+def test_check_says_what_an_imbalance_does_to_accuracy(tmp_path):
+    from binclass.synth import make_dataset
+
+    root = make_dataset(tmp_path / "imb", n_train=40, n_val=15, size=40, seed=4, easy=True)
+    first = sorted((root / "train").iterdir())[0]
+    for path in sorted(first.iterdir())[:30]:  # 10 of one class against 40 of the other: majority 80%
+        path.unlink()
+    report = json.loads(runner.invoke(app, ["check", str(root), "--json"]).stdout)["health"]
+    assert report["majority_share"]["train"] == pytest.approx(0.8)
+    text = runner.invoke(app, ["check", str(root)]).output
+    assert "(majority 80%): always answering" in text and "scores 0.80" in text and "--pos-weight auto" in text
+    assert "validation: " in text and "(majority 50%)" in text and "(majority 50%):" not in text
