@@ -144,3 +144,8 @@ def test_check_says_what_an_imbalance_does_to_accuracy(tmp_path):
     text = runner.invoke(app, ["check", str(root)]).output
     assert "(majority 80%): always answering" in text and "scores 0.80" in text and "--pos-weight auto" in text
     assert "validation: " in text and "(majority 50%)" in text and "(majority 50%):" not in text
+    from binclass.api import train
+
+    run = train(root, out=tmp_path / "run", model="seed", epochs=1, image_size=32)
+    log = (run.path / "train.log").read_text()
+    assert "imbalance: training has" in log and "(80% one class)" in log

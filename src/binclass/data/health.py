@@ -31,6 +31,9 @@ NEAR_BITS = 6
 # share a hash by 18 or more.
 CONFIRM_DIFFERENCE = 6.0
 THUMB = 16
+# A majority class above this share gets a word on what it does to accuracy (`check`, every `train`): at
+# 60/40 a model that always answers the majority already scores 0.60.
+IMBALANCED = 0.6
 # A validation image with a copy in training is a leak; as a share of the validation set, above this it
 # moves the accuracy by more than the ~3-point 95% interval of 1000 validation images, and is an error.
 LEAK_ERROR_SHARE = 0.03

@@ -12,7 +12,7 @@ import torch
 
 from ..allocator import keep_freed_memory
 from ..config import TrainConfig, parse_duration
-from ..data.health import check_health, with_feature_pairs
+from ..data.health import IMBALANCED, check_health, majority_share, with_feature_pairs
 from ..data.scan import DataLayout
 from ..device import resolve_device
 from ..engine import distributed
@@ -121,6 +121,13 @@ def _health_findings(health: Future | None, log: Log) -> DataFindings | None:
             f"duplicates: {len(h.across())} pairs across train and validation, {len(h.within('train'))} within "
             f"train, {len(h.within('validation'))} within validation ({len(h.conflicting())} under both classes)"
         )
+        share = majority_share(h.counts.get("train", {}))
+        if share > IMBALANCED:
+            counts = ", ".join(f"{c} {n}" for c, n in h.counts["train"].items())
+            log(
+                f"imbalance: training has {counts} ({share:.0%} one class); always answering it would score "
+                f"{share:.2f} there: judge by balanced accuracy and AUC, and weigh the classes (--pos-weight auto)"
+            )
         found = health_findings(h, correct)
         for finding in found:
             log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
