@@ -24,6 +24,7 @@ from ..data.sources import SliceSource, Source
 from ..engine.infer import predict_logits, prepare, prepare_model
 from ..engine.optim import make_optimizer
 from ..engine.step import training_step
+from ..explain import GALLERY_PER_KIND
 from ..models import build_model, normalization
 from ..run.checkpoints import Checkpoints
 from ..run.state import snapshot_state
@@ -211,7 +212,9 @@ def plan_finetune(
     head_seconds = forward * views + cfg.epochs * EPOCH_FIXED
     epoch_seconds = math.ceil(len(train_x) / cfg.batch_size) * step_seconds
     epoch_seconds += forward * (2 if cfg.tta else 1) * len(val_x) + EPOCH_FIXED
+    # The report's gallery: a Grad-CAM pass (forward and backward) over up to 32 wrong validation images.
+    gallery = step_seconds * min(2 * GALLERY_PER_KIND, len(val_x)) / batch
     left = budget_seconds - elapsed
-    room = FILL * (left - REPORT_SECONDS - head_seconds)
+    room = FILL * (left - REPORT_SECONDS - gallery - head_seconds)
     epochs = min(FINETUNE_MAX, max(0, math.floor(room / epoch_seconds)))
     return FinetunePlan(epochs if epochs >= FINETUNE_MIN else 0, head_seconds, epoch_seconds, left)
