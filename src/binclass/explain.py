@@ -74,6 +74,16 @@ def _need_grad_cam():
         raise BinclassError("heatmaps need the grad-cam package: pip install 'binclass[explain]'") from None
 
 
+def import_gallery_tools() -> None:
+    """Import grad-cam now when it is installed (1.5-3 s on a 2-core CPU: it brings scikit-learn and
+    torch._dynamo): a time budget counts it before choosing the epochs, not after the last one."""
+    try:
+        _need_grad_cam()
+        import pytorch_grad_cam.grad_cam  # noqa: F401
+    except (BinclassError, ImportError):
+        pass
+
+
 def cam_layer(model: torch.nn.Module) -> torch.nn.Module:
     """The last convolution: the highest-level feature map that still has a spatial layout."""
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]

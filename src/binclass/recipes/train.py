@@ -5,19 +5,20 @@ from __future__ import annotations
 import csv
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from ..allocator import keep_freed_memory
 from ..config import TrainConfig, parse_duration
-from ..data.health import IMBALANCED, check_health, majority_share, with_feature_pairs
+from ..data.decode import default_workers
+from ..data.health import IMBALANCED, Health, check_health, majority_share, with_feature_pairs
 from ..data.scan import DataLayout
 from ..device import resolve_device
 from ..engine import distributed
 from ..engine.distributed import World
 from ..errors import BinclassError
+from ..explain import import_gallery_tools
 from ..phases import Phases
 from ..run.checkpoints import EventHook
 from ..run.events import require_tensorboard
@@ -92,20 +93,18 @@ def _calibrate(run_dir: Path, log: Log) -> None:
     )
 
 
-def _start_health(layout: DataLayout, log: Log) -> Future | None:
-    """The duplicate search over the run's images, beside training (one thread); None without imagehash."""
+def _search_health(layout: DataLayout, log: Log, workers: int) -> Health | None:
+    """The duplicate search over the run's images, before training: beside it, its threads would slow the
+    training threads that hold every core. None without imagehash."""
     try:
         import imagehash  # noqa: F401
     except ImportError:
         log("duplicates: not searched (pip install 'binclass[health]' to find copies across the splits)")
         return None
-    pool = ThreadPoolExecutor(1, thread_name_prefix="binclass-health")
-    future = pool.submit(check_health, layout, 1)
-    pool.shutdown(wait=False)
-    return future
+    return check_health(layout, workers)
 
 
-def _health_findings(health: Future | None, log: Log) -> DataFindings | None:
+def _health_findings(health: Health | None, log: Log) -> DataFindings | None:
     """The data's findings for finish_run, once val_predictions.csv is written: with the accuracy with and
     without leaked validation images."""
     if health is None:
@@ -114,7 +113,7 @@ def _health_findings(health: Future | None, log: Log) -> DataFindings | None:
     def findings(run_dir: Path, alike: list) -> list:
         from ..doctor.health import health_findings
 
-        h = with_feature_pairs(health.result(), alike)
+        h = with_feature_pairs(health, alike)
         with open(run_dir / PREDICTIONS_FILE, newline="") as f:
             correct = {r["path"]: r["true_label"] == r["pred_label"] for r in csv.DictReader(f)}
         log(
@@ -154,6 +153,7 @@ def _within_budget(
     start of fit), so that every setting that follows the epochs (warm-up, weight average) follows them;
     saved over the config.json written before the timing."""
     run_dir, _, train_x, val_x = data
+    import_gallery_tools()
     epoch_seconds = seconds_per_epoch(cfg, device, train_x, val_x, run_dir)
     plan = plan_epochs(parse_duration(cfg.time_budget), time.perf_counter() - phases.started, epoch_seconds)
     cfg = resolve(given.replace(epochs=plan.epochs), world.size, train_images)
@@ -199,9 +199,10 @@ def _fit(
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
         phases.mark("model")
         data = prepare_data(cfg, device, run, log, on_event, intro, layout)
-        health = _start_health(data[1], log)
+        health = _search_health(data[1], log, default_workers(cfg.workers))
         phases.mark("images")
         if cfg.time_budget is not None:
+            import_gallery_tools()
             plan = plan_finetune(
                 cfg,
                 device,
@@ -217,7 +218,7 @@ def _fit(
             phases.mark("timing")
         return fit_pretrained(cfg, device, model, *data, log, phases, on_event, _health_findings(health, log))
     data = prepare_data(cfg, device, run, log, on_event, intro, layout)
-    health = _start_health(data[1], log) if world.writer else None
+    health = _search_health(data[1], log, default_workers(cfg.workers)) if world.writer else None
     phases.mark("images")
     if cfg.time_budget is not None and not run.resume:
         cfg = _within_budget(given, cfg, device, data, world, phases, log, len(layout.train))
