@@ -51,6 +51,7 @@ def train_one_epoch(
     progress: Callable[[int, int], None] | None = None,
     runner: StepRunner | None = None,
     world: World = SINGLE,
+    frozen_norms: bool = False,
 ) -> EpochStats:
     """One pass over the training set; `inputs` turns a raw batch from the source into model input
     (for images: normalize and augment). Per-step values stay on the device until the epoch ends:
@@ -59,9 +60,15 @@ def train_one_epoch(
     eps/2 and 1 - eps/2; ema, if given, is updated after every optimizer step. `runner` replaces the
     eager training_step (a GraphedStep built on it). With a world of several ranks, `model` is the DDP
     replica and each rank trains on its part of every global batch of `batch_size` (engine.distributed);
-    the epoch's figures are summed over the ranks, so every rank returns those of the global batches."""
+    the epoch's figures are summed over the ranks, so every rank returns those of the global batches.
+    frozen_norms: batch-norm layers stay in inference mode (fine-tuning a pretrained network on a few
+    images, whose batches would otherwise replace the statistics it was trained with)."""
     started = time.perf_counter()
     model.train()
+    if frozen_norms:  # batch norm keeps normalizing with its running statistics, and does not update them
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
     n = len(source)
     device = labels.device
     if runner is None:

@@ -159,6 +159,7 @@ def fit_pretrained(
 # nudge), warming up linearly over the first fine-tuning epoch so the fresh head's large gradients
 # do not wreck them, then following a cosine to zero.
 FINETUNE_LR_FACTOR = 0.1
+FROZEN_NORMS = True  # batch norm in inference mode while fine-tuning (see train_one_epoch)
 
 
 def finetune(
@@ -207,6 +208,7 @@ def finetune(
             shuffle_gen=shuffle_gen,
             epoch=epoch,
             progress=terminal_progress(f"fine-tune epoch {epoch}/{last}"),
+            frozen_norms=FROZEN_NORMS,
         )
 
     def validate() -> Evaluation:
