@@ -106,6 +106,10 @@ def test_a_run_reports_leakage_with_and_without_the_leaked_images(leaky, tmp_pat
     assert leak["evidence"]["val_acc"] == pytest.approx(sum(correct.values()) / len(correct))
     assert "conflicting-labels" in found
     assert "validation-leakage" in (run.path / "report.html").read_text()
+    again = runner.invoke(app, ["doctor", str(run.path), "--json"])  # reading the run again keeps them
+    assert {"validation-leakage", "conflicting-labels"} <= {f["id"] for f in json.loads(again.stdout)["findings"]}
+    kept = {f["id"] for f in json.loads((run.path / "diagnosis.json").read_text())["findings"]}
+    assert {"validation-leakage", "conflicting-labels"} <= kept
 
 
 def test_feature_pairs_find_alike_features_and_join_the_hash_pairs(leaky):

@@ -215,8 +215,9 @@ def calibrate(
     run_dir: Path = typer.Argument(..., help="a finished run folder"),
     write: bool = typer.Option(True, "--write/--dry-run", help="store the temperature in model.json"),
 ) -> None:
-    """Fit temperature scaling on the run's validation predictions: Brier score and ECE before and after,
-    as JSON; predict, evaluate and export then divide the logits by the temperature."""
+    """Fit temperature scaling on the run's held-out calibration images (--calibration-split), else on its
+    validation predictions: Brier score and ECE before and after, as JSON; predict, evaluate and export
+    then divide the logits by the temperature."""
     from .tuning import calibrate_run
 
     typer.echo(json.dumps(calibrate_run(run_dir, write), indent=2))
@@ -229,8 +230,9 @@ def threshold(
     target: str = typer.Option(..., "--for", help="recall=0.95 | precision=0.9 | fpr=0.01 | balanced | f1"),
     write: bool = typer.Option(False, "--write", help="store the threshold in model.json, with its provenance"),
 ) -> None:
-    """Pick the threshold that meets a target on the validation predictions; print the metrics there with
-    their 95% intervals (and at the stored threshold) as JSON."""
+    """Pick the threshold that meets a target on the run's held-out calibration images, else on its
+    validation predictions; print the metrics there with their 95% intervals (and at the stored
+    threshold) as JSON."""
     from .calibration import parse_target
     from .tuning import threshold_run
 

@@ -38,12 +38,25 @@ def doctor_runs(
             h.val_n = val_n
         findings = diagnose(h)
         source = Path(h.source)
+        if source.is_dir() and is_run_folder(source):
+            findings += stored_data_findings(source)
         if Path(target).is_dir():  # a run of a --seeds folder: its seeds.json is beside or above it
             summary = find_seed_summary(source if source.is_dir() else source.parent)
             if summary is not None:
                 findings += check_seed_spread(h, summary)
         out.append((h.source, findings))
     return out
+
+
+# Findings about a run's data (doctor.health), made by `binclass train` from the images, not the history:
+# kept from its diagnosis.json when the doctor reads the run again.
+DATA_FINDINGS = ("validation-leakage", "conflicting-labels")
+
+
+def stored_data_findings(run_dir: Path) -> list[Finding]:
+    stored = read_diagnosis(run_dir) or []
+    keys = ("id", "severity", "evidence", "message", "fix")
+    return [Finding(**{k: f[k] for k in keys}) for f in stored if f.get("id") in DATA_FINDINGS]
 
 
 def is_run_folder(folder: Path) -> bool:
