@@ -64,6 +64,8 @@ def test_run_folder_contents(run_dir):
         "curves.png",
         "confusion.png",
         "roc.png",
+        "reliability.png",
+        "gallery.json",
         "report.html",
         "val_predictions.csv",
         "diagnosis.json",
@@ -76,7 +78,7 @@ def test_run_folder_contents(run_dir):
     assert meta["epoch"] == EPOCHS and 1 <= meta["best_epoch"] <= EPOCHS
     assert set(load_file(str(run_dir / "model.safetensors")))  # loads without pickle
     report = (run_dir / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 3
+    assert report.count("data:image/png;base64,") == 4  # curves, confusion, ROC, reliability diagram
 
 
 def test_metrics_columns_and_rows(run_dir):
