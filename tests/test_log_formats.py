@@ -283,3 +283,29 @@ def test_train_tensorboard_writes_the_history_as_events(tiny_data, tmp_path):
     assert [s["step"] for s in tb.steps] == list(range(1, len(csv.steps) + 1))  # the global step
     again = train(tiny_data, out=tmp_path / "run", model="seed", epochs=1, image_size=32, overwrite=True)
     assert not [p for p in again.path.iterdir() if p.name.startswith("events.out.tfevents.")]
+
+
+# --- files written by the real tools, kept as fixtures (scripts/log_fixtures.py writes them) ------------
+def test_keras_fixtures_written_by_keras_read_alike():
+    """Keras 3.15.1 on TensorFlow 2.21: model.fit with its TensorBoard callback (train/ + validation/,
+    values as TensorFlow tensors), its CSVLogger, and history.history dumped as JSON."""
+    keras_dir = FIXTURES / "keras"
+    history = json.loads((keras_dir / "history.json").read_text())
+    [tb] = load_histories(keras_dir / "tensorboard")
+    csv_log = load_history(keras_dir / "training.log")
+    dumped = load_history(keras_dir / "history.json")
+    for h in (tb, csv_log, dumped):
+        assert len(h.epochs) == len(history["loss"]) == 6
+        assert [e["val_loss"] for e in h.epochs] == pytest.approx(history["val_loss"], rel=1e-6)
+        assert [e["val_acc"] for e in h.epochs] == pytest.approx(history["val_accuracy"], rel=1e-6)
+        assert [e["train_loss"] for e in h.epochs] == pytest.approx(history["loss"], rel=1e-6)
+    assert not errors(doctor(keras_dir / "tensorboard"))  # a sound run
+
+
+def test_ultralytics_results_csv_written_by_ultralytics():
+    """Ultralytics 8.4.190 classify, 3 epochs on generated shapes: `epoch,time,train/loss,...`."""
+    h = load_history(FIXTURES / "ultralytics" / "results.csv")
+    assert [e["epoch"] for e in h.epochs] == [1, 2, 3]
+    assert [e["val_acc"] for e in h.epochs] == [0.5, 0.5, 0.5]
+    assert h.epochs[0]["val_loss"] == pytest.approx(0.69315) and h.epochs[0]["lr"] == pytest.approx(0.0006668)
+    assert "metric-argmax-single-output" not in ids(doctor(FIXTURES / "ultralytics" / "results.csv"))  # a real 0.5
