@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import BinclassError
 from .decode import ImageProblem
-from .health import IMBALANCED, Health, check_health, majority_share
+from .health import Health, check_health, imbalance_advice, majority_share
 from .scan import DataLayout, Ignored, scan_dataset
 from .sources import check_files
 
@@ -107,12 +107,9 @@ def render_health(h: Health, limit: int = 20) -> list[str]:
     for split, counts in h.counts.items():
         share = majority_share(counts)
         line = f"{split}: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + f" (majority {share:.0%})"
-        if share > IMBALANCED:
-            major = max(counts, key=counts.get)
-            line += (
-                f": always answering {major!r} scores {share:.2f}; judge the model by balanced accuracy and AUC, "
-                "and weigh the classes in the loss (--pos-weight auto)"
-            )
+        advice = imbalance_advice(counts)
+        if advice:
+            line += f": {advice}"
         lines.append(line)
     return lines
 

@@ -273,3 +273,15 @@ def with_feature_pairs(health: Health, extra: list[Pair]) -> Health:
 def majority_share(counts: dict) -> float:
     total = sum(counts.values())
     return max(counts.values()) / total if total else 0.0
+
+
+def imbalance_advice(counts: dict) -> str | None:
+    """What a class share above IMBALANCED does to accuracy, and what to do; None when balanced enough."""
+    share = majority_share(counts) if counts else 0.0
+    if share <= IMBALANCED:
+        return None
+    major = max(counts, key=counts.get)
+    return (
+        f"always answering {major!r} scores {share:.2f}; judge the model by balanced accuracy and AUC, "
+        "and weigh the classes in the loss (--pos-weight auto)"
+    )

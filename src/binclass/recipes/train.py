@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from pathlib import Path
@@ -10,9 +9,10 @@ from pathlib import Path
 import torch
 
 from ..allocator import keep_freed_memory
+from ..compare import correctness
 from ..config import TrainConfig, parse_duration
 from ..data.decode import default_workers
-from ..data.health import IMBALANCED, Health, check_health, majority_share, with_feature_pairs
+from ..data.health import Health, check_health, imbalance_advice, majority_share, with_feature_pairs
 from ..data.scan import DataLayout
 from ..device import resolve_device
 from ..engine import distributed
@@ -22,7 +22,7 @@ from ..explain import import_gallery_tools
 from ..phases import Phases
 from ..run.checkpoints import EventHook
 from ..run.events import require_tensorboard
-from ..run.files import CONFIG_FILE, PREDICTIONS_FILE
+from ..run.files import CONFIG_FILE
 from ..run.output import RunOutput
 from .budget import plan_epochs, plan_finetune, seconds_per_epoch
 from .common import DataFindings, Log, RunFolder, prepare_data, scan
@@ -88,7 +88,7 @@ def _calibrate(run_dir: Path, log: Log) -> None:
 
     c = calibrate_run(run_dir)
     log(
-        f"calibrated: temperature {c['temperature']:.3f} in model.json; on validation ECE {c['ece_before']:.3f} -> "
+        f"calibrated: temperature {c['temperature']:.3f} in model.json; on the {c['fitted_on']} ECE {c['ece_before']:.3f} -> "
         f"{c['ece_after']:.3f}, Brier {c['brier_before']:.4f} -> {c['brier_after']:.4f}; {c['note']}"
     )
 
@@ -114,19 +114,15 @@ def _health_findings(health: Health | None, log: Log) -> DataFindings | None:
         from ..doctor.health import health_findings
 
         h = with_feature_pairs(health, alike)
-        with open(run_dir / PREDICTIONS_FILE, newline="") as f:
-            correct = {r["path"]: r["true_label"] == r["pred_label"] for r in csv.DictReader(f)}
+        correct = correctness(run_dir)
         log(
             f"duplicates: {len(h.across())} pairs across train and validation, {len(h.within('train'))} within "
             f"train, {len(h.within('validation'))} within validation ({len(h.conflicting())} under both classes)"
         )
-        share = majority_share(h.counts.get("train", {}))
-        if share > IMBALANCED:
+        advice = imbalance_advice(h.counts.get("train", {}))
+        if advice:
             counts = ", ".join(f"{c} {n}" for c, n in h.counts["train"].items())
-            log(
-                f"imbalance: training has {counts} ({share:.0%} one class); always answering it would score "
-                f"{share:.2f} there: judge by balanced accuracy and AUC, and weigh the classes (--pos-weight auto)"
-            )
+            log(f"imbalance: training has {counts} ({majority_share(h.counts['train']):.0%} one class): {advice}")
         found = health_findings(h, correct)
         for finding in found:
             log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
