@@ -9,7 +9,6 @@ import base64
 import csv
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +18,16 @@ from .chunked import images_under
 from .data.decode import decode_many
 from .engine.infer import prepare
 from .errors import BinclassError
-from .predict import Predictor, load_predictor
+from .predict import Predictor, load_predictor, worst_errors
 from .run.files import GALLERY_FILE, PREDICTIONS_FILE
+from .run.weights import load_meta
 
 GALLERY_PER_KIND = 16  # false positives, and false negatives, shown in the report
 THUMBNAIL = 128  # pixels a side: 2 x 32 JPEG thumbnails at quality 80 stay under ~0.5 MB in the report
 CAM_BATCH = 8  # images per Grad-CAM pass: the backward pass of a pretrained backbone holds their activations
 
 
-def sample_loss(label: int, prob: float) -> float:
-    """The image's BCE: how wrong, and how sure."""
-    p = min(max(prob, 1e-7), 1 - 1e-7)
-    return -math.log(p if label else 1 - p)
-
-
-def worst_errors(run_dir: Path, per_kind: int) -> dict[str, list[dict]]:
+def validation_errors(run_dir: Path, per_kind: int) -> dict[str, list[dict]]:
     """{"false_positives": [...], "false_negatives": [...]}: the validation images the model gets wrong,
     highest loss first, at most per_kind each (val_predictions.csv: the kept model, the stored threshold)."""
     path = Path(run_dir) / PREDICTIONS_FILE
@@ -44,27 +38,11 @@ def worst_errors(run_dir: Path, per_kind: int) -> dict[str, list[dict]]:
         raise BinclassError(
             f"{path}: not found; the run has not finished (train it to the end, or --resume it)"
         ) from None
-    meta_classes = None
-    out: dict[str, list[dict]] = {"false_positives": [], "false_negatives": []}
-    for r in rows:
-        if r["true_label"] == r["pred_label"]:
-            continue
-        meta_classes = meta_classes or _classes(run_dir)
-        label = meta_classes.index(r["true_label"])
-        kind = "false_positives" if label == 0 else "false_negatives"
-        out[kind].append(
-            {"path": r["path"], "prob": float(r["prob"]), "true_label": r["true_label"], "predicted": r["pred_label"],
-             "loss": sample_loss(label, float(r["prob"]))}
-        )  # fmt: skip
-    for kind in out:
-        out[kind] = sorted(out[kind], key=lambda e: -e["loss"])[:per_kind]
-    return out
-
-
-def _classes(run_dir: Path) -> list[str]:
-    from .run.weights import load_meta
-
-    return list(load_meta(Path(run_dir))["classes"])
+    meta = load_meta(Path(run_dir))
+    classes = list(meta["classes"])
+    labels = np.array([classes.index(r["true_label"]) for r in rows], dtype=np.int64)
+    probs = np.array([float(r["prob"]) for r in rows])
+    return worst_errors([r["path"] for r in rows], labels, probs, float(meta["threshold"]), classes, per_kind)
 
 
 def _need_grad_cam():
@@ -103,8 +81,8 @@ class _OneLogit(torch.nn.Module):
         return self.model(x).reshape(-1, 1)
 
 
-def overlays(predictor: Predictor, paths: list[Path]) -> list[np.ndarray]:
-    """uint8 (size, size, 3) pictures with the Grad-CAM heatmap of the class each was given."""
+def overlays(predictor: Predictor, paths: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(picture, picture with the Grad-CAM heatmap of the class it was given) per path, uint8 (size, size, 3)."""
     _need_grad_cam()
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.image import show_cam_on_image
@@ -121,8 +99,12 @@ def overlays(predictor: Predictor, paths: list[Path]) -> list[np.ndarray]:
                 logits = wrapped(x).reshape(-1) / predictor.temperature
             given = (torch.sigmoid(logits) >= float(predictor.meta["threshold"])).long().tolist()
             heat = cam(input_tensor=x, targets=[BinaryClassifierOutputTarget(c) for c in given])
-            rgb = images.permute(0, 2, 3, 1).numpy().astype(np.float32) / 255.0
-            out += [show_cam_on_image(rgb[i], heat[i], use_rgb=True, image_weight=0.6) for i in range(len(rgb))]
+            pictures = images.permute(0, 2, 3, 1).numpy()
+            rgb = pictures.astype(np.float32) / 255.0
+            out += [
+                (pictures[i], show_cam_on_image(rgb[i], heat[i], use_rgb=True, image_weight=0.6))
+                for i in range(len(rgb))
+            ]
     return out
 
 
@@ -143,14 +125,11 @@ def write_gallery(run_dir: Path, per_kind: int = GALLERY_PER_KIND) -> Path | Non
         _need_grad_cam()
     except BinclassError:
         return None
-    errors = worst_errors(run_dir, per_kind)
+    errors = validation_errors(run_dir, per_kind)
     predictor = load_predictor(run_dir, device="cpu")
     for kind, entries in errors.items():
         paths = [Path(e["path"]) for e in entries]
-        if not paths:
-            continue
-        pictures = decode_many(paths, predictor.size).permute(0, 2, 3, 1).numpy()
-        for entry, picture, overlay in zip(entries, pictures, overlays(predictor, paths)):
+        for entry, (picture, overlay) in zip(entries, overlays(predictor, paths)):
             entry["picture"] = _thumbnail(picture)
             entry["heatmap"] = _thumbnail(overlay)
     path = Path(run_dir) / GALLERY_FILE
@@ -170,7 +149,7 @@ def explain_images(run_dir: Path, inputs: list[Path], out: Path, checkpoint: str
     rows = []
     for start in range(0, len(paths), CAM_BATCH * 4):
         chunk = paths[start : start + CAM_BATCH * 4]
-        for path, overlay in zip(chunk, overlays(predictor, chunk)):
+        for path, (_, overlay) in zip(chunk, overlays(predictor, chunk)):
             target = out / f"{path.stem}.png"
             n = 1
             while target in written:  # the same name from two folders

@@ -125,7 +125,7 @@ def evaluate_folder(predictor: Predictor, data_dir: Path, errors: int = 0) -> di
     }
     if errors:
         threshold = float(predictor.meta["threshold"])
-        result["errors"] = _worst(split.paths, np.asarray(split.labels), ev.probs, threshold, classes, errors)
+        result["errors"] = worst_errors(split.paths, np.asarray(split.labels), ev.probs, threshold, classes, errors)
     fitted = [
         what
         for what, key in (("temperature", "calibration"), ("threshold", "threshold_provenance"))
@@ -144,7 +144,7 @@ def write_evaluation(run_dir: Path, result: dict) -> Path:
     return path
 
 
-def _worst(
+def worst_errors(
     paths: list[Path], labels: np.ndarray, probs: np.ndarray, threshold: float, classes: list[str], n: int
 ) -> dict:
     """The n highest-loss false positives and false negatives at the run's threshold."""
