@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .errors import BinclassError
-from .run.weights import load_meta, load_model
+from .run.weights import load_meta, load_model, temperature_of
 from .version import __version__
 
 OPSET = 17  # supported by onnxruntime since 1.11 and by every maintained runtime
@@ -75,7 +75,7 @@ def metadata(meta: dict, checkpoint: str) -> dict[str, str]:
         "normalization": meta["normalization"],
         "architecture": meta["architecture"],
         "tta": bool(meta.get("tta", False)),
-        "temperature": float(meta.get("temperature", 1.0)),
+        "temperature": temperature_of(meta),
         "checkpoint": checkpoint,
         "binclass_version": __version__,
         "opset": OPSET,
@@ -97,8 +97,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, checkpoint: str = "auto"
         checkpoint = load_meta(run_dir).get("default_checkpoint", "last")
     model, meta = load_model(run_dir, checkpoint)
     norm = meta["normalization"]
-    temperature = float(meta.get("temperature", 1.0))
-    deployed = Deployed(model, norm["mean"], norm["std"], bool(meta.get("tta", False)), temperature).eval()
+    deployed = Deployed(model, norm["mean"], norm["std"], bool(meta.get("tta", False)), temperature_of(meta)).eval()
     size = int(meta["image_size"])
     out = Path(out) if out is not None else run_dir / "model.onnx"
     if out.suffix != ".onnx":

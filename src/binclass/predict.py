@@ -22,7 +22,7 @@ from .engine.infer import predict_logits, prepare_model, probabilities
 from .engine.loop import evaluate
 from .metrics import predict_labels
 from .run.files import EVALUATION_FILE
-from .run.weights import load_meta, load_model
+from .run.weights import load_meta, load_model, temperature_of
 
 
 @dataclass
@@ -51,8 +51,7 @@ class Predictor:
 
     @property
     def temperature(self) -> float:
-        """Divides the logits before the sigmoid: 1 unless `binclass calibrate` stored one."""
-        return float(self.meta.get("temperature", 1.0))
+        return temperature_of(self.meta)
 
 
 def load_predictor(run_dir: Path, checkpoint: str = "auto", device: str = "auto") -> Predictor:

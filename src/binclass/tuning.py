@@ -25,9 +25,10 @@ from .calibration import (
     sigmoid,
 )
 from .data.scan import DataLayout
+from .data.sources import check_files
 from .errors import BinclassError
 from .run.files import CALIBRATION_PREDICTIONS_FILE, META_FILE, PREDICTIONS_FILE
-from .run.weights import load_meta, save_meta
+from .run.weights import load_meta, save_meta, temperature_of
 
 OPTIMISM = (
     "fitted on the validation images, so the validation figures at it are optimistic: judge it on "
@@ -70,7 +71,8 @@ def write_calibration_predictions(run_dir: Path, layout: DataLayout) -> Path:
 
     predictor = load_predictor(run_dir, device="cpu")
     label_of = {str(p): layout.classes[y] for p, y in zip(layout.calibration.paths, layout.calibration.labels)}
-    good = [p for p in layout.calibration.paths if _readable(p)]
+    readable, _ = check_files(layout.calibration.paths, predictor.size)
+    good = [layout.calibration.paths[i] for i in readable]
     path = Path(run_dir) / CALIBRATION_PREDICTIONS_FILE
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -78,21 +80,6 @@ def write_calibration_predictions(run_dir: Path, layout: DataLayout) -> Path:
         for image, prob, predicted in predict_paths(predictor, good):
             writer.writerow([str(image), label_of[str(image)], repr(float(prob)), predicted])
     return path
-
-
-def _readable(path: Path) -> bool:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-        return True
-    except Exception:
-        return False
-
-
-def temperature_of(meta: dict) -> float:
-    return float(meta.get("temperature", 1.0))
 
 
 def calibrate_run(run_dir: Path, write: bool = True) -> dict:

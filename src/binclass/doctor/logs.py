@@ -224,12 +224,10 @@ def load_history(target: Path) -> History:
     """A run folder, or one file of any format logs reads."""
     target = Path(target)
     if target.is_dir():
-        if not (target / run_history.METRICS_FILE).exists():
-            histories = load_histories(target)
-            if len(histories) > 1:
-                raise BinclassError(f"{target}: holds {len(histories)} runs; give one of them")
-            return histories[0]
-        return from_run_folder(target)
+        histories = load_histories(target)
+        if len(histories) > 1:
+            raise BinclassError(f"{target}: holds {len(histories)} runs; give one of them")
+        return histories[0]
     if not target.is_file():
         raise BinclassError(f"{target}: no such file or folder")
     if target.name.startswith(formats.EVENTS):

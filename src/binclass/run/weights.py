@@ -41,6 +41,11 @@ def load_meta(run_dir: Path) -> dict:
         raise BinclassError(f"{path}: unreadable ({exc}); retrain or restore the run folder") from None
 
 
+def temperature_of(meta: dict) -> float:
+    """model.json's temperature, which divides the logits before the sigmoid: 1 until a run is calibrated."""
+    return float(meta.get("temperature", 1.0))
+
+
 def load_model(run_dir: Path, checkpoint: str = "last") -> tuple[nn.Module, dict]:
     """Rebuild the network from model.json and load its safetensors weights (strict: every key, every shape)."""
     run_dir = Path(run_dir)
