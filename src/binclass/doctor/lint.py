@@ -32,6 +32,11 @@ VAL_WORDS = ("val", "valid", "test", "eval", "dev")
 FLATTENING = ("squeeze", "view", "flatten", "reshape", "ravel")
 
 
+def _calls(node: ast.AST, methods: tuple[str, ...]) -> bool:
+    """node calls or names one of these methods somewhere (x.squeeze(1), y.view(-1), ...)."""
+    return any(isinstance(c, ast.Attribute) and c.attr in methods for c in ast.walk(node))
+
+
 def _is_false(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and node.value is False
 
@@ -440,26 +445,19 @@ class _Linter:
         for n in ast.walk(self.tree):
             if isinstance(n, ast.ClassDef) and n.name in self.ctx.model_classes:
                 for r in ast.walk(n):
-                    if (
-                        isinstance(r, ast.Return)
-                        and r.value is not None
-                        and any(isinstance(c, ast.Attribute) and c.attr in FLATTENING for c in ast.walk(r.value))
-                    ):
+                    if isinstance(r, ast.Return) and r.value is not None and _calls(r.value, FLATTENING):
                         return True
         return False
 
     def _column_prediction(self, node: ast.AST) -> bool:
         """node holds predictions still shaped (N, 1): from a raw model output, never flattened."""
-        if any(isinstance(c, ast.Attribute) and c.attr in FLATTENING for c in ast.walk(node)):
+        if _calls(node, FLATTENING):
             return False
         if isinstance(node, ast.Name):
-            for n in ast.walk(self.tree):
-                if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets):
-                    if any(isinstance(c, ast.Attribute) and c.attr in FLATTENING for c in ast.walk(n.value)):
-                        return False
-                    if node.id in self.ctx.output_names:
-                        return not self._flattened_output(n.value)
-                    return self._column_prediction(n.value)
+            for value in self._assigned(node.id):
+                if _calls(value, FLATTENING):
+                    return False
+                return node.id in self.ctx.output_names or self._column_prediction(value)
             return False
         outputs = [
             n
@@ -469,16 +467,14 @@ class _Linter:
         ]
         return any(not (isinstance(o, ast.Name) and self._output_flattened(o.id)) for o in outputs) and bool(outputs)
 
-    def _flattened_output(self, value: ast.AST) -> bool:
-        return any(isinstance(c, ast.Attribute) and c.attr in FLATTENING for c in ast.walk(value))
+    def _assigned(self, name: str):
+        """The values assigned to `name` (`name = value`), in the order ast.walk meets them."""
+        for n in ast.walk(self.tree):
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets):
+                yield n.value
 
     def _output_flattened(self, name: str) -> bool:
-        return any(
-            isinstance(n, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
-            and self._flattened_output(n.value)
-            for n in ast.walk(self.tree)
-        )
+        return any(_calls(value, FLATTENING) for value in self._assigned(name))
 
     def _flat_label(self, node: ast.AST) -> bool:
         """node is a batch's labels as a loader yields them, shape (N,): a label name never reshaped."""
@@ -491,13 +487,8 @@ class _Linter:
         if not isinstance(node, ast.Name) or node.id not in self._label_names():
             return False
         return not any(
-            isinstance(n, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets)
-            and (
-                any(isinstance(c, ast.Attribute) and c.attr in FLATTENING + ("unsqueeze",) for c in ast.walk(n.value))
-                or any(isinstance(c, ast.Subscript) for c in ast.walk(n.value))
-            )
-            for n in ast.walk(self.tree)
+            _calls(value, FLATTENING + ("unsqueeze",)) or any(isinstance(c, ast.Subscript) for c in ast.walk(value))
+            for value in self._assigned(node.id)
         )
 
     def _label_names(self) -> set[str]:
