@@ -58,6 +58,11 @@ class Plan:
     epoch_seconds: float  # the estimate: training steps, validation, overhead
     left_seconds: float  # of the budget, when the epochs were chosen
 
+    @property
+    def settings(self) -> dict:
+        """What the plan sets in the run's config."""
+        return {"epochs": self.epochs}
+
     def describe(self, budget: str) -> str:
         return (
             f"time budget {budget}: {self.left_seconds:.0f} s left after start-up and decoding, about "
@@ -73,42 +78,63 @@ def seconds_per_epoch(cfg: TrainConfig, device: torch.device, train_x: Source, v
         torch.manual_seed(cfg.seed)
         model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device).train()
         optimizer = make_optimizer(model, copy.deepcopy(cfg))
-        mean, std = normalization(cfg.model)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        augment_gen = torch.Generator(device=device).manual_seed(cfg.seed)
-        autocast = torch.bfloat16 if cfg.extra.get("precision") == "bf16" else None
-        batch = min(cfg.batch_size, len(train_x))
-
-        def step() -> None:
-            idx = torch.randint(len(train_x), (batch,), generator=gen)
-            x = augment_batch(prepare(train_x.batch(idx), mean, std), cfg.augment, augment_gen)
-            y = torch.randint(0, 2, (batch,), generator=gen).float().to(device)
-            training_step(
-                model, optimizer, optimizer.step, x, y, y, threshold=0.5, pos_weight=None, autocast_dtype=autocast
-            )
-
-        for _ in range(WARM_STEPS):
-            step()
-        _sync(device)
-        step_seconds = math.inf
-        for _ in range(GROUPS):
-            started = time.perf_counter()
-            for _ in range(PROBE_STEPS):
-                step()
-            _sync(device)
-            step_seconds = min(step_seconds, (time.perf_counter() - started) / PROBE_STEPS)
-        shown = min(PROBE_VALIDATION, len(val_x))
-        validation = math.inf
-        for _ in range(GROUPS):
-            started = time.perf_counter()
-            predict_logits(
-                model, SliceSource(val_x, 0, shown), mean, std, cfg.eval_batch_size, device, tta=bool(cfg.tta)
-            )
-            validation = min(validation, (time.perf_counter() - started) * len(val_x) / shown)
+        step_seconds = _step_seconds(model, optimizer, cfg, train_x, device, WARM_STEPS, GROUPS, PROBE_STEPS)
+        validation = _forward_seconds(model, cfg, val_x, device, bool(cfg.tta)) * len(val_x)
         snapshot, write = _checkpoint_seconds(model, optimizer, run_dir)
     steps = math.ceil(len(train_x) / cfg.batch_size)
     work = steps * step_seconds + validation
     return work + snapshot + max(0.0, write - work) + EPOCH_FIXED
+
+
+def _step_seconds(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    train_x: Source,
+    device: torch.device,
+    warm: int,
+    groups: int,
+    per_group: int,
+) -> float:
+    """Seconds of one training step of model on cfg's batches of train_x (random images and labels from
+    generators of its own): `warm` untimed steps, then the fastest of `groups` groups of `per_group`."""
+    mean, std = normalization(cfg.model)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    augment_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    autocast = torch.bfloat16 if cfg.extra.get("precision") == "bf16" else None
+    batch = min(cfg.batch_size, len(train_x))
+
+    def step() -> None:
+        idx = torch.randint(len(train_x), (batch,), generator=gen)
+        x = augment_batch(prepare(train_x.batch(idx), mean, std), cfg.augment, augment_gen)
+        y = torch.randint(0, 2, (batch,), generator=gen).float().to(device)
+        training_step(
+            model, optimizer, optimizer.step, x, y, y, threshold=0.5, pos_weight=None, autocast_dtype=autocast
+        )
+
+    for _ in range(warm):
+        step()
+    _sync(device)
+    fastest = math.inf
+    for _ in range(groups):
+        started = time.perf_counter()
+        for _ in range(per_group):
+            step()
+        _sync(device)
+        fastest = min(fastest, (time.perf_counter() - started) / per_group)
+    return fastest
+
+
+def _forward_seconds(model: torch.nn.Module, cfg: TrainConfig, val_x: Source, device: torch.device, tta: bool) -> float:
+    """Seconds per validation image of an inference pass, the fastest of GROUPS passes over a slice."""
+    mean, std = normalization(cfg.model)
+    shown = min(PROBE_VALIDATION, len(val_x))
+    fastest = math.inf
+    for _ in range(GROUPS):
+        started = time.perf_counter()
+        predict_logits(model, SliceSource(val_x, 0, shown), mean, std, cfg.eval_batch_size, device, tta=tta)
+        fastest = min(fastest, (time.perf_counter() - started) / shown)
+    return fastest
 
 
 def _checkpoint_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, run_dir: Path) -> tuple[float, float]:
@@ -155,6 +181,10 @@ class FinetunePlan:
     epoch_seconds: float  # one fine-tuning epoch, estimated
     left_seconds: float
 
+    @property
+    def settings(self) -> dict:
+        return {"finetune": self.epochs}
+
     def describe(self, budget: str) -> str:
         costs = (
             f"{self.left_seconds:.0f} s left after start-up and decoding; the head about {self.head_seconds:.0f} s, "
@@ -178,37 +208,14 @@ def plan_finetune(
     elapsed: float,
 ) -> FinetunePlan:
     """How many fine-tuning epochs follow the head within the budget (cfg resolved). Timed on a copy of
-    the model: backbone passes on a slice of the training images, and full-network training steps."""
-    mean, std = normalization(cfg.model)
+    the model: backbone passes on a slice of the validation images, and full-network training steps."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         probe = copy.deepcopy(model)
-        shown = min(PROBE_VALIDATION, len(val_x))
-        forward = math.inf  # seconds per image, without TTA
-        for _ in range(GROUPS):
-            started = time.perf_counter()
-            predict_logits(probe, SliceSource(val_x, 0, shown), mean, std, cfg.eval_batch_size, device)
-            forward = min(forward, (time.perf_counter() - started) / shown)
-        probe.train()
-        optimizer = make_optimizer(probe, copy.deepcopy(cfg))
-        gen = torch.Generator().manual_seed(cfg.seed)
-        augment_gen = torch.Generator(device=device).manual_seed(cfg.seed)
-        batch = min(cfg.batch_size, len(train_x))
-
-        def step() -> None:
-            idx = torch.randint(len(train_x), (batch,), generator=gen)
-            x = augment_batch(prepare(train_x.batch(idx), mean, std), cfg.augment, augment_gen)
-            y = torch.randint(0, 2, (batch,), generator=gen).float().to(device)
-            training_step(probe, optimizer, optimizer.step, x, y, y, threshold=0.5, pos_weight=None)
-
-        step()
-        _sync(device)
-        step_seconds = math.inf
-        for _ in range(FINETUNE_PROBE_STEPS):
-            started = time.perf_counter()
-            step()
-            _sync(device)
-            step_seconds = min(step_seconds, time.perf_counter() - started)
+        forward = _forward_seconds(probe, cfg, val_x, device, tta=False)  # per image, without TTA
+        optimizer = make_optimizer(probe.train(), copy.deepcopy(cfg))
+        step_seconds = _step_seconds(probe, optimizer, cfg, train_x, device, 1, FINETUNE_PROBE_STEPS, 1)
+    batch = min(cfg.batch_size, len(train_x))
     views = (2 if cfg.augment != "none" else 1) * len(train_x) + (2 if cfg.tta else 1) * len(val_x)
     head_seconds = forward * views + cfg.epochs * EPOCH_FIXED
     epoch_seconds = math.ceil(len(train_x) / cfg.batch_size) * step_seconds

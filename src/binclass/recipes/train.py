@@ -144,17 +144,24 @@ def _within_budget(
     phases: Phases,
     log: Log,
     train_images: int,
+    pretrained: torch.nn.Module | None = None,
 ) -> TrainConfig:
-    """The config resolved again with the epochs that end the run within --time-budget (counted from the
-    start of fit), so that every setting that follows the epochs (warm-up, weight average) follows them;
-    saved over the config.json written before the timing."""
+    """The config resolved again with what fits in --time-budget (counted from the start of fit): the
+    epochs of a from-scratch run, so that every setting that follows them (warm-up, weight average)
+    follows them; the fine-tuning epochs of a pretrained one. Saved over the config.json written before
+    the timing."""
     run_dir, _, train_x, val_x = data
+    budget = parse_duration(cfg.time_budget)
     import_gallery_tools()
-    epoch_seconds = seconds_per_epoch(cfg, device, train_x, val_x, run_dir)
-    plan = plan_epochs(parse_duration(cfg.time_budget), time.perf_counter() - phases.started, epoch_seconds)
-    cfg = resolve(given.replace(epochs=plan.epochs), world.size, train_images)
+    if pretrained is None:
+        epoch_seconds = seconds_per_epoch(cfg, device, train_x, val_x, run_dir)
+        plan = plan_epochs(budget, time.perf_counter() - phases.started, epoch_seconds)
+    else:
+        plan = plan_finetune(cfg, device, pretrained, train_x, val_x, budget, time.perf_counter() - phases.started)
+    cfg = resolve(given.replace(**plan.settings), world.size, train_images)
     cfg.save(run_dir / CONFIG_FILE)
     log(plan.describe(cfg.time_budget))
+    phases.mark("timing")
     return cfg
 
 
@@ -198,26 +205,12 @@ def _fit(
         health = _search_health(data[1], log, default_workers(cfg.workers))
         phases.mark("images")
         if cfg.time_budget is not None:
-            import_gallery_tools()
-            plan = plan_finetune(
-                cfg,
-                device,
-                model,
-                data[2],
-                data[3],
-                parse_duration(cfg.time_budget),
-                time.perf_counter() - phases.started,
-            )
-            cfg = resolve(given.replace(finetune=plan.epochs), world.size, len(layout.train))
-            cfg.save(data[0] / CONFIG_FILE)
-            log(plan.describe(cfg.time_budget))
-            phases.mark("timing")
+            cfg = _within_budget(given, cfg, device, data, world, phases, log, len(layout.train), model)
         return fit_pretrained(cfg, device, model, *data, log, phases, on_event, _health_findings(health, log))
     data = prepare_data(cfg, device, run, log, on_event, intro, layout)
     health = _search_health(data[1], log, default_workers(cfg.workers)) if world.writer else None
     phases.mark("images")
     if cfg.time_budget is not None and not run.resume:
         cfg = _within_budget(given, cfg, device, data, world, phases, log, len(layout.train))
-        phases.mark("timing")
     findings = _health_findings(health, log)
     return fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event, world, findings)
