@@ -51,17 +51,25 @@ PROBLEM_KINDS = ("truncated", "not an image", "decompression bomb", "unreadable"
 def decode_image(path: Path, size: int) -> np.ndarray:
     """One file as a (size, size, 3) uint8 array, fully decoded (a truncated file fails here, not later).
     Raises ImageProblem naming the file and what is wrong with it."""
+    img = open_rgb(path, draft=size)
+    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def open_rgb(path: Path, draft: int | None = None) -> Image.Image:
+    """One file as a fully decoded RGB image at its own size (EXIF orientation applied, 16-bit and
+    transparent images handled). draft: JPEG's draft mode decodes at a reduced DCT scale that is still at
+    least this size, several times faster. Raises ImageProblem naming the file and what is wrong with it."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF/ICC chatter; real failures raise below
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's pixel limit: refuse
             with Image.open(path) as img:
-                # JPEG draft mode decodes at a reduced DCT scale that is still >= size: several times faster.
-                img.draft("RGB", (size, size))
+                if draft is not None:
+                    img.draft("RGB", (draft, draft))
                 img = ImageOps.exif_transpose(img)
                 img = _to_rgb(img)
-                img = img.resize((size, size), Image.Resampling.BILINEAR)
-                return np.asarray(img, dtype=np.uint8)
+                img.load()
+                return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageProblem(path, "decompression bomb", str(exc).split(".")[0]) from None
     except UnidentifiedImageError:

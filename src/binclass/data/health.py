@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BinclassError
+from .decode import ImageProblem, open_rgb
 from .scan import DataLayout
 
 # Hamming distance (of 64 bits) up to which two images count as near duplicates. On cats_and_dogs_filtered
@@ -55,13 +56,11 @@ def image_hashes(paths: list[Path], workers: int = 2) -> tuple[np.ndarray, np.nd
     """(phash, phash of the mirror image) as uint64 per path, and the indices that could not be read
     (their hashes are 0 and they are left out of every pair)."""
     imagehash = _need_imagehash()
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     def one(path: Path) -> tuple[int, int] | None:
-        try:
-            with Image.open(path) as im:
-                rgb = ImageOps.exif_transpose(im).convert("RGB")
-        except Exception:
+        rgb = _rgb(path)
+        if rgb is None:
             return None
         return _bits(imagehash.phash(rgb)), _bits(imagehash.phash(ImageOps.mirror(rgb)))
 
@@ -124,39 +123,40 @@ def near_pairs(hashes: np.ndarray, mirrors: np.ndarray, max_bits: int = NEAR_BIT
     return found
 
 
-def _thumbnail(path: Path, mirrored: bool = False) -> np.ndarray | None:
+def _rgb(path: Path):
+    """The picture as training decodes it (data.decode.open_rgb), at its own size; None when unreadable."""
+    try:
+        return open_rgb(path)
+    except ImageProblem:
+        return None
+
+
+@dataclass(frozen=True)
+class _Look:
+    """What a near pair is confirmed with, from one decode of each picture."""
+
+    thumbnail: np.ndarray  # THUMB x THUMB x 3 float32
+    mirrored: np.ndarray  # the same of the mirror image
+    digest: str  # of the decoded pixels and size
+
+
+def _look(path: Path) -> _Look | None:
     from PIL import Image, ImageOps
 
-    try:
-        with Image.open(path) as im:
-            rgb = ImageOps.exif_transpose(im).convert("RGB")
-    except Exception:
+    rgb = _rgb(path)
+    if rgb is None:
         return None
-    if mirrored:
-        rgb = ImageOps.mirror(rgb)
-    return np.asarray(rgb.resize((THUMB, THUMB), Image.BOX), dtype=np.float32)
-
-
-def colour_difference(first: Path, second: Path, mirrored: bool) -> float:
-    """Mean absolute difference (of 255) of the two pictures' colour thumbnails, the second mirrored."""
-    a, b = _thumbnail(first), _thumbnail(second, mirrored)
-    return float(np.abs(a - b).mean()) if a is not None and b is not None else float("inf")
-
-
-def _pixels_digest(path: Path) -> str | None:
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as im:
-            rgb = ImageOps.exif_transpose(im).convert("RGB")
-    except Exception:
-        return None
-    return hashlib.blake2b(rgb.tobytes() + str(rgb.size).encode(), digest_size=16).hexdigest()
+    small = rgb.resize((THUMB, THUMB), Image.BOX)
+    return _Look(
+        np.asarray(small, dtype=np.float32),
+        np.asarray(ImageOps.mirror(rgb).resize((THUMB, THUMB), Image.BOX), dtype=np.float32),
+        hashlib.blake2b(rgb.tobytes() + str(rgb.size).encode(), digest_size=16).hexdigest(),
+    )
 
 
 @dataclass
 class Pair:
-    first: str  # split/path of the first image
+    first: str  # path of the first image (in scan order: training before validation)
     second: str
     first_split: str
     second_split: str
@@ -203,12 +203,22 @@ def check_health(layout: DataLayout, workers: int = 2, max_bits: int = NEAR_BITS
     label_of = [layout.classes[y] for _, s in splits for y in s.labels]
     hashes, mirrors, bad = image_hashes(paths, workers)
     found = near_pairs(hashes, mirrors, max_bits, bad)
+    looks: dict[int, _Look | None] = {}  # each picture of a pair decoded once, however many pairs it is in
+
+    def look(k: int) -> _Look | None:
+        if k not in looks:
+            looks[k] = _look(paths[k])
+        return looks[k]
+
     pairs = []
     for (i, j), (dist, mirrored) in sorted(found.items()):
-        difference = colour_difference(paths[i], paths[j], mirrored)
+        a, b = look(i), look(j)
+        if a is None or b is None:
+            continue
+        difference = float(np.abs(a.thumbnail - (b.mirrored if mirrored else b.thumbnail)).mean())
         if difference > CONFIRM_DIFFERENCE:
             continue
-        exact = dist == 0 and not mirrored and _pixels_digest(paths[i]) == _pixels_digest(paths[j])
+        exact = dist == 0 and not mirrored and a.digest == b.digest
         pairs.append(
             Pair(
                 str(paths[i]), str(paths[j]), split_of[i], split_of[j], label_of[i], label_of[j], dist, mirrored,
