@@ -290,9 +290,6 @@ def test_an_epoch_keeps_no_new_tensor_per_step():
     with per-epoch tensors."""
     import gc
 
-    from binclass.data.sources import TensorSource
-    from binclass.engine.loop import train_one_epoch
-    from binclass.engine.optim import Schedule
     from binclass.models.seed import SeedNet
 
     torch.manual_seed(0)
@@ -303,20 +300,7 @@ def test_an_epoch_keeps_no_new_tensor_per_step():
     def count(done: int, total: int) -> None:
         live.append(sum(issubclass(type(o), torch.Tensor) for o in gc.get_objects()))
 
-    stats = train_one_epoch(
-        model,
-        TensorSource(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)),
-        (torch.arange(n) % 2).float(),
-        inputs=lambda b: b.float() / 255,
-        optimizer=torch.optim.RMSprop(model.parameters(), lr=1e-4),
-        schedule=Schedule(None, True),
-        batch_size=batch,
-        threshold=0.5,
-        pos_weight=None,
-        shuffle_gen=torch.Generator().manual_seed(0),
-        epoch=1,
-        progress=count,
-    )
+    stats = _epoch_on_noise(model, torch.optim.RMSprop(model.parameters(), lr=1e-4), n, batch, progress=count)
     assert len(live) == n // batch == len(stats.steps)
     assert live[-1] == live[1], live  # from the second step (the first creates the optimizer's state)
     assert all(math.isfinite(s["loss"]) for s in stats.steps)
@@ -325,30 +309,35 @@ def test_an_epoch_keeps_no_new_tensor_per_step():
 @pytest.mark.parametrize("frozen", [False, True])
 def test_frozen_norms_keep_batch_norm_statistics(frozen):
     """Fine-tuning's frozen_norms: batch norm normalizes with its running statistics and keeps them."""
-    from binclass.data.sources import TensorSource
-    from binclass.engine.loop import train_one_epoch
-    from binclass.engine.optim import Schedule
     from binclass.models import build_model
 
     torch.manual_seed(0)
     model = build_model("small", 32, width=8)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     before = [m.running_mean.clone() for m in norms]
-    n = 40
-    train_one_epoch(
+    _epoch_on_noise(model, torch.optim.SGD(model.parameters(), lr=1e-3), 40, 10, frozen_norms=frozen)
+    unchanged = all(torch.equal(a, m.running_mean) for a, m in zip(before, norms))
+    assert unchanged == frozen
+    assert model.training and all(not m.training for m in norms) == frozen
+
+
+def _epoch_on_noise(model, optimizer, n: int, batch: int, **options):
+    """One train_one_epoch over n random 32 px images with alternating labels."""
+    from binclass.data.sources import TensorSource
+    from binclass.engine.loop import train_one_epoch
+    from binclass.engine.optim import Schedule
+
+    return train_one_epoch(
         model,
         TensorSource(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)),
         (torch.arange(n) % 2).float(),
         inputs=lambda b: b.float() / 255,
-        optimizer=torch.optim.SGD(model.parameters(), lr=1e-3),
+        optimizer=optimizer,
         schedule=Schedule(None, True),
-        batch_size=10,
+        batch_size=batch,
         threshold=0.5,
         pos_weight=None,
         shuffle_gen=torch.Generator().manual_seed(0),
         epoch=1,
-        frozen_norms=frozen,
+        **options,
     )
-    unchanged = all(torch.equal(a, m.running_mean) for a, m in zip(before, norms))
-    assert unchanged == frozen
-    assert model.training and all(not m.training for m in norms) == frozen

@@ -274,7 +274,7 @@ def doctor_command(
 ) -> None:
     """Explain a training history: bugs, collapse, divergence, overfitting, or just noise. Exit 1 on errors."""
     from .doctor.diagnosis import doctor_runs, is_run_folder, write_diagnosis
-    from .doctor.findings import render_text, to_json
+    from .doctor.findings import render_text, sort_findings, to_json
 
     runs = doctor_runs(target, batch_size, val_size)
     if target.is_dir() and is_run_folder(target):
@@ -285,7 +285,8 @@ def doctor_command(
     if as_json and len(runs) == 1:
         typer.echo(to_json(runs[0][1]))
     elif as_json:
-        typer.echo(json.dumps({"runs": [{"run": s, **json.loads(to_json(f))} for s, f in runs]}, indent=2))
+        runs_json = [{"run": s, "findings": [f.to_dict() for f in sort_findings(found)]} for s, found in runs]
+        typer.echo(json.dumps({"runs": runs_json}, indent=2))
     elif len(runs) == 1:
         typer.echo(render_text(runs[0][1]))
     else:
