@@ -62,20 +62,34 @@ def test_thresholds_meet_their_targets_as_scikit_learn_counts_them():
     t = choose_threshold(y, p, parse_target("recall=0.95"))
     pred = (p >= t).astype(int)
     assert recall_score(y, pred) >= 0.95
-    assert recall_score(y, (p >= np.nextafter(t, 1)).astype(int)) < 0.95  # the highest that meets it
+    above = p[p > t].min()  # the next image up: a threshold past it no longer meets the target
+    assert recall_score(y, (p >= np.nextafter(above, 1)).astype(int)) < 0.95
     t = choose_threshold(y, p, parse_target("precision=0.9"))
     assert precision_score(y, (p >= t).astype(int)) >= 0.9
     fpr, tpr, thresholds = roc_curve(y, p)
     t = choose_threshold(y, p, parse_target("fpr=0.01"))
     reference = thresholds[fpr <= 0.01].min()
-    assert t == pytest.approx(reference)
+    assert np.array_equal(p >= t, p >= reference) and p[p < reference].max() < t < reference
     t = choose_threshold(y, p, Target("balanced", None))
     youden = thresholds[np.argmax(tpr - fpr)]
-    assert (tpr - fpr)[thresholds == t] == pytest.approx((tpr - fpr).max()) or t == pytest.approx(youden)
+    assert np.array_equal(p >= t, p >= youden)
     t = choose_threshold(y, p, Target("f1", None))
     best = max(f1_score(y, (p >= c).astype(int)) for c in np.unique(p))
     assert f1_score(y, (p >= t).astype(int)) == pytest.approx(best)
     assert choose_threshold(np.array([0, 0, 1]), np.array([0.9, 0.8, 0.1]), parse_target("precision=0.99")) is None
+
+
+def test_a_threshold_sits_between_two_images_scores_never_on_one():
+    y, z = _scores(4, scale=1.0)
+    p = sigmoid(z)
+    for target in ("recall=0.9", "precision=0.9", "fpr=0.05", "balanced", "f1"):
+        t = choose_threshold(y, p, parse_target(target))
+        assert t not in set(p.tolist()), target
+        # An image a float32 path scores a few ulps lower stays on the same side.
+        nudged = p * (1 - 1e-7)
+        assert np.array_equal(p >= t, nudged >= t), target
+    everything = choose_threshold(np.array([0, 1, 1]), np.array([0.2, 0.3, 0.4]), parse_target("recall=0.99"))
+    assert everything == pytest.approx(0.25)  # between the two lowest: both positives called, the negative not
 
 
 def test_metrics_at_a_threshold_carry_intervals():

@@ -11,7 +11,12 @@ from binclass.cli import app
 from binclass.config import TrainConfig, default_of, help_of
 from binclass.recipes.resolve import resolve
 
-NOT_OPTIONS = ("data_dir", "extra", "eval_batch_size", "momentum")  # an argument, facts, and library-only settings
+NOT_OPTIONS = (
+    "data_dir",
+    "environment",
+    "eval_batch_size",
+    "momentum",
+)  # an argument, facts, and library-only settings
 
 
 def disagreements(command: click.Command) -> list[str]:
@@ -52,5 +57,5 @@ def test_a_resolved_config_is_frozen_complete_and_resolves_to_itself():
         cfg.lr = 1.0  # type: ignore[misc]
     unset = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is None]
     assert set(unset) <= {"positive", "cache_dir", "weights", "early_stop", "time_budget"}  # optional by nature
-    assert cfg.extra["device"] == "cpu" and cfg.extra["precision"] in ("fp32", "bf16")
-    assert resolve(cfg).replace(extra={}) == cfg.replace(extra={})
+    assert cfg.environment.device == "cpu" and cfg.precision in ("fp32", "bf16")
+    assert resolve(cfg) == cfg

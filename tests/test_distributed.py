@@ -48,7 +48,7 @@ def test_the_run_folder_is_complete_and_written_once(two_processes):
     assert sum(line.startswith("epoch ") for line in done.stdout.splitlines()) == 3  # only rank 0 prints
     log = (out / "train.log").read_text()
     assert log.count("== binclass train") == 1 and log.count("epoch   3/3") == 1
-    assert json.loads((out / "config.json").read_text())["extra"]["processes"] == 2
+    assert json.loads((out / "config.json").read_text())["environment"]["processes"] == 2
     assert not (out / "train.lock").exists()
 
 
@@ -137,6 +137,6 @@ def test_the_global_batch_must_give_every_process_an_image():
     from binclass.recipes.resolve import resolve
 
     cfg = TrainConfig(data_dir=".", model="seed", batch_size=3, device="cpu")
-    assert resolve(cfg, world_size=3).extra["processes"] == 3
+    assert resolve(cfg, world_size=3).environment.processes == 3
     with pytest.raises(BinclassError, match="--batch-size 3 is the global batch: give at least one image per process"):
         resolve(cfg, world_size=4)

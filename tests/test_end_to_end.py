@@ -72,7 +72,7 @@ def test_run_folder_contents(run_dir):
     ]:
         assert (run_dir / name).stat().st_size > 0, name
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["seed"] == 0 and config["epochs"] == EPOCHS and "torch" in config["extra"]
+    assert config["seed"] == 0 and config["epochs"] == EPOCHS and "torch" in config["environment"]
     meta = json.loads((run_dir / "model.json").read_text())
     assert meta["classes"] == ["circles", "squares"] and meta["positive_class"] == "squares"
     assert meta["epoch"] == EPOCHS and 1 <= meta["best_epoch"] <= EPOCHS

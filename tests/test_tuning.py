@@ -64,10 +64,18 @@ def test_threshold_writes_only_when_asked(calibrated, tiny_data):
     meta = json.loads((calibrated.path / "model.json").read_text())
     assert meta["threshold"] == json.loads(wrote.stdout)["at_threshold"]["threshold"]
     assert meta["threshold_provenance"]["for"] == "recall=0.9" and meta["threshold_provenance"]["previous"] == before
+    printed = json.loads(wrote.stdout)["at_threshold"]
+    # The threshold gives, through predict, evaluate and the API, exactly the counts `threshold` printed.
     ev = json.loads(runner.invoke(app, ["evaluate", str(calibrated.path), str(tiny_data)]).stdout)
+    counts = printed["counts"]
+    assert ev["confusion"] == [[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]]
+    assert calibrated.evaluate(tiny_data)["confusion"] == ev["confusion"]
     preds = list(calibrated.predict(tiny_data / "validation"))
     labels = [int(f"/{ev['classes'][1]}/" in str(p.path)) for p in preds]
-    assert recall_score(labels, [int(p.prob >= meta["threshold"]) for p in preds]) >= 0.9
+    called = [int(p.label == ev["classes"][1]) for p in preds]
+    assert recall_score(labels, called) == printed["recall"]["value"] >= 0.9
+    # It sits between two validation images' probabilities, on none of them.
+    assert all(p.prob != pytest.approx(meta["threshold"], abs=1e-6) for p in preds)
     bad = runner.invoke(app, ["threshold", str(calibrated.path), "--for", "recall=2"])
     assert bad.exit_code == 2 and "--for" in bad.output and len(bad.output.splitlines()) == 1
 

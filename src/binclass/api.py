@@ -117,7 +117,7 @@ def train(
     own settings. log: where the run's lines go (None: nowhere; train.log keeps them either way)."""
     from .recipes.train import fit, resume_config
 
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "out", "extra"}
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "out", "environment"}
     unknown = sorted(set(settings) - names)
     if unknown:
         raise BinclassError(f"unknown setting(s) {', '.join(unknown)}; the settings are: {', '.join(sorted(names))}")

@@ -137,9 +137,16 @@ def _counts_at(labels: np.ndarray, probs: np.ndarray, threshold: float) -> Count
 
 
 def candidate_thresholds(probs: np.ndarray) -> np.ndarray:
-    """Every distinct probability (a threshold there changes a prediction), plus one above them all."""
+    """One threshold between each two neighbouring distinct probabilities, one below them all and one
+    above them all: every way a threshold can split these images. A threshold never equals an image's
+    probability, so a path that computes that probability a few ulps lower (float32 in predict, float64
+    here) still puts the image on the same side."""
     values = np.unique(np.asarray(probs, dtype=float))
-    return np.append(values, np.nextafter(values[-1], np.inf)) if len(values) else np.array([0.5])
+    if not len(values):
+        return np.array([0.5])
+    below = values[0] / 2 if values[0] > 0 else values[0]
+    above = (values[-1] + 1) / 2 if values[-1] < 1 else np.nextafter(values[-1], np.inf)
+    return np.concatenate([[below], (values[:-1] + values[1:]) / 2, [above]])
 
 
 def choose_threshold(labels: np.ndarray, probs: np.ndarray, target: Target) -> float | None:

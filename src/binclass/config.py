@@ -1,8 +1,9 @@
 """TrainConfig: every training setting, its default, unit and help text, in one place.
 
-A TrainConfig as the user gives it leaves recipe settings as None; `binclass.recipes.resolve` turns it,
-once, into a complete frozen one (recipe defaults, device facts, evaluation batch) that the run reads
-and saves as config.json. The command line takes its defaults and help texts from here."""
+A TrainConfig as the user gives it leaves recipe settings as None and some choices as "auto";
+`binclass.recipes.resolve` turns it, once per run, into a complete frozen one (recipe defaults, every
+"auto" decided, the evaluation batch, the Environment it runs in) that the run reads and saves as
+config.json. The command line takes its defaults and help texts from here."""
 
 from __future__ import annotations
 
@@ -22,6 +23,26 @@ AUGMENTS = ("none", "flip", "crop", "standard")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 CACHES = ("memory", "disk", "none")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a run ran: library versions, platform, device. Filled in by resolution, saved with the run
+    (config.json's "environment"); what it decided from them lives in TrainConfig's own fields."""
+
+    binclass: str
+    torch: str
+    numpy: str
+    python: str
+    platform: str
+    device: str  # "cpu", "cuda:0"
+    torch_threads: int
+    started: str  # ISO 8601, UTC, to the second
+    processes: int = 1  # data-parallel ranks of a torchrun launch; batch_size is the global batch
+    device_name: str | None = None  # the GPU's name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 def setting(default: Any, help: str) -> Any:
@@ -71,7 +92,9 @@ class TrainConfig:
     threshold: float = setting(0.5, "predicted class 1 when probability >= threshold")
     eval_batch_size: int | None = setting(None, "inference batch (default: 32 on a CPU, 500 on a GPU)")
     workers: int = setting(0, "decode threads (0: one per core)")
-    precision: str = setting("auto", "auto (bf16 where the hardware supports it) | fp32 | bf16")
+    precision: str = setting(
+        "auto", "auto (bf16 where the hardware supports it; the pretrained recipe: fp32) | fp32 | bf16"
+    )
     cache: str = setting("memory", "memory | disk (reused by later runs) | none (decode per batch)")
     cache_dir: str | None = setting(None, "disk cache folder (default: $BINCLASS_CACHE or ~/.cache/binclass)")
     save_every: float = setting(
@@ -106,14 +129,18 @@ class TrainConfig:
     )
     pretrained: bool = setting(True, "timm:NAME models: start from ImageNet weights")
     weights: str | None = setting(None, "timm:NAME models: local backbone weights (safetensors)")
-    # Facts of the environment (versions, device, precision used), filled in by resolution, saved with the run.
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Filled in by resolution; two runs with the same settings compare equal wherever they ran.
+    environment: Environment | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "out", "cache_dir", "weights"):  # library callers pass Path objects
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 object.__setattr__(self, name, str(value))
+        if isinstance(self.environment, dict):  # read back from config.json
+            known = {f.name for f in dataclasses.fields(Environment)}
+            env = Environment(**{k: v for k, v in self.environment.items() if k in known})
+            object.__setattr__(self, "environment", env)
 
     @property
     def from_scratch(self) -> bool:
@@ -122,8 +149,14 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def resolved(self) -> bool:
+        return self.environment is not None
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["environment"] = self.environment.to_dict() if self.environment is not None else None
+        return d
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -166,12 +199,16 @@ def parse_duration(text: str) -> float:
 
 
 def check_settings(cfg: TrainConfig) -> None:
-    """Every setting of a complete config (recipe defaults filled) is one the run can use."""
+    """Every setting the config holds is one the run can use. Run on the config as given (settings left
+    to the recipe are None and pass) and again on the resolved one (every setting filled)."""
 
     def choice(name: str, options: tuple[str, ...]) -> None:
         value = getattr(cfg, name)
-        if value not in options:
+        if value is not None and value not in options:
             raise BinclassError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(options)}")
+
+    def given(name: str) -> bool:
+        return getattr(cfg, name) is not None
 
     choice("optimizer", OPTIMIZERS)
     choice("scheduler", SCHEDULERS)
@@ -181,21 +218,30 @@ def check_settings(cfg: TrainConfig) -> None:
     choice("cache", CACHES)
     choice("compile_optimizer", ("auto", "on", "off"))
     choice("cuda_graphs", ("on", "off"))
+    if cfg.model is not None and not cfg.model.startswith("timm:") and cfg.model not in MODELS:
+        raise BinclassError(f"--model {cfg.model!r} is not one of: {', '.join(MODELS)}, timm:NAME")
+    epochs = cfg.epochs
     checks = [
-        (cfg.image_size >= 16, "--image-size must be at least 16 pixels"),
+        (not given("image_size") or cfg.image_size >= 16, "--image-size must be at least 16 pixels"),
         (0.0 < cfg.val_split < 1.0, "--val-split must be between 0 and 1 (exclusive)"),
         (0.0 <= cfg.calibration_split < 0.5, "--calibration-split must be from 0 (off) to below 0.5"),
-        (cfg.epochs >= 1, "--epochs must be at least 1"),
+        (epochs is None or epochs >= 1, "--epochs must be at least 1"),
         (cfg.width is None or cfg.width >= 1, "--width must be at least 1"),
-        (cfg.warmup is not None and 0 <= cfg.warmup <= cfg.epochs, "--warmup must be between 0 and --epochs"),
-        (cfg.label_smoothing is not None and 0 <= cfg.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
-        (cfg.ema is not None and cfg.ema >= 0, "--ema must be zero (off) or a half-life in epochs"),
-        (cfg.batch_size >= 1, "--batch-size must be at least 1"),
-        (cfg.lr is not None and cfg.lr > 0, "--lr must be positive"),
-        (cfg.weight_decay >= 0, "--weight-decay must be zero or positive"),
+        (
+            not given("warmup") or (cfg.warmup >= 0 and (epochs is None or cfg.warmup <= epochs)),
+            "--warmup must be between 0 and --epochs",
+        ),
+        (
+            not given("label_smoothing") or 0 <= cfg.label_smoothing < 1,
+            "--label-smoothing must be in [0, 1)",
+        ),
+        (not given("ema") or cfg.ema >= 0, "--ema must be zero (off) or a half-life in epochs"),
+        (not given("batch_size") or cfg.batch_size >= 1, "--batch-size must be at least 1"),
+        (not given("lr") or cfg.lr > 0, "--lr must be positive"),
+        (not given("weight_decay") or cfg.weight_decay >= 0, "--weight-decay must be zero or positive"),
         (0.0 < cfg.threshold < 1.0, "--threshold must be between 0 and 1 (exclusive)"),
         (cfg.early_stop is None or cfg.early_stop >= 1, "--early-stop must be at least 1 epoch"),
-        (cfg.step_size is not None and cfg.step_size >= 1, "--step-size must be at least 1 epoch"),
+        (not given("step_size") or cfg.step_size >= 1, "--step-size must be at least 1 epoch"),
         (0.0 < cfg.gamma <= 1.0, "--gamma must be in (0, 1]"),
         (cfg.eval_batch_size is None or cfg.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
         (cfg.save_every >= 0, "--save-every must be zero (every epoch) or a number of seconds"),

@@ -116,7 +116,7 @@ def _binclass(
     )
     rows = history.read_epochs(out)
     spe = steady([r["seconds"] for r in rows])
-    used = json.loads((out / CONFIG_FILE).read_text())["extra"]["precision"]
+    used = json.loads((out / CONFIG_FILE).read_text())["precision"]
     name = f"b: binclass train --precision {precision}" + (" --cuda-graphs on" if graphs else "")
     return Row(name, spe, rows[0]["train_n"] / spe, rss, wall, used, steady([r["train_seconds"] for r in rows]))
 

@@ -16,11 +16,10 @@ from ..allocator import release_free_memory
 from ..doctor.diagnosis import EpochDoctor
 from ..run.checkpoints import Checkpoints
 from ..run.events import EventLog
+from ..run.hooks import Log
 from ..run.state import StateSnapshot
 from .loop import EpochStats, Evaluation
 from .optim import Schedule
-
-Log = Callable[[str], None]
 
 
 class BestModel:
@@ -112,6 +111,10 @@ class EpochRecorder:
         self.doctor = EpochDoctor(self.run_dir) if diagnose else None
         # --tensorboard: the same rows as event files; the doctor's history holds the steps kept so far
         self.events = EventLog(self.run_dir, len(self.doctor.history.steps)) if events and self.doctor else None
+
+    def extend_to(self, total: int) -> None:
+        """The run goes on to epoch `total` (fine-tuning after the head)."""
+        self.total = total
 
     def record(self, row: dict, stats: EpochStats) -> None:
         self.log(

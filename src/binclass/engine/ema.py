@@ -20,6 +20,10 @@ class WeightAverage:
         self._float = [(a, b) for a, b in pairs if a.is_floating_point()]
         self._other = [(a, b) for a, b in pairs if not a.is_floating_point()]  # batch-norm step counters
 
+    def resume_at(self, updates: int) -> None:
+        """Continue an average that had taken `updates` steps (its weights restored by the caller)."""
+        self.updates = updates
+
     @torch.no_grad()
     def update(self) -> None:
         """After each optimizer step. Early on the average follows the model closely (timm's warm-up of

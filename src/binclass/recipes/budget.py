@@ -77,7 +77,7 @@ def seconds_per_epoch(cfg: TrainConfig, device: torch.device, train_x: Source, v
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device).train()
-        optimizer = make_optimizer(model, copy.deepcopy(cfg))
+        optimizer = make_optimizer(model, cfg)
         step_seconds = _step_seconds(model, optimizer, cfg, train_x, device, WARM_STEPS, GROUPS, PROBE_STEPS)
         validation = _forward_seconds(model, cfg, val_x, device, bool(cfg.tta)) * len(val_x)
         snapshot, write = _checkpoint_seconds(model, optimizer, run_dir)
@@ -101,7 +101,7 @@ def _step_seconds(
     mean, std = normalization(cfg.model)
     gen = torch.Generator().manual_seed(cfg.seed)
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    autocast = torch.bfloat16 if cfg.extra.get("precision") == "bf16" else None
+    autocast = torch.bfloat16 if cfg.precision == "bf16" else None
     batch = min(cfg.batch_size, len(train_x))
 
     def step() -> None:
@@ -198,30 +198,40 @@ class FinetunePlan:
         )
 
 
-def plan_finetune(
-    cfg: TrainConfig,
-    device: torch.device,
-    model: torch.nn.Module,
-    train_x: Source,
-    val_x: Source,
-    budget_seconds: float,
-    elapsed: float,
-) -> FinetunePlan:
-    """How many fine-tuning epochs follow the head within the budget (cfg resolved). Timed on a copy of
-    the model: backbone passes on a slice of the validation images, and full-network training steps."""
+@dataclass(frozen=True)
+class FinetuneCosts:
+    """What the pretrained recipe's phases cost where the run runs, timed on a copy of the model."""
+
+    forward_seconds: float  # one backbone pass over one image, without TTA
+    step_seconds: float  # one full-network training step on a batch
+
+
+def time_finetune(
+    cfg: TrainConfig, device: torch.device, model: torch.nn.Module, train_x: Source, val_x: Source
+) -> FinetuneCosts:
+    """Backbone passes on a slice of the validation images and full-network training steps, timed on a
+    copy of the model (cfg resolved); the run's random numbers are untouched."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         probe = copy.deepcopy(model)
-        forward = _forward_seconds(probe, cfg, val_x, device, tta=False)  # per image, without TTA
-        optimizer = make_optimizer(probe.train(), copy.deepcopy(cfg))
-        step_seconds = _step_seconds(probe, optimizer, cfg, train_x, device, 1, FINETUNE_PROBE_STEPS, 1)
-    batch = min(cfg.batch_size, len(train_x))
-    views = (2 if cfg.augment != "none" else 1) * len(train_x) + (2 if cfg.tta else 1) * len(val_x)
+        forward = _forward_seconds(probe, cfg, val_x, device, tta=False)
+        optimizer = make_optimizer(probe.train(), cfg)
+        step = _step_seconds(probe, optimizer, cfg, train_x, device, 1, FINETUNE_PROBE_STEPS, 1)
+    return FinetuneCosts(forward, step)
+
+
+def plan_finetune(
+    cfg: TrainConfig, n_train: int, n_val: int, costs: FinetuneCosts, budget_seconds: float, elapsed: float
+) -> FinetunePlan:
+    """How many fine-tuning epochs follow the head within the budget, for these costs (cfg resolved)."""
+    forward, step_seconds = costs.forward_seconds, costs.step_seconds
+    batch = min(cfg.batch_size, n_train)
+    views = (2 if cfg.augment != "none" else 1) * n_train + (2 if cfg.tta else 1) * n_val
     head_seconds = forward * views + cfg.epochs * EPOCH_FIXED
-    epoch_seconds = math.ceil(len(train_x) / cfg.batch_size) * step_seconds
-    epoch_seconds += forward * (2 if cfg.tta else 1) * len(val_x) + EPOCH_FIXED
+    epoch_seconds = math.ceil(n_train / cfg.batch_size) * step_seconds
+    epoch_seconds += forward * (2 if cfg.tta else 1) * n_val + EPOCH_FIXED
     # The report's gallery: a Grad-CAM pass (forward and backward) over up to 32 wrong validation images.
-    gallery = step_seconds * min(2 * GALLERY_PER_KIND, len(val_x)) / batch
+    gallery = step_seconds * min(2 * GALLERY_PER_KIND, n_val) / batch
     left = budget_seconds - elapsed
     room = FILL * (left - REPORT_SECONDS - gallery - head_seconds)
     epochs = min(FINETUNE_MAX, max(0, math.floor(room / epoch_seconds)))

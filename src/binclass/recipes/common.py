@@ -1,11 +1,11 @@
 """What every recipe does around its epochs: seeding, the data and the run folder before, the
-predictions, diagnosis and report after."""
+predictions, diagnosis and report after; and the one object (RunContext) a recipe is given."""
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +14,18 @@ import torch
 from ..config import TrainConfig
 from ..data.check import describe_problems, strict_error
 from ..data.decode import default_workers
-from ..data.health import Pair
+from ..data.health import Health, Pair, imbalance_advice, majority_share, with_feature_pairs
 from ..data.scan import DataLayout, Split, hold_out_calibration, scan_dataset
 from ..data.sources import Source, make_source
 from ..doctor.diagnosis import write_diagnosis
 from ..doctor.findings import Finding
-from ..engine.driver import Log
+from ..engine.distributed import SINGLE, World
 from ..errors import BinclassError
+from ..metrics import predict_labels
 from ..phases import Phases
-from ..run.checkpoints import EventHook
 from ..run.files import CONFIG_FILE, PREDICTIONS_FILE
 from ..run.folder import open_run_dir, write_predictions
+from ..run.hooks import Log, RunHooks
 from ..run.lock import RunLock
 from ..run.output import RunOutput
 
@@ -109,23 +110,26 @@ def scan(cfg: TrainConfig) -> DataLayout:
     return hold_out_calibration(layout, cfg.calibration_split, cfg.seed)
 
 
+@dataclass(frozen=True)
+class PreparedData:
+    """A run's images, found and decoded once: the layout (classes, paths and labels of each split, bad
+    files dropped), the decoded training and validation sources in the layout's order, and the open
+    run folder they were prepared for."""
+
+    run_dir: Path
+    layout: DataLayout
+    train_x: Source
+    val_x: Source
+
+
 def prepare_data(
-    cfg: TrainConfig,
-    device: torch.device,
-    run: RunFolder,
-    log: Log,
-    on_event: EventHook | None = None,
-    intro: str | None = None,
-    layout: DataLayout | None = None,
-) -> tuple[Path, DataLayout, Source, Source]:
-    """Scan DATA_DIR (unless layout is its scan), open the run folder (saving the config of a new run),
-    decode (or check) every image once; drop and name bad files. intro: the run's first line, logged
-    once the folder is open."""
-    if layout is None:
-        layout = scan(cfg)
+    cfg: TrainConfig, device: torch.device, run: RunFolder, hooks: RunHooks, layout: DataLayout, intro: str
+) -> PreparedData:
+    """Open the run folder (saving the config of a new run), log intro (the run's first line) and the
+    data's shape, decode (or check) every image of layout (cfg's scan) once; drop and name bad files."""
+    log = hooks.log
     run_dir = run.open(cfg)
-    if intro is not None:
-        log(intro)
+    log(intro)
     held_out = "validation folder" if layout.val_source == "folder" else f"{cfg.val_split:.0%} held out"
     if layout.calibration.paths:
         held_out += f"; {len(layout.calibration)} training images held out for calibration"
@@ -139,48 +143,77 @@ def prepare_data(
     train_x, train_good, train_bad, how = make_source(
         layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir
     )
-    if on_event is not None:
-        on_event("decoded-train")
+    hooks.event("decoded-train")
     val_x, val_good, val_bad, val_how = make_source(
         layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir
     )
-    if on_event is not None:
-        on_event("decoded")
+    hooks.event("decoded")
     log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
     layout = drop_bad_files(layout, train_good, val_good, train_bad + val_bad, cfg.strict, log)
-    return run_dir, layout, train_x, val_x
+    return PreparedData(run_dir, layout, train_x, val_x)
 
 
-# (run folder, pairs of alike images found while training) -> findings about the data
-DataFindings = Callable[[Path, list[Pair]], list[Finding]]
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a recipe is handed: the resolved config, the device, the prepared data, the run's hooks
+    and phase clock, the process's place in a torchrun launch, whether it continues a stopped run, and
+    the duplicate search's result (None: not searched), which becomes findings once the validation
+    predictions exist."""
+
+    cfg: TrainConfig
+    device: torch.device
+    data: PreparedData
+    hooks: RunHooks
+    phases: Phases
+    world: World = SINGLE
+    resume: bool = False
+    health: Health | None = None
+
+    @property
+    def log(self) -> Log:
+        return self.hooks.log
 
 
-def finish_run(
-    run_dir: Path,
-    layout: DataLayout,
-    probs: np.ndarray,
-    threshold: float,
-    findings: list[Finding],
-    log: Log,
-    phases: Phases,
-    on_event: EventHook | None = None,
-    data_findings: DataFindings | None = None,
-    alike: list[Pair] | None = None,
-) -> Path:
-    """val_predictions.csv, diagnosis.json and the report, then the closing line. data_findings(run_dir,
-    alike): the findings about the data (duplicates, leakage), once the validation predictions are
-    written; alike: pairs the recipe found alike on its own (a pretrained backbone's features)."""
-    phases.mark("training")
+def data_findings(
+    health: Health, layout: DataLayout, probs: np.ndarray, threshold: float, alike: list[Pair], log: Log
+) -> list[Finding]:
+    """The data's findings (duplicates across and within the splits, leakage with the accuracy with and
+    without the leaked validation images), from the validation probabilities in memory. alike: pairs
+    the recipe found alike on its own (a pretrained backbone's features)."""
+    from ..doctor.health import health_findings
+
+    h = with_feature_pairs(health, alike)
+    predicted = predict_labels(probs, threshold)
+    correct = {str(p): bool(y == c) for p, y, c in zip(layout.val.paths, layout.val.labels, predicted)}
+    log(
+        f"duplicates: {len(h.across())} pairs across train and validation, {len(h.within('train'))} within "
+        f"train, {len(h.within('validation'))} within validation ({len(h.conflicting())} under both classes)"
+    )
+    advice = imbalance_advice(h.counts.get("train", {}))
+    if advice:
+        counts = ", ".join(f"{c} {n}" for c, n in h.counts["train"].items())
+        log(f"imbalance: training has {counts} ({majority_share(h.counts['train']):.0%} one class): {advice}")
+    found = health_findings(h, correct)
+    for finding in found:
+        log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
+    return found
+
+
+def finish_run(ctx: RunContext, probs: np.ndarray, findings: list[Finding], alike: list[Pair] | None = None) -> Path:
+    """val_predictions.csv, the data's findings, diagnosis.json and the report, then the closing line.
+    probs: the kept model's validation probabilities; findings: the doctor's over the run's epochs;
+    alike: pairs of images the recipe found alike on its own (a pretrained backbone's features)."""
+    run_dir, layout, threshold, hooks = ctx.data.run_dir, ctx.data.layout, ctx.cfg.threshold, ctx.hooks
+    ctx.phases.mark("training")
     try:
         write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
-        if on_event is not None:
-            on_event("predictions")
+        hooks.event("predictions")
         if layout.calibration.paths:
             from ..tuning import write_calibration_predictions
 
             write_calibration_predictions(run_dir, layout)
-        if data_findings is not None:
-            findings = findings + data_findings(run_dir, alike or [])
+        if ctx.health is not None:
+            findings = findings + data_findings(ctx.health, layout, probs, threshold, alike or [], hooks.log)
         from ..explain import write_gallery  # the report's gallery: the worst errors with heatmaps
 
         write_gallery(run_dir)
@@ -193,8 +226,7 @@ def finish_run(
             f"{run_dir}: cannot write the run's report files ({exc.strerror or exc}); every checkpoint is intact: "
             f"free space or fix the folder's permissions, then `binclass train --resume {run_dir}`"
         ) from None
-    if on_event is not None:
-        on_event("report")
-    phases.mark("report")
-    log(f"run folder: {run_dir}  report: {report}  ({phases.summary()})")
+    hooks.event("report")
+    ctx.phases.mark("report")
+    hooks.log(f"run folder: {run_dir}  report: {report}  ({ctx.phases.summary()})")
     return run_dir

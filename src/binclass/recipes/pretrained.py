@@ -17,20 +17,18 @@ from .. import metrics
 from ..config import TrainConfig
 from ..data.augment import augment_batch
 from ..data.health import feature_pairs
-from ..data.scan import DataLayout
 from ..data.sources import Source, TensorSource
 from ..engine.driver import BestModel, EarlyStop, EpochRecorder, run_epochs
 from ..engine.infer import inference_batches, predict_logits, prepare, prepare_model, probabilities
 from ..engine.loop import EpochStats, Evaluation, evaluate, train_one_epoch
 from ..engine.optim import Schedule, make_optimizer, make_scheduler, warmup_cosine
 from ..models import build_model, normalization
-from ..phases import Phases
 from ..progressbar import terminal_progress
-from ..run.checkpoints import Checkpoints, EventHook
+from ..run.checkpoints import Checkpoints
 from ..run.files import BEST_FILE
 from ..run.folder import model_meta
 from ..run.weights import load_model
-from .common import DataFindings, Log, finish_run, resolve_pos_weight, seed_everything
+from .common import RunContext, finish_run, resolve_pos_weight, seed_everything
 
 
 def extract_features(
@@ -65,20 +63,11 @@ def pretrained_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
     return prepare_model(build_model(cfg.model, cfg.image_size, pretrained=cfg.pretrained, weights=weights), device)
 
 
-def fit_pretrained(
-    cfg: TrainConfig,
-    device: torch.device,
-    model: torch.nn.Module,
-    run_dir: Path,
-    layout: DataLayout,
-    train_x: Source,
-    val_x: Source,
-    log: Log,
-    phases: Phases,
-    on_event: EventHook | None = None,
-    data_findings: DataFindings | None = None,
-) -> Path:
-    """Train the head on cached features (and fine-tune with --finetune N); write the run folder."""
+def fit_pretrained(ctx: RunContext, model: torch.nn.Module) -> Path:
+    """Train model's head on cached features (and fine-tune the whole of it with --finetune N); write the
+    run folder."""
+    cfg, device, log = ctx.cfg, ctx.device, ctx.log
+    run_dir, layout, train_x, val_x = ctx.data.run_dir, ctx.data.layout, ctx.data.train_x, ctx.data.val_x
     mean, std = normalization(cfg.model)
 
     start = time.perf_counter()
@@ -109,7 +98,7 @@ def fit_pretrained(
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     best, early_stop = BestModel(), EarlyStop(cfg.early_stop)
     recorder = EpochRecorder(run_dir, cfg.epochs, log, events=cfg.tensorboard)
-    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every, on_event)
+    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every, ctx.hooks.on_event)
 
     def train(epoch: int) -> EpochStats:
         stats = train_one_epoch(
@@ -147,12 +136,9 @@ def fit_pretrained(
     )
     probs = ev.probs
     if cfg.finetune:
-        done = int(checkpoints.meta["epoch"])
-        probs = finetune(cfg, device, model, layout, train_x, val_x, done, best, recorder, checkpoints, log)
+        probs = finetune(ctx, model, best, recorder, checkpoints)
     checkpoints.close()
-    return finish_run(
-        run_dir, layout, probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event, data_findings, alike
-    )
+    return finish_run(ctx, probs, recorder.doctor.findings, alike)
 
 
 # The whole network trains at a tenth of the head's learning rate (ImageNet features need only a
@@ -163,22 +149,14 @@ FROZEN_NORMS = True  # batch norm in inference mode while fine-tuning (see train
 
 
 def finetune(
-    cfg: TrainConfig,
-    device: torch.device,
-    model: torch.nn.Module,
-    layout: DataLayout,
-    train_x: Source,
-    val_x: Source,
-    done: int,
-    best: BestModel,
-    recorder: EpochRecorder,
-    checkpoints: Checkpoints,
-    log: Log,
+    ctx: RunContext, model: torch.nn.Module, best: BestModel, recorder: EpochRecorder, checkpoints: Checkpoints
 ) -> np.ndarray:
-    """Fine-tune every layer after the head (epochs done+1 ... done+finetune, with cfg's optimizer,
-    augmentation, early stop and checkpoint interval); keep whichever of head-only and fine-tuned has the
-    lower validation loss (model.json's default_checkpoint then names best.safetensors). Returns the kept
-    model's validation probabilities."""
+    """Fine-tune every layer after the head (the epochs after the head's last checkpoint, with cfg's
+    optimizer, augmentation, early stop and checkpoint interval); keep whichever of head-only and
+    fine-tuned has the lower validation loss (model.json's default_checkpoint then names
+    best.safetensors). Returns the kept model's validation probabilities."""
+    cfg, device, layout, train_x, val_x = ctx.cfg, ctx.device, ctx.data.layout, ctx.data.train_x, ctx.data.val_x
+    done = checkpoints.epoch
     mean, std = normalization(cfg.model)
     optimizer = make_optimizer(model, cfg.replace(lr=cfg.lr * FINETUNE_LR_FACTOR))
     steps = math.ceil(len(layout.train) / cfg.batch_size)
@@ -191,7 +169,7 @@ def finetune(
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)
     head_best = best.loss
     last = done + cfg.finetune
-    recorder.total = last
+    recorder.extend_to(last)
     early_stop = EarlyStop(cfg.early_stop)  # patience counts fine-tuning epochs: a new phase, a new count
 
     def train(epoch: int) -> EpochStats:
@@ -236,9 +214,8 @@ def finetune(
         checkpoints=checkpoints,
     )
     kept = "fine-tuned" if best.loss < head_best else "head only"
-    checkpoints.meta.update(default_checkpoint="best", kept=kept)
-    checkpoints.save_meta()
-    log(f"kept the {kept} model (lowest validation loss, epoch {best.epoch}): predict uses {BEST_FILE}")
+    checkpoints.choose_default("best", kept)
+    ctx.log(f"kept the {kept} model (lowest validation loss, epoch {best.epoch}): predict uses {BEST_FILE}")
     kept_model, _ = load_model(checkpoints.run_dir, "best")
     return evaluate(
         prepare_model(kept_model, device),

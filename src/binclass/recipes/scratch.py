@@ -10,12 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import TrainConfig
 from ..data.augment import augment_batch
-from ..data.scan import DataLayout
-from ..data.sources import Source
 from ..engine import distributed
-from ..engine.distributed import SINGLE, World
 from ..engine.driver import BestModel, EarlyStop, EpochRecorder, run_epochs
 from ..engine.ema import WeightAverage
 from ..engine.graphstep import GraphBackend, GraphedStep, lr_to_tensor
@@ -25,41 +21,27 @@ from ..engine.optim import make_optimizer, make_scheduler, step_function
 from ..engine.step import StepRunner, training_step
 from ..errors import BinclassError
 from ..models import build_model, normalization
-from ..phases import Phases
 from ..progressbar import terminal_progress
 from ..run import history
-from ..run.checkpoints import Checkpoints, EventHook
+from ..run.checkpoints import Checkpoints
 from ..run.files import MODEL_FILE, STATE_FILE
 from ..run.folder import model_meta
+from ..run.hooks import StepHook
 from ..run.state import StateSnapshot, load_state, snapshot_state
-from .common import DataFindings, Log, finish_run, resolve_pos_weight, seed_everything
-
-# Called after every optimizer step with (epoch, step, steps in the epoch): progress bars and tests' hooks.
-StepHook = Callable[[int, int, int], None]
+from .common import RunContext, finish_run, resolve_pos_weight, seed_everything
 
 
-def fit_scratch(
-    cfg: TrainConfig,
-    device: torch.device,
-    run_dir: Path,
-    layout: DataLayout,
-    train_x: Source,
-    val_x: Source,
-    resume: bool,
-    log: Log,
-    phases: Phases,
-    on_step: StepHook | None = None,
-    on_event: EventHook | None = None,
-    world: World = SINGLE,
-    data_findings: DataFindings | None = None,
-) -> Path:
-    """Train cfg's network on the decoded images and write the run folder (cfg: resolved). With several
-    ranks (torchrun), every rank trains its DDP replica and only rank 0 writes (engine.distributed)."""
+def fit_scratch(ctx: RunContext) -> Path:
+    """Train ctx.cfg's network on the decoded images and write the run folder (ctx.resume: continue it
+    from its last checkpoint). With several ranks (torchrun), every rank trains its DDP replica and
+    only rank 0 writes (engine.distributed)."""
+    cfg, device, world, log = ctx.cfg, ctx.device, ctx.world, ctx.log
+    run_dir, layout, train_x, val_x = ctx.data.run_dir, ctx.data.layout, ctx.data.train_x, ctx.data.val_x
     seed_everything(cfg.seed)
     model = prepare_model(build_model(cfg.model, cfg.image_size, width=cfg.width), device)
     replica = distributed.wrap(model, device) if world.distributed else model  # what the training steps run
     mean, std = normalization(cfg.model)
-    compiled, graphed = cfg.extra["compiled_optimizer_step"], cfg.extra["cuda_graphs"]
+    compiled, graphed = cfg.compile_optimizer == "on", cfg.cuda_graphs == "on"
 
     train_y = torch.tensor(layout.train.labels, dtype=torch.float32, device=device)
     val_y = np.asarray(layout.val.labels)
@@ -77,39 +59,40 @@ def fit_scratch(
 
     best, early_stop = BestModel(), EarlyStop(cfg.early_stop)
     done = 0  # last completed epoch
-    checkpoints = Checkpoints(run_dir, model_meta(cfg, layout), cfg.save_every, on_event, enabled=world.writer)
-    if resume and not (run_dir / STATE_FILE).exists():
+    checkpoints = Checkpoints(
+        run_dir, model_meta(cfg, layout), cfg.save_every, ctx.hooks.on_event, enabled=world.writer
+    )
+    if ctx.resume and not (run_dir / STATE_FILE).exists():
         dropped = history.truncate(run_dir, 0) if world.writer else []  # rows of an older binclass: no state
         log(
             f"no epoch of this run was completed before it stopped: training from epoch 1 of {cfg.epochs}"
             + (f" (rows of epochs {_epochs(dropped)} had no checkpoint and are trained again)" if dropped else "")
         )
-    elif resume:
+    elif ctx.resume:
         restored = load_state(
             run_dir, model, optimizer, schedule.scheduler, generators, ema.model if ema is not None else None
         )
         if ema is not None and restored.ema_updates is not None:
-            ema.updates = restored.ema_updates
+            ema.resume_at(restored.ema_updates)
         done = int(restored.counters["epoch"])
         if world.rank > 0:  # the state holds rank 0's augmentation stream: the others take one of their own
             augment_gen.manual_seed(cfg.seed + 1 + 1_000_003 * world.rank + done)
         best.load_state_dict(restored.counters)
         early_stop.load_state_dict(restored.counters)
         dropped = restore_history(run_dir, done, restored.rows) if world.writer else []
-        checkpoints.meta.update(epoch=done, best_epoch=best.epoch, best_val_loss=best.loss)
-        checkpoints.saved_epoch, checkpoints.state_weights = done, restored.weights_file
+        checkpoints.resumed(done, best.epoch, best.loss, restored.weights_file)
         log(
             f"resuming after epoch {done} of {cfg.epochs}"
             + (f" (rows of epochs {_epochs(dropped)} had no checkpoint and are trained again)" if dropped else "")
         )
-    autocast_dtype = torch.bfloat16 if cfg.extra["precision"] == "bf16" else None
+    autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
     runner = None
     if graphed:
         runner = graph_runner(model, optimizer, optimizer_step, cfg.threshold, pos_weight, autocast_dtype)
     recorder = EpochRecorder(run_dir, cfg.epochs, log, diagnose=world.writer, events=cfg.tensorboard)
 
     def train(epoch: int) -> EpochStats:
-        progress = step_progress(f"epoch {epoch}/{cfg.epochs}", epoch, on_step, world.writer)
+        progress = step_progress(f"epoch {epoch}/{cfg.epochs}", epoch, ctx.hooks.on_step, world.writer)
         stats = train_one_epoch(
             replica,
             train_x,
@@ -153,7 +136,7 @@ def fit_scratch(
         ema_model, ema_updates = (ema.model, ema.updates) if ema is not None else (None, None)
         return snapshot_state(model, optimizer, schedule.scheduler, generators, counters, ema_model, ema_updates)
 
-    phases.mark("setup")
+    ctx.phases.mark("setup")
     ev = run_epochs(
         range(done + 1, cfg.epochs + 1),
         train=train,
@@ -171,9 +154,7 @@ def fit_scratch(
         ev = validate()
     if not world.writer:
         return run_dir
-    return finish_run(
-        run_dir, layout, ev.probs, cfg.threshold, recorder.doctor.findings, log, phases, on_event, data_findings
-    )
+    return finish_run(ctx, ev.probs, recorder.doctor.findings)
 
 
 def restore_history(run_dir: Path, done: int, rows: dict | None) -> list[int]:

@@ -17,7 +17,7 @@ def run_seeds(cfg: TrainConfig, seeds: list[int], overwrite: bool = False, log: 
     out = Path(cfg.out)
     per_seed = []
     for seed in seeds:
-        run_cfg = cfg.replace(seed=seed, out=str(out / f"seed-{seed}"), extra={})
+        run_cfg = cfg.replace(seed=seed, out=str(out / f"seed-{seed}"), environment=None)
         log(f"== seed {seed}")
         start = time.perf_counter()
         fit(run_cfg, overwrite=overwrite, log=log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -9,10 +10,9 @@ from pathlib import Path
 import torch
 
 from ..allocator import keep_freed_memory
-from ..compare import correctness
 from ..config import TrainConfig, parse_duration
 from ..data.decode import default_workers
-from ..data.health import Health, check_health, imbalance_advice, majority_share, with_feature_pairs
+from ..data.health import Health, check_health
 from ..data.scan import DataLayout
 from ..device import resolve_device
 from ..engine import distributed
@@ -20,15 +20,15 @@ from ..engine.distributed import World
 from ..errors import BinclassError
 from ..explain import import_gallery_tools
 from ..phases import Phases
-from ..run.checkpoints import EventHook
 from ..run.events import require_tensorboard
 from ..run.files import CONFIG_FILE
+from ..run.hooks import EventHook, Log, RunHooks, StepHook, silent
 from ..run.output import RunOutput
-from .budget import plan_epochs, plan_finetune, seconds_per_epoch
-from .common import DataFindings, Log, RunFolder, prepare_data, scan
+from .budget import plan_epochs, plan_finetune, seconds_per_epoch, time_finetune
+from .common import PreparedData, RunContext, RunFolder, prepare_data, scan
 from .defaults import describe_choice
-from .resolve import resolve
-from .scratch import StepHook, fit_scratch
+from .resolve import resolve, validate
+from .scratch import fit_scratch
 
 
 def fit(
@@ -48,14 +48,13 @@ def fit(
     Started by torchrun (several processes), each process trains a data-parallel replica; rank 0 alone
     prints and writes the run folder (engine.distributed)."""
     world = distributed.world_from_env()
-    if not world.writer:
-        log = _silent
-    with RunOutput(log) as output:
+    with RunOutput(log if world.writer else silent) as output:
         run = RunFolder(Path(cfg.out), overwrite, resume, output, writer=world.writer)
+        hooks = RunHooks(output.log, on_step, on_event)
         try:
             if world.distributed:
                 distributed.start(world, cfg.device)
-            run_dir = _fit(cfg, run, output.log, on_step, on_event, world)
+            run_dir = _fit(cfg, run, hooks, world)
             if cfg.calibrate and world.writer:
                 _calibrate(run_dir, output.log)
             return run_dir
@@ -104,91 +103,45 @@ def _search_health(layout: DataLayout, log: Log, workers: int) -> Health | None:
     return check_health(layout, workers)
 
 
-def _health_findings(health: Health | None, log: Log) -> DataFindings | None:
-    """The data's findings for finish_run, once val_predictions.csv is written: with the accuracy with and
-    without leaked validation images."""
-    if health is None:
-        return None
-
-    def findings(run_dir: Path, alike: list) -> list:
-        from ..doctor.health import health_findings
-
-        h = with_feature_pairs(health, alike)
-        correct = correctness(run_dir)
-        log(
-            f"duplicates: {len(h.across())} pairs across train and validation, {len(h.within('train'))} within "
-            f"train, {len(h.within('validation'))} within validation ({len(h.conflicting())} under both classes)"
-        )
-        advice = imbalance_advice(h.counts.get("train", {}))
-        if advice:
-            counts = ", ".join(f"{c} {n}" for c, n in h.counts["train"].items())
-            log(f"imbalance: training has {counts} ({majority_share(h.counts['train']):.0%} one class): {advice}")
-        found = health_findings(h, correct)
-        for finding in found:
-            log(f"doctor: {finding.severity} [{finding.id}] {finding.message}")
-        return found
-
-    return findings
-
-
-def _silent(line: str) -> None:
-    pass
-
-
 def _within_budget(
-    given: TrainConfig,
-    cfg: TrainConfig,
-    device: torch.device,
-    data: tuple,
-    world: World,
-    phases: Phases,
-    log: Log,
-    train_images: int,
-    pretrained: torch.nn.Module | None = None,
+    given: TrainConfig, ctx: RunContext, train_images: int, pretrained: torch.nn.Module | None = None
 ) -> TrainConfig:
-    """The config resolved again with what fits in --time-budget (counted from the start of fit): the
-    epochs of a from-scratch run, so that every setting that follows them (warm-up, weight average)
-    follows them; the fine-tuning epochs of a pretrained one. Saved over the config.json written before
-    the timing."""
-    run_dir, _, train_x, val_x = data
+    """The run's second and last resolution: the user's config with what fits in --time-budget (counted
+    from the start of fit): the epochs of a from-scratch run, so that every setting that follows them
+    (warm-up, weight average) follows them; the fine-tuning epochs of a pretrained one. Saved over the
+    config.json written before the timing."""
+    cfg, data, device = ctx.cfg, ctx.data, ctx.device
     budget = parse_duration(cfg.time_budget)
     import_gallery_tools()
     if pretrained is None:
-        epoch_seconds = seconds_per_epoch(cfg, device, train_x, val_x, run_dir)
-        plan = plan_epochs(budget, time.perf_counter() - phases.started, epoch_seconds)
+        epoch_seconds = seconds_per_epoch(cfg, device, data.train_x, data.val_x, data.run_dir)
+        plan = plan_epochs(budget, time.perf_counter() - ctx.phases.started, epoch_seconds)
     else:
-        plan = plan_finetune(cfg, device, pretrained, train_x, val_x, budget, time.perf_counter() - phases.started)
-    cfg = resolve(given.replace(**plan.settings), world.size, train_images)
-    cfg.save(run_dir / CONFIG_FILE)
-    log(plan.describe(cfg.time_budget))
-    phases.mark("timing")
+        costs = time_finetune(cfg, device, pretrained, data.train_x, data.val_x)
+        elapsed = time.perf_counter() - ctx.phases.started
+        plan = plan_finetune(cfg, len(data.train_x), len(data.val_x), costs, budget, elapsed)
+    cfg = resolve(given.replace(**plan.settings), ctx.world.size, train_images)
+    cfg.save(data.run_dir / CONFIG_FILE)
+    ctx.log(plan.describe(cfg.time_budget))
+    ctx.phases.mark("timing")
     return cfg
 
 
-def _fit(
-    cfg: TrainConfig, run: RunFolder, log: Log, on_step: StepHook | None, on_event: EventHook | None, world: World
-) -> Path:
+def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> Path:
     phases = Phases()
-    chosen = cfg.model is not None
-    given = cfg
-    checked = resolve(cfg, world.size)  # every setting checked before the data folder is read
-    if cfg.time_budget is not None and not run.resume:
-        if cfg.epochs is not None and checked.from_scratch:
-            raise BinclassError("give --epochs or --time-budget, not both: the budget chooses the epochs")
-        if cfg.finetune:
-            raise BinclassError("give --finetune or --time-budget, not both: the budget chooses the fine-tuning")
-        if world.distributed:
-            raise BinclassError("--time-budget sizes a run on one process; give --epochs under torchrun")
-    layout = scan(cfg)
-    cfg = resolve(cfg, world.size, len(layout.train))
+    validate(given, world.size, run.resume)  # every setting checked before the data folder is read
+    layout = scan(given)
+    cfg = resolve(given, world.size, len(layout.train))
     if cfg.tensorboard:
         require_tensorboard()  # before any decoding
-    intro = describe_choice(cfg, chosen, len(layout.train))  # printed once the data and the folder are found usable
+    intro = describe_choice(cfg, given.model is not None, len(layout.train))
     keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
     device = resolve_device(cfg.device)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    budgeted = cfg.time_budget is not None and not run.resume
+    model = None
     if not cfg.from_scratch:
         if world.distributed:
             raise BinclassError(
@@ -197,20 +150,18 @@ def _fit(
             )
         if run.resume:
             raise BinclassError("--resume is for the from-scratch models; a pretrained run is short, start it again")
-        from .pretrained import fit_pretrained, pretrained_model
+        from .pretrained import pretrained_model
 
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
         phases.mark("model")
-        data = prepare_data(cfg, device, run, log, on_event, intro, layout)
-        health = _search_health(data[1], log, default_workers(cfg.workers))
-        phases.mark("images")
-        if cfg.time_budget is not None:
-            cfg = _within_budget(given, cfg, device, data, world, phases, log, len(layout.train), model)
-        return fit_pretrained(cfg, device, model, *data, log, phases, on_event, _health_findings(health, log))
-    data = prepare_data(cfg, device, run, log, on_event, intro, layout)
-    health = _search_health(data[1], log, default_workers(cfg.workers)) if world.writer else None
+    data: PreparedData = prepare_data(cfg, device, run, hooks, layout, intro)
+    health = _search_health(data.layout, hooks.log, default_workers(cfg.workers)) if world.writer else None
     phases.mark("images")
-    if cfg.time_budget is not None and not run.resume:
-        cfg = _within_budget(given, cfg, device, data, world, phases, log, len(layout.train))
-    findings = _health_findings(health, log)
-    return fit_scratch(cfg, device, *data, run.resume, log, phases, on_step, on_event, world, findings)
+    ctx = RunContext(cfg, device, data, hooks, phases, world, run.resume, health)
+    if budgeted:
+        ctx = dataclasses.replace(ctx, cfg=_within_budget(given, ctx, len(layout.train), model))
+    if model is not None:
+        from .pretrained import fit_pretrained
+
+        return fit_pretrained(ctx, model)
+    return fit_scratch(ctx)

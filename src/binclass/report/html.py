@@ -153,7 +153,7 @@ def write_report(run_dir: Path) -> Path:
         "lr",
         "seconds",
     ]
-    settings = {k: v for k, v in config.items() if k != "extra"}
+    settings = {k: v for k, v in config.items() if k != "environment"}
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>binclass run {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1150px;margin:1em auto;color:#222}}
@@ -175,7 +175,7 @@ curves count every sample.</p>
 {_gallery_section(run_dir)}
 <h2>Epochs</h2>{_table(epochs, cols)}
 <h2>Settings</h2>{_table([{"setting": k, "value": v} for k, v in settings.items()], ["setting", "value"])}
-<h2>Environment</h2>{_table([{"key": k, "value": v} for k, v in config.get("extra", {}).items()], ["key", "value"])}
+<h2>Environment</h2>{_table([{"key": k, "value": v} for k, v in (config.get("environment") or {}).items()], ["key", "value"])}
 </body></html>
 """
     out = run_dir / REPORT_FILE

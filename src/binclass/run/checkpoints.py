@@ -17,11 +17,9 @@ from ..errors import BinclassError
 from . import history
 from .atomic import link_atomically
 from .files import BEST_FILE, META_FILE, MODEL_FILE, STATE_FILE, STATE_WEIGHTS
+from .hooks import EventHook
 from .state import StateSnapshot, write_state
 from .weights import cpu_copy, save_meta, save_weights
-
-# Called with the name of a point in a checkpoint's write: tests stop the process there.
-EventHook = Callable[[str], None]
 
 
 class Checkpoints:
@@ -49,6 +47,22 @@ class Checkpoints:
         self._metrics: list[dict] = []  # rows of the epochs since the last checkpoint
         self._steps: list[dict] = []
         self._pending: _Write | None = None
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the last checkpoint taken (0: none yet)."""
+        return int(self.meta.get("epoch", 0))
+
+    def resumed(self, epoch: int, best_epoch: int | None, best_loss: float, state_weights: str) -> None:
+        """The run continues after the checkpoint of `epoch` found on disk, whose state names
+        state_weights (the next state goes to the other slot)."""
+        self.meta.update(epoch=epoch, best_epoch=best_epoch, best_val_loss=best_loss)
+        self.saved_epoch, self.state_weights = epoch, state_weights
+
+    def choose_default(self, checkpoint: str, kept: str) -> None:
+        """model.json names the checkpoint predict loads (`kept` says why) and is written again."""
+        self.meta.update(default_checkpoint=checkpoint, kept=kept)
+        self.save_meta()
 
     def add_rows(self, row: dict, steps: list[dict]) -> None:
         """An epoch's metrics row and step rows, written with the next checkpoint."""

@@ -49,7 +49,7 @@ def open_run_dir(out: Path, overwrite: bool, resume: bool, log: Callable[[str], 
 
 
 def environment(device: torch.device) -> dict:
-    """Library versions, platform and device: config.json's `extra`."""
+    """Library versions, platform and device: the fields of config.Environment."""
     env = {
         "binclass": __version__,
         "torch": torch.__version__,
