@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import finding_ids
 from typer.testing import CliRunner
 
 from binclass.cli import app
@@ -15,8 +16,8 @@ from binclass.doctor.logs import History, from_rows, load_history
 runner = CliRunner()
 
 
-def _ids(h: History, severities=("error", "warning", "info")) -> set[str]:
-    return {f.id for f in diagnose(h) if f.severity in severities}
+def diagnosed(h: History, severities=("error", "warning", "info")) -> set[str]:
+    return finding_ids(diagnose(h), severities)
 
 
 def healthy_epochs(n=12, val_n=None):
@@ -44,7 +45,7 @@ def write_csv(path, rows):
 
 
 def test_healthy_history_has_no_error_or_warning():
-    assert _ids(History(epochs=healthy_epochs()), ("error", "warning")) == set()
+    assert diagnosed(History(epochs=healthy_epochs()), ("error", "warning")) == set()
 
 
 # --- metric-argmax-single-output
@@ -62,8 +63,8 @@ def _argmax_steps(seed=0, n=15, real=False):
 @pytest.mark.parametrize("seed", range(5))
 def test_argmax_fires_on_posted_style_log(seed):
     h = from_rows(_argmax_steps(seed), "posted")
-    assert "metric-argmax-single-output" in _ids(h)
-    assert "metric-argmax-single-output" not in _ids(from_rows(_argmax_steps(seed, real=True), "fixed"))
+    assert "metric-argmax-single-output" in diagnosed(h)
+    assert "metric-argmax-single-output" not in diagnosed(from_rows(_argmax_steps(seed, real=True), "fixed"))
 
 
 def test_argmax_fires_on_fastai_style_constant_accuracy(tmp_path):
@@ -73,22 +74,22 @@ def test_argmax_fires_on_fastai_style_constant_accuracy(tmp_path):
     ]
     h = load_history(write_csv(tmp_path / "fastai.csv", rows))
     assert h.epochs[0]["val_acc"] == 0.5  # fastai's metric column is a validation metric
-    assert "metric-argmax-single-output" in _ids(h)
+    assert "metric-argmax-single-output" in diagnosed(h)
 
 
 # --- constant-predictions
 def test_constant_predictions_from_counts_and_from_logs():
     rows = [dict(r, val_n=100, val_tn=50, val_fp=0, val_fn=50, val_tp=0, val_acc=0.5) for r in healthy_epochs(5)]
     h = History(epochs=rows, counts=True, val_n=100, val_positive_rate=0.5)
-    assert "constant-predictions" in _ids(h)
+    assert "constant-predictions" in diagnosed(h)
     collapsed = [{"epoch": e, "loss": 49.6, "accuracy": 0.5, "val_loss": 50.0, "val_accuracy": 0.5} for e in range(6)]
-    assert "constant-predictions" in _ids(from_rows(collapsed, "keras"))
+    assert "constant-predictions" in diagnosed(from_rows(collapsed, "keras"))
     saturated_steps = [{"step": i + 1, "loss": 49.6} for i in range(40)]  # a script that logs only its loss
     (steps,) = [f for f in diagnose(History(steps=saturated_steps)) if f.id == "constant-predictions"]
     assert steps.severity == "error" and steps.evidence["saturated_steps"] == 40
     frozen = [{"epoch": e, "loss": 0.6931, "val_loss": 0.6932, "val_accuracy": 0.5} for e in range(6)]
-    assert "constant-predictions" in _ids(from_rows(frozen, "keras"))
-    assert "constant-predictions" not in _ids(History(epochs=healthy_epochs()))
+    assert "constant-predictions" in diagnosed(from_rows(frozen, "keras"))
+    assert "constant-predictions" not in diagnosed(History(epochs=healthy_epochs()))
 
 
 def test_constant_epochs_are_listed_as_ranges():
@@ -108,8 +109,8 @@ def test_one_constant_first_epoch_is_too_early_to_call_but_two_are_not():
             out.append(r)
         return History(epochs=out, counts=True, val_n=100, val_positive_rate=0.5)
 
-    assert "constant-predictions" not in _ids(rows(1, 1))  # what training's doctor sees after epoch 1
-    assert "constant-predictions" in _ids(rows(2, 2))
+    assert "constant-predictions" not in diagnosed(rows(1, 1))  # what training's doctor sees after epoch 1
+    assert "constant-predictions" in diagnosed(rows(2, 2))
     late = rows(4, 4)
     for r in late.epochs[:2]:  # the last two of four epochs constant: a collapse at the end is an error
         r.update(val_fp=10, val_tp=40, val_tn=40, val_fn=10)
@@ -123,7 +124,7 @@ def test_brief_collapse_that_recovers_is_not_reported():
     rows = healthy_epochs(8)
     for r in rows[:2]:
         r.update(val_acc=0.5, val_loss=0.6932)
-    assert "constant-predictions" not in _ids(History(epochs=rows))
+    assert "constant-predictions" not in diagnosed(History(epochs=rows))
 
 
 # --- not-learning
@@ -138,35 +139,35 @@ def test_not_learning():
         }
         for e in range(1, 9)
     ]
-    assert "not-learning" in _ids(History(epochs=flat))
-    assert "not-learning" in _ids(History(epochs=flat, val_n=1000))  # 0.52 on 1000 images: chance
-    assert "not-learning" not in _ids(History(epochs=healthy_epochs()))
+    assert "not-learning" in diagnosed(History(epochs=flat))
+    assert "not-learning" in diagnosed(History(epochs=flat, val_n=1000))  # 0.52 on 1000 images: chance
+    assert "not-learning" not in diagnosed(History(epochs=healthy_epochs()))
     # A warm-up: the loss hovers at ln 2 for three epochs while validation accuracy already climbs.
     warm = [dict(r) for r in flat[:3]]
     for r, acc in zip(warm, (0.57, 0.67, 0.62)):
         r["val_acc"] = acc
-    assert "not-learning" not in _ids(History(epochs=warm, val_n=1000))
-    assert "not-learning" in _ids(History(epochs=warm, val_n=20))  # on 20 images 0.62 proves nothing
+    assert "not-learning" not in diagnosed(History(epochs=warm, val_n=1000))
+    assert "not-learning" in diagnosed(History(epochs=warm, val_n=20))  # on 20 images 0.62 proves nothing
 
 
 # --- diverging
 def test_diverging_on_nan_and_on_rising_loss():
     rows = healthy_epochs(6)
     rows[-1]["train_loss"] = math.nan
-    assert "diverging" in _ids(History(epochs=rows))
+    assert "diverging" in diagnosed(History(epochs=rows))
     rising = healthy_epochs(8)
     for i, r in enumerate(rising[4:]):
         r["train_loss"] = 0.6 + 0.3 * (i + 1)
-    assert "diverging" in _ids(History(epochs=rising))
-    assert "diverging" not in _ids(History(epochs=healthy_epochs()))
+    assert "diverging" in diagnosed(History(epochs=rising))
+    assert "diverging" not in diagnosed(History(epochs=healthy_epochs()))
 
 
 # --- lr-schedule-collapse
 def test_lr_schedule_collapse():
     steps = [{"step": i + 1, "loss": 0.6, "lr": 1e-3 * 0.9**i} for i in range(300)]
-    assert "lr-schedule-collapse" in _ids(History(steps=steps))
+    assert "lr-schedule-collapse" in diagnosed(History(steps=steps))
     cosine = [{"step": i + 1, "loss": 0.6, "lr": 1e-3 * (1 + math.cos(math.pi * i / 300)) / 2} for i in range(300)]
-    assert "lr-schedule-collapse" not in _ids(History(steps=cosine))
+    assert "lr-schedule-collapse" not in diagnosed(History(steps=cosine))
 
 
 # --- overfitting
@@ -183,7 +184,7 @@ def test_overfitting_from_keras_csvlogger(tmp_path):
     assert len(h.epochs) == 12 and h.epochs[0]["val_loss"] == 0.62
     (found,) = [f for f in diagnose(h) if f.id == "overfitting"]
     assert found.severity == "warning" and found.evidence["best_epoch"] == 4
-    assert "overfitting" not in _ids(History(epochs=healthy_epochs()))
+    assert "overfitting" not in diagnosed(History(epochs=healthy_epochs()))
 
 
 def test_rising_val_loss_with_rising_val_accuracy_does_not_advise_going_back():
@@ -214,10 +215,10 @@ def test_unsteady_val_loss_is_not_overfitting():
     # A warm-up at a high learning rate: validation loss jumps around while training loss barely moves.
     val = [0.71, 0.70, 0.64, 0.98, 0.75, 0.90, 0.85]
     rows = [{"epoch": e + 1, "train_loss": 0.685 - 0.0005 * e, "val_loss": v} for e, v in enumerate(val)]
-    assert "overfitting" not in _ids(History(epochs=rows))
+    assert "overfitting" not in diagnosed(History(epochs=rows))
     for e, r in enumerate(rows):
         r["train_loss"] = 0.685 - 0.05 * e  # a falling training loss, but the validation loss only jitters
-    assert "overfitting" not in _ids(History(epochs=rows))
+    assert "overfitting" not in diagnosed(History(epochs=rows))
     for e, r in enumerate(rows[3:], start=1):
         r["val_loss"] = 0.64 + 0.06 * e  # the same rise, steady: a trend
     (found,) = [f for f in diagnose(History(epochs=rows)) if f.id == "overfitting"]
@@ -235,30 +236,30 @@ def test_overfitting_from_accuracy_gap():
     assert worse.severity == "warning" and worse.evidence["val_loss_rising"] is True
     for i in (-3, -2, -1):  # a gap missing from any of the last three epochs: validation dips, no finding
         rows[i].update(train_acc=0.72)
-        assert "overfitting" not in _ids(History(epochs=rows, val_n=1000))
+        assert "overfitting" not in diagnosed(History(epochs=rows, val_n=1000))
         rows[i].update(train_acc=0.99)
     jumpy = healthy_epochs(6)
     for r, acc in zip(jumpy[-5:], (0.85, 0.55, 0.80, 0.60, 0.75)):  # a gap in each epoch, but val acc jumps more
         r.update(train_acc=0.99, val_acc=acc, train_n=2000)
-    assert "overfitting" not in _ids(History(epochs=jumpy, val_n=1000))
+    assert "overfitting" not in diagnosed(History(epochs=jumpy, val_n=1000))
     for r in jumpy[-5:]:
         r.update(val_acc=0.75)  # the same last epoch, steady: a gap
-    assert "overfitting" in _ids(History(epochs=jumpy, val_n=1000))
+    assert "overfitting" in diagnosed(History(epochs=jumpy, val_n=1000))
 
 
 # --- within-sampling-noise and small-validation-set
 def test_within_sampling_noise_for_batches():
     rng = np.random.default_rng(0)
     noisy = [{"step": i + 1, "loss": 0.5, "batch_acc": rng.binomial(20, 0.7) / 20} for i in range(200)]
-    assert "within-sampling-noise" in _ids(History(steps=noisy, batch_size=20))
+    assert "within-sampling-noise" in diagnosed(History(steps=noisy, batch_size=20))
     wild = [{"step": i + 1, "loss": 0.5, "batch_acc": float(i % 2)} for i in range(200)]
-    assert "within-sampling-noise" not in _ids(History(steps=wild, batch_size=20))
+    assert "within-sampling-noise" not in diagnosed(History(steps=wild, batch_size=20))
 
 
 def test_small_validation_set():
     rows = healthy_epochs()
-    assert "small-validation-set" in _ids(History(epochs=rows, val_n=1000))
-    assert "small-validation-set" not in _ids(History(epochs=rows, val_n=20000))
+    assert "small-validation-set" in diagnosed(History(epochs=rows, val_n=1000))
+    assert "small-validation-set" not in diagnosed(History(epochs=rows, val_n=20000))
 
 
 # --- formats
@@ -319,7 +320,7 @@ def test_argmax_silent_on_a_real_accuracy_that_rises_from_chance():
         {"epoch": e + 1, "val_loss": loss, "val_acc": acc}
         for e, (loss, acc) in enumerate([(0.70, 0.5), (0.69, 0.5), (0.55, 0.533), (0.40, 0.833)])
     ]
-    assert "metric-argmax-single-output" not in _ids(History(epochs=rows))
+    assert "metric-argmax-single-output" not in diagnosed(History(epochs=rows))
 
 
 # --- seed-spread: fires only with a seeds.json summary; its numbers are the summary's -------------------
@@ -393,12 +394,12 @@ def test_unstable_validation_fires_on_jumps_beyond_sampling_noise():
     p = window.mean()
     assert found.evidence["noise_limit"] == pytest.approx(3 * math.sqrt(2 * p * (1 - p) / 1000))
     assert found.evidence["epochs"] == [3, 8] and found.evidence["largest_change"] == pytest.approx(0.097)
-    assert "unstable-validation" not in _ids(History(epochs=rows))  # without the number of images: no noise scale
+    assert "unstable-validation" not in diagnosed(History(epochs=rows))  # without the number of images: no noise scale
     steady = [dict(r, val_acc=0.60 + 0.01 * (-1) ** r["epoch"]) for r in rows]  # +-1 point: sampling noise
-    assert "unstable-validation" not in _ids(History(epochs=steady, val_n=1000))
+    assert "unstable-validation" not in diagnosed(History(epochs=steady, val_n=1000))
     rising = [dict(r, val_acc=0.30 + 0.07 * r["epoch"]) for r in rows]  # 7-point steps, but one way only
-    assert "unstable-validation" not in _ids(History(epochs=rising, val_n=1000))
-    assert "unstable-validation" not in _ids(History(epochs=healthy_epochs(), val_n=1000))
+    assert "unstable-validation" not in diagnosed(History(epochs=rising, val_n=1000))
+    assert "unstable-validation" not in diagnosed(History(epochs=healthy_epochs(), val_n=1000))
 
 
 def _lightning_csv(val_acc, val_loss, train_every=10, steps_per_epoch=25):

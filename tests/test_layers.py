@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "binclass.allocator", "binclass.device", "binclass.synth", "binclass.fastexit", "binclass.calibration")),
     ("data, models, config", ("binclass.data", "binclass.models", "binclass.config")),
     ("run folder", ("binclass.run",)),
-    ("doctor, report", ("binclass.doctor", "binclass.report", "binclass.compare")),
+    ("doctor, lint, report", ("binclass.doctor", "binclass.lint", "binclass.report", "binclass.compare")),
     ("engine", ("binclass.engine",)),
     ("recipes", ("binclass.recipes", "binclass.predict", "binclass.export", "binclass.onnxpredict", "binclass.chunked", "binclass.lrfind", "binclass.watch", "binclass.tuning", "binclass.explain")),
     ("command line, API, developer tools", ("binclass", "binclass.__main__", "binclass.cli", "binclass.api",

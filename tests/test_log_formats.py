@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import finding_ids
 from typer.testing import CliRunner
 
 from binclass.cli import app
@@ -17,10 +18,6 @@ from binclass.doctor.logs import load_histories, load_history
 
 runner = CliRunner()
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
-
-
-def ids(findings):
-    return {f.id for f in findings}
 
 
 def errors(findings):
@@ -228,7 +225,7 @@ def test_keras_history_dict(tmp_path):
     path.write_text(json.dumps(history))
     h = load_history(path)
     assert [e["epoch"] for e in h.epochs] == [1, 2, 3, 4, 5, 6] and h.epochs[3]["val_acc"] == 0.74
-    assert "overfitting" in ids(doctor(path))
+    assert "overfitting" in finding_ids(doctor(path))
     ragged = tmp_path / "ragged.json"
     ragged.write_text(json.dumps({"loss": [1, 2], "val_loss": [1]}))
     result = runner.invoke(app, ["doctor", str(ragged)])
@@ -308,4 +305,6 @@ def test_ultralytics_results_csv_written_by_ultralytics():
     assert [e["epoch"] for e in h.epochs] == [1, 2, 3]
     assert [e["val_acc"] for e in h.epochs] == [0.5, 0.5, 0.5]
     assert h.epochs[0]["val_loss"] == pytest.approx(0.69315) and h.epochs[0]["lr"] == pytest.approx(0.0006668)
-    assert "metric-argmax-single-output" not in ids(doctor(FIXTURES / "ultralytics" / "results.csv"))  # a real 0.5
+    assert "metric-argmax-single-output" not in finding_ids(
+        doctor(FIXTURES / "ultralytics" / "results.csv")
+    )  # a real 0.5

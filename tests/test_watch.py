@@ -2,13 +2,10 @@ import warnings
 
 import pytest
 import torch
+from helpers import finding_ids
 
 from binclass import watch
 from binclass.watch import BinclassWatchWarning, Watcher, WatchError
-
-
-def _ids(findings):
-    return {f.id for f in findings}
 
 
 def test_argmax_over_one_column_raises():
@@ -22,7 +19,7 @@ def test_label_shape_broadcast():
     w = Watcher(mode="warn")
     with pytest.warns(BinclassWatchWarning, match="label-shape-broadcast"):
         found = w.batch(torch.rand(8, 1), torch.randint(0, 2, (8,)).float())
-    assert "label-shape-broadcast" in _ids(found)
+    assert "label-shape-broadcast" in finding_ids(found)
 
 
 def test_threshold_on_logits():
@@ -32,7 +29,7 @@ def test_threshold_on_logits():
     found = Watcher(mode="warn")
     with pytest.warns(BinclassWatchWarning):
         res = found.batch(logits, labels, (logits > 0.5).float())
-    assert "threshold-on-logits" in _ids(res)
+    assert "threshold-on-logits" in finding_ids(res)
 
 
 def test_constant_predictions_after_enough_samples():
@@ -43,7 +40,7 @@ def test_constant_predictions_after_enough_samples():
         for _ in range(6):
             probs = torch.rand(32, 1) * 0.4  # all below 0.5 but varying
             labels = torch.randint(0, 2, (32, 1)).float()
-            found |= _ids(w.batch(probs, labels, (probs >= 0.5).float()))
+            found |= finding_ids(w.batch(probs, labels, (probs >= 0.5).float()))
     assert "constant-predictions" in found
 
 

@@ -137,6 +137,6 @@ def load(run_dir: PathLike) -> Run:
 
 def lint(*scripts: PathLike) -> list:
     """The findings of `binclass lint` for training scripts, notebooks or folders of them (read, never run)."""
-    from .doctor.lint import lint_path
+    from .lint import lint_path
 
     return [finding for script in scripts for finding in lint_path(Path(script))]

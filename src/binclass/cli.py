@@ -307,7 +307,7 @@ def lint(
 ) -> None:
     """Find metric and training bugs in your own PyTorch script or notebook. Exit 1 when any error is found."""
     from .doctor.findings import render_text, to_json
-    from .doctor.lint import lint_path
+    from .lint import lint_path
 
     findings = [f for script in scripts for f in lint_path(script)]
     if as_json:

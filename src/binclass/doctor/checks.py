@@ -9,6 +9,7 @@ import numpy as np
 
 from ..metrics import Z95, wilson_interval
 from ..run.seeds import seed_stats
+from .argmax import ONE_OUTPUT_CAUSE, ONE_OUTPUT_FIX
 from .findings import Finding
 from .logs import History, finite
 
@@ -151,10 +152,9 @@ def _argmax_finding(
             "exact": exact,
         },
         f"The {label} {where} while the loss went from {loss_first:.3f} to {loss_last:.3f}, below the "
-        f"{constant_bound:.3f} of any constant prediction: this is not a real accuracy. Typical cause: argmax "
-        "(or max(dim=1)) over a model with one output, which is always class 0.",
-        "With one output, predict with (torch.sigmoid(logits) >= 0.5) or (logits >= 0) and compare with "
-        "labels of the same shape; count correct predictions over the whole epoch.",
+        f"{constant_bound:.3f} of any constant prediction: this is not a real accuracy. Typical cause: "
+        f"{ONE_OUTPUT_CAUSE}.",
+        ONE_OUTPUT_FIX,
     )
 
 
