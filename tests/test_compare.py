@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from helpers import train_cli
 from scipy.stats import binomtest
 from typer.testing import CliRunner
 
@@ -18,24 +19,19 @@ def test_mcnemar_exact_matches_a_two_sided_binomial_test(b, c):
 
 def test_compare_two_runs(tiny_data, tmp_path):
     for name, lr in (("a", "0.003"), ("b", "1e-6")):
-        result = runner.invoke(
-            app,
-            [
-                "train",
-                str(tiny_data),
-                "--out",
-                str(tmp_path / name),
-                "--model",
-                "small",
-                "--image-size",
-                "32",
-                "--epochs",
-                "6",
-                "--batch-size",
-                "16",
-                "--lr",
-                lr,
-            ],
+        result = train_cli(
+            tiny_data,
+            tmp_path / name,
+            "--model",
+            "small",
+            "--image-size",
+            "32",
+            "--epochs",
+            "6",
+            "--batch-size",
+            "16",
+            "--lr",
+            lr,
         )
         assert result.exit_code == 0, result.output
     plot = tmp_path / "cmp.png"

@@ -1,7 +1,6 @@
 """The config: one place for every setting's default and help text, resolved once into a frozen object."""
 
 import dataclasses
-from typing import Optional
 
 import click
 import pytest
@@ -42,7 +41,7 @@ def test_a_cli_default_of_its_own_is_caught():
     other = typer.Typer()
 
     @other.command()
-    def train(gamma: float = typer.Option(0.5, help=help_of("gamma")), x: Optional[int] = None) -> None: ...
+    def train(gamma: float = typer.Option(0.5, help=help_of("gamma")), x: int | None = None) -> None: ...
 
     @other.command()
     def unused() -> None: ...

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import train_cli
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -64,7 +65,7 @@ def test_validation_counts_every_image_once_as_evaluate_does(two_processes, tiny
 
 def test_two_processes_train_as_one_process_with_the_same_global_batch(two_processes, tiny_data, tmp_path):
     out, _ = two_processes
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "one"), *ARGS])
+    result = train_cli(tiny_data, tmp_path / "one", *ARGS)
     assert result.exit_code == 0, result.output
     one, two = history.read_steps(tmp_path / "one"), history.read_steps(out)
     # Same weights, same global batch at step 1: only the summation order differs (per-rank sums).

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import train_cli
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -22,32 +23,27 @@ BATCH = 24  # 80 training images: three full batches and one of 8, so averaging 
 @pytest.fixture(scope="module")
 def run_dir(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "run"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--model",
-            "small",
-            "--image-size",
-            "32",
-            "--epochs",
-            str(EPOCHS),
-            "--batch-size",
-            str(BATCH),
-            "--scheduler",
-            "step",
-            "--step-size",
-            "1",
-            "--gamma",
-            "0.5",
-            "--lr",
-            "0.004",
-            "--augment",
-            "standard",
-        ],
+    result = train_cli(
+        tiny_data,
+        out,
+        "--model",
+        "small",
+        "--image-size",
+        "32",
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        str(BATCH),
+        "--scheduler",
+        "step",
+        "--step-size",
+        "1",
+        "--gamma",
+        "0.5",
+        "--lr",
+        "0.004",
+        "--augment",
+        "standard",
     )
     assert result.exit_code == 0, result.output
     return out
@@ -179,7 +175,7 @@ def test_doctor_on_run_folder_writes_diagnosis_and_report_section(run_dir):
 
 def test_existing_run_folder_is_refused(run_dir, tiny_data):
     before = (run_dir / "metrics.csv").read_bytes()
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(run_dir), "--epochs", "1"])
+    result = train_cli(tiny_data, run_dir, "--epochs", "1")
     assert result.exit_code == 2
     assert "already holds a run" in result.output and "--overwrite" in result.output
     assert (run_dir / "metrics.csv").read_bytes() == before

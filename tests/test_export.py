@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import train_cli
 from typer.testing import CliRunner
 
 from binclass.cli import app
@@ -25,7 +26,7 @@ TOLERANCE = 1e-4  # probabilities: the same float32 network, only the kernels' s
 
 
 def _train(data: Path, out: Path, *args: str) -> Path:
-    result = runner.invoke(app, ["train", str(data), "--out", str(out), "--compile-optimizer", "off", *args])
+    result = train_cli(data, out, "--compile-optimizer", "off", *args)
     assert result.exit_code == 0, result.output
     return out
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import train_cli
 from safetensors import safe_open
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -185,7 +186,7 @@ def test_a_full_disk_is_one_error_and_the_last_checkpoint_stays_resumable(tiny_d
 def test_the_cli_names_the_folder_when_it_cannot_be_written(tiny_data, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(blocker / "run")])
+    result = train_cli(tiny_data, blocker / "run")
     assert result.exit_code == 2 and str(blocker / "run") in result.output and "Traceback" not in result.output
 
 
@@ -205,7 +206,7 @@ def test_a_live_runs_folder_is_refused_to_overwrite_and_resume(tiny_data, tmp_pa
         assert result.exit_code == 2 and "in use by a live run" in result.output and str(os.getpid()) in result.output
     assert (out / "metrics.csv").read_text() == "epoch\n1\n"  # nothing of the live run was touched
     write_lock(out, os.getpid(), "another-host")
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--overwrite"])
+    result = train_cli(tiny_data, out, "--overwrite")
     assert result.exit_code == 2 and "another-host" in result.output and "delete" in result.output
 
 
@@ -214,7 +215,7 @@ def test_a_dead_runs_lock_is_taken_over_saying_so(tiny_data, tmp_path):
     gone.wait()
     out = tmp_path / "run"
     write_lock(out, gone.pid, socket.gethostname())
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), *cli_args(epochs=1)])
+    result = train_cli(tiny_data, out, *cli_args(epochs=1))
     assert result.exit_code == 0, result.output
     assert f"taking over the lock of process {gone.pid}" in result.output and not (out / LOCK_FILE).exists()
 
@@ -254,7 +255,7 @@ def test_a_second_run_on_a_running_folder_is_refused(tiny_data, tmp_path):
         while not Path(f"{go}.ready").exists():
             assert child.poll() is None and time.monotonic() < deadline, "the first run ended before it waited"
             time.sleep(0.05)
-        second = runner.invoke(app, ["train", str(tiny_data), "--out", str(out), "--overwrite", *cli_args(epochs=1)])
+        second = train_cli(tiny_data, out, "--overwrite", *cli_args(epochs=1))
         assert second.exit_code == 2 and "in use by a live run" in second.output
     finally:
         go.touch()

@@ -10,9 +10,8 @@ import copy
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from helpers import train_cli
 
-from binclass.cli import app
 from binclass.config import TrainConfig
 from binclass.data.sources import TensorSource
 from binclass.engine.graphstep import CudaGraphBackend, RecordedBackend, graphs_wanted
@@ -205,22 +204,8 @@ def test_cuda_graphs_setting_is_checked():
 def test_cli_refuses_cuda_graphs_without_a_gpu(tiny_data, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(tiny_data),
-            "--out",
-            str(tmp_path / "r"),
-            "--model",
-            "small",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--cuda-graphs",
-            "on",
-        ],
+    result = train_cli(
+        tiny_data, tmp_path / "r", "--model", "small", "--epochs", "1", "--device", "cpu", "--cuda-graphs", "on"
     )
     assert result.exit_code == 2
     assert "--cuda-graphs on needs a CUDA device" in result.output

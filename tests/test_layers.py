@@ -59,9 +59,9 @@ def layer_of(name: str) -> int:
     for rank, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
             # The package itself (the API's front door) is no prefix: each module is placed by its own name.
-            if name == prefix or (prefix != "binclass" and name.startswith(prefix + ".")):
-                if best is None or len(prefix) > best[1]:
-                    best = (rank, len(prefix))
+            matches = name == prefix or (prefix != "binclass" and name.startswith(prefix + "."))
+            if matches and (best is None or len(prefix) > best[1]):
+                best = (rank, len(prefix))
     assert best is not None, f"{name} belongs to no layer: add it to LAYERS"
     return best[0]
 

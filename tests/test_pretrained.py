@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import train_cli
 from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
@@ -52,7 +53,7 @@ def test_weights_map_by_order_and_shapes_are_verified():
 
 
 def test_timm_model_offline_needs_weights_file(tiny_data, tmp_path):
-    result = runner.invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--model", "timm:test_resnet"])
+    result = train_cli(tiny_data, tmp_path / "r", "--model", "timm:test_resnet")
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "--weights FILE" in result.output  # one line, before any decoding
     assert "Traceback" not in result.output
@@ -65,22 +66,8 @@ def test_timm_model_with_local_weights_trains_and_predicts(tiny_data, tmp_path):
     weights = tmp_path / "test_resnet.safetensors"
     save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(weights))
     out = tmp_path / "r"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--model",
-            "timm:test_resnet",
-            "--weights",
-            str(weights),
-            "--image-size",
-            "32",
-            "--epochs",
-            "2",
-        ],
+    result = train_cli(
+        tiny_data, out, "--model", "timm:test_resnet", "--weights", str(weights), "--image-size", "32", "--epochs", "2"
     )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "model.json").read_text())["architecture"] == "timm:test_resnet"
@@ -91,22 +78,7 @@ def test_timm_model_with_local_weights_trains_and_predicts(tiny_data, tmp_path):
 
 def test_lite0_run_folder_and_predict_agree(tiny_data, tmp_path):
     out = tmp_path / "lite"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--model",
-            "efficientnet_lite0",
-            "--image-size",
-            "64",
-            "--epochs",
-            "3",
-            "--tta",
-        ],
-    )
+    result = train_cli(tiny_data, out, "--model", "efficientnet_lite0", "--image-size", "64", "--epochs", "3", "--tta")
     assert result.exit_code == 0, result.output
     assert "features:" in result.output
     last = history.read_epochs(out)[-1]
@@ -125,24 +97,19 @@ def test_lite0_run_folder_and_predict_agree(tiny_data, tmp_path):
 
 def test_finetune_keeps_the_better_model_and_predict_uses_it(tiny_data, tmp_path):
     out = tmp_path / "ft"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--model",
-            "efficientnet_lite0",
-            "--image-size",
-            "64",
-            "--epochs",
-            "2",
-            "--finetune",
-            "1",
-            "--batch-size",
-            "16",
-        ],
+    result = train_cli(
+        tiny_data,
+        out,
+        "--model",
+        "efficientnet_lite0",
+        "--image-size",
+        "64",
+        "--epochs",
+        "2",
+        "--finetune",
+        "1",
+        "--batch-size",
+        "16",
     )
     assert result.exit_code == 0, result.output
     rows = history.read_epochs(out)
@@ -185,34 +152,29 @@ def test_finetune_follows_optimizer_augment_early_stop_and_save_every(tiny_data,
         Checkpoints, "write", lambda self, model, epoch, *a: writes.append(epoch) or real_write(self, model, epoch, *a)
     )
     out = tmp_path / "ft"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--model",
-            "efficientnet_lite0",
-            "--image-size",
-            "64",
-            "--epochs",
-            "2",
-            "--finetune",
-            "4",
-            "--batch-size",
-            "16",
-            "--optimizer",
-            "sgd",
-            "--lr",
-            "0.01",
-            "--augment",
-            "none",
-            "--early-stop",
-            "2",
-            "--save-every",
-            "1e9",
-        ],
+    result = train_cli(
+        tiny_data,
+        out,
+        "--model",
+        "efficientnet_lite0",
+        "--image-size",
+        "64",
+        "--epochs",
+        "2",
+        "--finetune",
+        "4",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.01",
+        "--augment",
+        "none",
+        "--early-stop",
+        "2",
+        "--save-every",
+        "1e9",
     )
     assert result.exit_code == 0, result.output
     assert optimizers == [("SGD", 0.01), ("SGD", pytest.approx(0.001))]  # the head's, then the fine-tune's at a tenth
@@ -229,7 +191,7 @@ def test_the_shortest_command_trains_the_pretrained_backbone_and_says_why(tiny_d
     from binclass.recipes.resolve import resolve
 
     out = tmp_path / "default"
-    result = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(out), "--epochs", "2"])
+    result = train_cli(tiny_data, out, "--epochs", "2")
     assert result.exit_code == 0, result.output
     first = result.output.splitlines()[0]
     assert first.startswith("model: efficientnet_lite0 (pretrained") and "the default" in first

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import train_cli
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -84,27 +85,13 @@ def test_check_names_every_bad_file_with_its_reason(messy_data):
 
 
 def test_train_skips_bad_files_and_strict_refuses(messy_data, tmp_path):
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            str(messy_data),
-            "--out",
-            str(tmp_path / "r"),
-            "--model",
-            "small",
-            "--image-size",
-            "32",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-        ],
+    result = train_cli(
+        messy_data, tmp_path / "r", "--model", "small", "--image-size", "32", "--epochs", "1", "--batch-size", "8"
     )
     assert result.exit_code == 0, result.output
     assert "skipped 3 bad file(s)" in result.output and "bomb.png: decompression bomb" in result.output
     assert history.read_epochs(tmp_path / "r")[0]["train_n"] == 24 + 5  # 5 odd-but-valid images kept
-    strict = runner.invoke(app, ["train", str(messy_data), "--out", str(tmp_path / "s"), "--strict"])
+    strict = train_cli(messy_data, tmp_path / "s", "--strict")
     assert strict.exit_code == 2 and "--strict" in strict.output and "random.jpg" in strict.output
 
 
@@ -162,26 +149,21 @@ def test_extreme_logits_give_finite_loss_and_gradients():
 
 def test_non_finite_loss_stops_the_run_naming_epoch_step_and_files(tiny_data, tmp_path):
     out = tmp_path / "nan"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--model",
-            "seed",
-            "--image-size",
-            "32",
-            "--optimizer",
-            "sgd",
-            "--lr",
-            "1e30",
-            "--epochs",
-            "3",
-            "--batch-size",
-            "16",
-        ],
+    result = train_cli(
+        tiny_data,
+        out,
+        "--model",
+        "seed",
+        "--image-size",
+        "32",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
     )
     assert result.exit_code == 2
     assert "non-finite training loss" in result.output and "epoch 1, step" in result.output
@@ -201,23 +183,7 @@ class Payload:
 @pytest.fixture(scope="module")
 def small_run(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trusted") / "run"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--model",
-            "seed",
-            "--image-size",
-            "32",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "16",
-        ],
-    )
+    result = train_cli(tiny_data, out, "--model", "seed", "--image-size", "32", "--epochs", "1", "--batch-size", "16")
     assert result.exit_code == 0, result.output
     return out
 
@@ -360,7 +326,7 @@ def test_the_state_names_the_weights_it_resumes_with_and_never_the_file_being_re
         checkpoints.wait()
         with safe_open(str(tmp_path / STATE_FILE), framework="pt") as f:
             meta = json.loads(f.metadata()["binclass_state"])
-            assert not any(k.startswith("model/") for k in f.keys())  # the weights are not in it twice
+            assert not any(k.startswith("model/") for k in f)  # the weights are not in it twice
         named.append(meta["weights_file"])
         # A second name of the model file, not a copy.
         assert os.path.samefile(tmp_path / meta["weights_file"], tmp_path / MODEL_FILE)

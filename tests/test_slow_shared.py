@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import train_cli
 from typer.testing import CliRunner
 
 from binclass.cli import app
@@ -17,7 +18,7 @@ SEED_ARGS = ["--model", "seed", "--optimizer", "rmsprop", "--batch-size", "20", 
 
 
 def _train(data: Path, out: Path, lr: str) -> list[dict]:
-    result = runner.invoke(app, ["train", str(data), *SEED_ARGS, "--lr", lr, "--out", str(out)])
+    result = train_cli(data, out, *SEED_ARGS, "--lr", lr)
     assert result.exit_code == 0, result.output
     return history.read_epochs(out)
 

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from helpers import train_cli
 
 from binclass.config import TrainConfig
 from binclass.engine.optim import make_scheduler
@@ -168,24 +169,19 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
     from binclass.cli import app
 
     out = tmp_path / "rep"
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--model",
-            "seed",
-            "--image-size",
-            "32",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "16",
-            "--seeds",
-            "0,1,2",
-        ],
+    result = train_cli(
+        tiny_data,
+        out,
+        "--model",
+        "seed",
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--seeds",
+        "0,1,2",
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "seeds.json").read_text())
@@ -199,7 +195,7 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
         all(r["seconds"] > 0 for r in summary["seeds"])
         and f"in {summary['seeds'][2]['seconds']:.0f} s" in result.output
     )
-    bad = CliRunner().invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "x"), "--seeds", "a,b"])
+    bad = train_cli(tiny_data, tmp_path / "x", "--seeds", "a,b")
     assert bad.exit_code == 2 and "--seeds" in bad.output
 
     # The doctor and compare use that spread as the run-to-run noise.

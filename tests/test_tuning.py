@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import train_cli
 from sklearn.metrics import brier_score_loss, recall_score
 from typer.testing import CliRunner
 
@@ -108,5 +109,5 @@ def test_a_calibration_split_is_held_out_of_training_and_fitted_on(tiny_data, tm
     assert out["fitted_on"] == "calibration split" and "stay honest" in out["note"]
     ev = json.loads(runner.invoke(app, ["evaluate", str(run.path), str(tiny_data)]).stdout)
     assert "note" not in ev  # nothing fitted on the validation images
-    bad = runner.invoke(app, ["train", str(tiny_data), "--out", str(tmp_path / "bad"), "--calibration-split", "0.7"])
+    bad = train_cli(tiny_data, tmp_path / "bad", "--calibration-split", "0.7")
     assert bad.exit_code == 2 and "--calibration-split" in bad.output

@@ -8,7 +8,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -41,34 +41,34 @@ def option(name: str, *decls: str, **kwargs: Any) -> Any:
 @app.command()
 @user_errors
 def train(
-    data_dir: Optional[Path] = typer.Argument(None, help=help_of("data_dir")),
+    data_dir: Path | None = typer.Argument(None, help=help_of("data_dir")),
     out: Path = option("out", "--out"),
     model: str = option("model"),
-    image_size: Optional[int] = option("image_size"),
-    width: Optional[int] = option("width"),
+    image_size: int | None = option("image_size"),
+    width: int | None = option("width"),
     val_split: float = option("val_split"),
-    positive: Optional[str] = option("positive"),
-    augment: Optional[str] = option("augment"),
-    epochs: Optional[int] = option("epochs"),
-    batch_size: Optional[int] = option("batch_size"),
-    lr: Optional[float] = option("lr"),
-    optimizer: Optional[str] = option("optimizer"),
-    weight_decay: Optional[float] = option("weight_decay"),
-    scheduler: Optional[str] = option("scheduler"),
-    warmup: Optional[float] = option("warmup"),
-    label_smoothing: Optional[float] = option("label_smoothing"),
-    ema: Optional[float] = option("ema"),
-    step_size: Optional[int] = option("step_size"),
+    positive: str | None = option("positive"),
+    augment: str | None = option("augment"),
+    epochs: int | None = option("epochs"),
+    batch_size: int | None = option("batch_size"),
+    lr: float | None = option("lr"),
+    optimizer: str | None = option("optimizer"),
+    weight_decay: float | None = option("weight_decay"),
+    scheduler: str | None = option("scheduler"),
+    warmup: float | None = option("warmup"),
+    label_smoothing: float | None = option("label_smoothing"),
+    ema: float | None = option("ema"),
+    step_size: int | None = option("step_size"),
     gamma: float = option("gamma"),
     seed: int = option("seed"),
     device: str = option("device"),
-    early_stop: Optional[int] = option("early_stop"),
+    early_stop: int | None = option("early_stop"),
     pos_weight: str = option("pos_weight"),
     threshold: float = option("threshold"),
     workers: int = option("workers"),
     precision: str = option("precision"),
     cache: str = option("cache"),
-    cache_dir: Optional[Path] = option("cache_dir"),
+    cache_dir: Path | None = option("cache_dir"),
     strict: bool = option("strict"),
     save_every: float = option("save_every"),
     deterministic: bool = option("deterministic"),
@@ -77,16 +77,16 @@ def train(
     calibration_split: float = option("calibration_split"),
     compile_optimizer: str = option("compile_optimizer"),
     cuda_graphs: str = option("cuda_graphs"),
-    tta: Optional[bool] = option("tta", "--tta/--no-tta"),
+    tta: bool | None = option("tta", "--tta/--no-tta"),
     finetune: int = option("finetune"),
-    time_budget: Optional[str] = option("time_budget"),
+    time_budget: str | None = option("time_budget"),
     pretrained: bool = option("pretrained"),
-    weights: Optional[Path] = option("weights"),
+    weights: Path | None = option("weights"),
     overwrite: bool = typer.Option(False, help="replace a run already in --out"),
-    resume: Optional[Path] = typer.Option(
+    resume: Path | None = typer.Option(
         None, help="continue this run folder from its last completed epoch, with its own settings"
     ),
-    seeds: Optional[str] = typer.Option(
+    seeds: str | None = typer.Option(
         None, help="e.g. 0,1,2: one run per seed in OUT/seed-N, summarized in OUT/seeds.json"
     ),
 ) -> None:
@@ -136,7 +136,7 @@ def check(
 def predict(
     run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`, or a .onnx file it exported"),
     paths: list[Path] = typer.Argument(..., help="image files or folders"),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="write here instead of stdout"),
+    csv_file: Path | None = typer.Option(None, "--csv", help="write here instead of stdout"),
     checkpoint: str = typer.Option(
         "auto", help="auto (model.json's choice: last unless a fine-tune kept best) | last | best"
     ),
@@ -248,7 +248,7 @@ def threshold(
 def export(
     run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
     format: str = typer.Option("onnx", "--format", help="onnx (the one format)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="the file to write (default: RUN_DIR/model.onnx)"),
+    out: Path | None = typer.Option(None, "--out", help="the file to write (default: RUN_DIR/model.onnx)"),
     checkpoint: str = typer.Option("auto", help="auto (model.json's choice) | last | best"),
 ) -> None:
     """Export the model as ONNX: input uint8 (N, H, W, 3) RGB images at the model's size, output the
@@ -268,8 +268,8 @@ def doctor_command(
         help="a binclass run folder, another tool's history (CSV, JSON, trainer_state.json, TensorBoard events), "
         "or a folder of runs (lightning_logs/, runs/)",
     ),
-    batch_size: Optional[int] = typer.Option(None, help="batch size, when the log does not say (for the noise check)"),
-    val_size: Optional[int] = typer.Option(None, help="validation images, when the log does not say"),
+    batch_size: int | None = typer.Option(None, help="batch size, when the log does not say (for the noise check)"),
+    val_size: int | None = typer.Option(None, help="validation images, when the log does not say"),
     as_json: bool = typer.Option(False, "--json", help='print {"findings": [...]}'),
 ) -> None:
     """Explain a training history: bugs, collapse, divergence, overfitting, or just noise. Exit 1 on errors."""
@@ -366,7 +366,7 @@ def scale_bench(
 def compare(
     run_dirs: list[Path] = typer.Argument(..., help="two or more finished run folders on the same validation data"),
     plot: Path = typer.Option(Path("compare.png"), help="validation curves of all runs overlaid"),
-    seed_sd: Optional[float] = typer.Option(
+    seed_sd: float | None = typer.Option(
         None,
         help="seed-to-seed sd of validation accuracy in points, for every "
         "run (default: from the seeds.json of --seeds runs)",
@@ -391,7 +391,7 @@ def lr_find(
     model: str = typer.Option("small"),
     optimizer: str = typer.Option("adamw"),
     batch_size: int = typer.Option(32),
-    image_size: Optional[int] = typer.Option(None),
+    image_size: int | None = typer.Option(None),
     augment: str = typer.Option("none"),
     steps: int = typer.Option(100, help="batches, the learning rate growing from --start to --end"),
     start: float = typer.Option(1e-7),

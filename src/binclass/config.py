@@ -187,7 +187,7 @@ DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 def parse_duration(text: str) -> float:
     """'90', '90s', '10m', '1.5h' -> seconds (a plain number is seconds)."""
     value = text.strip().lower()
-    unit = DURATION_UNITS.get(value[-1:], None)
+    unit = DURATION_UNITS.get(value[-1:])
     number = value[:-1] if unit is not None else value
     try:
         seconds = float(number) * (unit or 1.0)

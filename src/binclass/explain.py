@@ -127,7 +127,7 @@ def write_gallery(run_dir: Path, per_kind: int = GALLERY_PER_KIND) -> Path | Non
         return None
     errors = validation_errors(run_dir, per_kind)
     predictor = load_predictor(run_dir, device="cpu")
-    for kind, entries in errors.items():
+    for _kind, entries in errors.items():
         paths = [Path(e["path"]) for e in entries]
         for entry, (picture, overlay) in zip(entries, overlays(predictor, paths)):
             entry["picture"] = _thumbnail(picture)

@@ -11,6 +11,7 @@ command returns."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -43,8 +44,6 @@ def exit_without_teardown(code: object = 0) -> NoReturn:
     finish_threads()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`binclass ... | head`) or a closed stream
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`binclass ... | head`) or a closed stream
-            pass
     os._exit(status)

@@ -55,7 +55,7 @@ class Watcher:
         self.reported: set[str] = set()
         self.findings: list[Finding] = []
 
-    def __enter__(self) -> "Watcher":
+    def __enter__(self) -> Watcher:
         return self
 
     def __exit__(self, *exc: object) -> None:

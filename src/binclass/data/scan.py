@@ -45,7 +45,7 @@ class Ignored:
     other: int = 0  # files without an image extension
     outside_links: int = 0  # symbolic links pointing outside the data folder (never followed)
 
-    def add(self, other: "Ignored") -> None:
+    def add(self, other: Ignored) -> None:
         self.hidden += other.hidden
         self.other += other.other
         self.outside_links += other.outside_links

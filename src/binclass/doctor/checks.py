@@ -174,9 +174,9 @@ def _constant_epochs(h: History) -> list[tuple[int, str]]:
             if loss is not None and math.isfinite(loss) and loss >= SATURATED_LOSS:
                 reason = f"loss {loss:.1f}: saturated outputs (BCE clamp)"
             acc, vloss = r.get("val_acc"), r.get("val_loss")
-            if acc is not None and prev_acc is not None and abs(acc - prev_acc) < 1e-9 and vloss is not None:
-                if vloss >= entropy(acc) - 0.02:
-                    reason = reason or f"validation accuracy frozen at {acc:.4f} with no better loss than a constant"
+            frozen = acc is not None and prev_acc is not None and abs(acc - prev_acc) < 1e-9
+            if frozen and vloss is not None and vloss >= entropy(acc) - 0.02:
+                reason = reason or f"validation accuracy frozen at {acc:.4f} with no better loss than a constant"
             prev_acc = acc
         if reason:
             out.append((int(r["epoch"]), reason))

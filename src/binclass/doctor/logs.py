@@ -5,6 +5,7 @@ gaps, never errors."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -172,10 +173,8 @@ def from_run_folder(run_dir: Path) -> History:
     epochs = run_history.read_epochs(run_dir)
     steps = run_history.read_steps(run_dir)
     hist = History(epochs=epochs, steps=steps, source=str(run_dir))
-    try:
+    with contextlib.suppress(OSError, KeyError, ValueError):  # else fill_counts takes steps.csv's largest batch
         hist.batch_size = int(json.loads((run_dir / CONFIG_FILE).read_text())["batch_size"])
-    except (OSError, KeyError, ValueError):
-        pass  # fill_counts falls back to the largest batch in steps.csv
     fill_counts(hist)
     return hist
 

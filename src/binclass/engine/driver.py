@@ -4,6 +4,7 @@ the same for the from-scratch run, the pretrained head and its fine-tuning."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -178,10 +179,10 @@ def run_epochs(
                 )
                 break
     except BaseException:
-        try:
-            checkpoints.wait()  # the checkpoint in flight still lands: it is the one to resume from
-        except Exception:
-            pass  # the error that stopped the run is the one to report
+        # The checkpoint in flight still lands: it is the one to resume from. Its own error, if any, is
+        # dropped: the error that stopped the run is the one to report.
+        with contextlib.suppress(Exception):
+            checkpoints.wait()
         raise
     checkpoints.wait()
     return ev

@@ -120,7 +120,10 @@ class GraphedStep:
                 self._capture(x, target, y)
             except Exception as exc:  # an operation that cannot be captured; the warm-up is already undone
                 self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                warnings.warn(f"capturing the training step as a CUDA graph failed ({self.failed}); training eagerly")
+                warnings.warn(
+                    f"capturing the training step as a CUDA graph failed ({self.failed}); training eagerly",
+                    stacklevel=2,
+                )
         if self.graph is None or x.shape[0] != self.batch:
             self.eager_steps += 1
             out = self.body(x, target, y)

@@ -96,7 +96,9 @@ def step_function(optimizer: torch.optim.Optimizer, compiled: bool) -> Callable[
         try:
             fused[0]()
         except Exception as exc:  # no C++ compiler, unsupported platform: compilation fails before any update
-            warnings.warn(f"compiling the optimizer step failed ({type(exc).__name__}); using the eager step")
+            warnings.warn(
+                f"compiling the optimizer step failed ({type(exc).__name__}); using the eager step", stacklevel=2
+            )
             fused[0] = optimizer.step
             optimizer.step()
 

@@ -277,9 +277,8 @@ def check_compare(script: Script, node: ast.Compare) -> None:
         isinstance(node.ops[0], (ast.Gt, ast.GtE, ast.Lt, ast.LtE))
         and isinstance(right, ast.Constant)
         and right.value == 0.5
-    ):
-        if is_raw_output(script.ctx, node.left):
-            _threshold_finding(script, node, ast.unparse(node))
+    ) and is_raw_output(script.ctx, node.left):
+        _threshold_finding(script, node, ast.unparse(node))
 
 
 # epoch scheduler stepped per batch

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from ..metrics import roc_auc, roc_curve  # noqa: E402
 
 
-def finish_figure(fig: "plt.Figure", path: Path, axes: tuple = ()) -> None:
+def finish_figure(fig: plt.Figure, path: Path, axes: tuple = ()) -> None:
     """Grid and legend on the given axes, then tight layout, save as PNG and free the figure."""
     for ax in axes:
         ax.grid(alpha=0.3)
