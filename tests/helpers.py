@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,3 +29,20 @@ def train_cli(data: Path | str, out: Path | str, *args: str, **options: object) 
         flag = "--" + name.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
     return runner.invoke(app, [*argv, *args])
+
+
+CHILD = Path(__file__).with_name("child_run.py")
+
+
+def child_command(data: Path, out: Path, settings: dict, stop: str | None = None, wait: Path | None = None) -> list:
+    """The command line of a training child process (tests/child_run.py) that SIGKILLs itself at `stop`
+    or, with `wait`, pauses after its first step until that file exists."""
+    spec = {"data": str(data), "out": str(out), "settings": settings, "stop": stop}
+    if wait is not None:
+        spec["wait"] = str(wait)
+    return [sys.executable, str(CHILD), json.dumps(spec)]
+
+
+def run_child(data: Path, out: Path, settings: dict, stop: str | None = None) -> subprocess.CompletedProcess:
+    """The child run to its end or to `stop`: its exit status (-SIGKILL when stopped) and its output."""
+    return subprocess.run(child_command(data, out, settings, stop), capture_output=True, text=True)

@@ -3,6 +3,7 @@ and `binclass evaluate --errors N`."""
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ def run(request, tiny_data, tmp_path_factory):
     return train(tiny_data, out=tmp_path_factory.mktemp(request.param) / "run", model=request.param, **extra)
 
 
-def test_gallery_shows_the_worst_errors_with_heatmaps(run):
+def test_gallery_shows_the_worst_errors_with_heatmaps(run, tiny_data):
     gallery = json.loads((run.path / "gallery.json").read_text())
     with open(run.path / "val_predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -41,6 +42,9 @@ def test_gallery_shows_the_worst_errors_with_heatmaps(run):
     report = (run.path / "report.html").read_text()
     assert "Most wrong validation images" in report and "Calibration" in report and "reliability diagram" in report
     assert len(report.encode()) < 3_000_000
+    for e in shown:  # captions relative to the data folder, the full path on hover
+        relative = str(Path(e["path"]).relative_to(tiny_data))
+        assert f'<figcaption title="{e["path"]}">{relative}<br>' in report
 
 
 def test_explain_writes_one_overlay_per_image(run, tiny_data, tmp_path):

@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+import helpers
 import pytest
-from helpers import train_cli
+from helpers import child_command, train_cli
 from safetensors import safe_open
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -32,34 +33,10 @@ runner = CliRunner()
 SETTINGS = dict(model="small", image_size=32, epochs=4, batch_size=16, augment="standard", scheduler="cosine",
                 deterministic=True, precision="fp32", compile_optimizer="off")  # fmt: skip
 
-# Trains with SETTINGS and kills itself (SIGKILL: no cleanup, no flush) at POINT: "step:EPOCH:STEP" after
-# that optimizer step, or "EVENT#N" at the N-th time fit reaches that named point; "none" runs through.
-CHILD = """
-import os, signal, sys
-from collections import Counter
-from binclass.config import TrainConfig
-from binclass.recipes.train import fit
-
-data, out, point, settings = sys.argv[1], sys.argv[2], sys.argv[3], eval(sys.argv[4])
-seen = Counter()
-
-def on_event(name):
-    seen[name] += 1
-    if point == f"{name}#{seen[name]}":
-        os.kill(os.getpid(), signal.SIGKILL)
-
-def on_step(epoch, step, steps):
-    if point == f"step:{epoch}:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
-
-fit(TrainConfig(data_dir=data, out=out, **settings), on_step=on_step, on_event=on_event)
-"""
-
 
 def run_child(data: Path, out: Path, point: str, **changes) -> subprocess.CompletedProcess:
-    settings = repr({**SETTINGS, **changes})
-    return subprocess.run([sys.executable, "-c", CHILD, str(data), str(out), point, settings],
-                          capture_output=True, text=True)  # fmt: skip
+    """A run with SETTINGS (and changes) stopped at point ("none": run through): see tests/child_run.py."""
+    return helpers.run_child(data, out, {**SETTINGS, **changes}, None if point == "none" else point)
 
 
 def resume(out: Path) -> subprocess.CompletedProcess:
@@ -228,28 +205,10 @@ def cli_args(**changes) -> list[str]:
     return args
 
 
-# Trains with SETTINGS and, after its first step, waits until the file GO exists (READY says it waits).
-WAITING_CHILD = """
-import os, sys, time
-from binclass.config import TrainConfig
-from binclass.recipes.train import fit
-
-data, out, go, settings = sys.argv[1], sys.argv[2], sys.argv[3], eval(sys.argv[4])
-
-def on_step(epoch, step, steps):
-    if (epoch, step) == (1, 1):
-        open(go + ".ready", "w").close()
-        while not os.path.exists(go):
-            time.sleep(0.05)
-
-fit(TrainConfig(data_dir=data, out=out, **settings), on_step=on_step)
-"""
-
-
 def test_a_second_run_on_a_running_folder_is_refused(tiny_data, tmp_path):
     out, go = tmp_path / "run", tmp_path / "go"
-    child = subprocess.Popen([sys.executable, "-c", WAITING_CHILD, str(tiny_data), str(out), str(go), repr(SETTINGS)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    child = subprocess.Popen(child_command(tiny_data, out, SETTINGS, wait=go), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not Path(f"{go}.ready").exists():

@@ -98,3 +98,27 @@ def test_summarize_keys_and_values():
     assert s["confusion"] == [[1, 1], [1, 2]]
     assert s["auc"] == pytest.approx(skm.roc_auc_score(labels, probs))
     assert s["accuracy_low"] < 0.6 < s["accuracy_high"]
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [(0.9996, "0.9996"), (0.99996, "0.99996"), (0.5, "0.500"), (1.0, "1.000"), (0.0, "0.000"), (2e-4, "0.0002"),
+     (1 - 1e-9, ">0.999999"), (0.1234, "0.123")],
+)  # fmt: skip
+def test_a_score_never_prints_as_perfect_when_it_is_not(value, shown):
+    assert m.format_score(value) == shown
+
+
+def test_the_roc_says_how_far_from_perfect_it_is(tmp_path, monkeypatch):
+    from binclass.report import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "finish_figure", lambda fig, path, axes=(): drawn.append(fig))
+    labels = np.r_[np.zeros(100), np.ones(100)]
+    probs = np.r_[np.linspace(0, 0.5, 100), np.linspace(0.499, 1, 100)]  # one negative above one positive
+    assert m.format_score(m.roc_auc(labels, probs)) == "0.9999"
+    plots.plot_roc(labels, probs, tmp_path / "roc.png")
+    main, inset = drawn[0].axes[0], drawn[0].axes[0].child_axes
+    legend = [t.get_text() for t in main.get_legend().get_texts()]
+    assert legend[0] == "AUC 0.9999 (1 of 10000 pairs misordered)"
+    assert len(inset) == 1 and inset[0].get_xlim() == (0, 0.1)  # the corner, zoomed

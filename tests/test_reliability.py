@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import train_cli
+from helpers import run_child, train_cli
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -216,22 +216,10 @@ def test_no_torch_load_without_weights_only():
 
 
 # --- crash safety ------------------------------------------------------------------------------------
-# A child process that trains with a step hook which SIGKILLs it after epoch 3, step 2: the way an OOM
-# killer or a lost machine ends a run (no cleanup, no flush).
-KILLED_CHILD = """
-import os, signal, sys
-from binclass.config import TrainConfig
-from binclass.recipes.train import fit
-
-def kill(epoch, step, steps):
-    if (epoch, step) == (3, 2):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-data, out, compiled = sys.argv[1:]
-fit(TrainConfig(data_dir=data, out=out, model="small", image_size=32, epochs=4, batch_size=16, augment="standard",
-                scheduler="cosine", deterministic=True, precision="fp32", compile_optimizer=compiled, save_every=0),
-    on_step=kill, log=lambda line: None)
-"""
+# A child process (tests/child_run.py) SIGKILLs itself after epoch 3, step 2: the way an OOM killer or a
+# lost machine ends a run (no cleanup, no flush).
+KILLED_SETTINGS = dict(model="small", image_size=32, epochs=4, batch_size=16, augment="standard",
+                       scheduler="cosine", deterministic=True, precision="fp32", save_every=0)  # fmt: skip
 
 
 @pytest.mark.parametrize("compiled", ["off", "on"])  # on: a compiled optimizer step and a tensor learning rate
@@ -260,11 +248,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(tiny_data, tmp_path, compil
     cli = [sys.executable, "-m", "binclass.cli", "train", str(tiny_data)]
     whole = subprocess.run(cli + ["--out", str(tmp_path / "a"), *args], capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_CHILD, str(tiny_data), str(tmp_path / "b"), compiled],
-        capture_output=True,
-        text=True,
-    )
+    killed = run_child(tiny_data, tmp_path / "b", {**KILLED_SETTINGS, "compile_optimizer": compiled}, "step:3:2")
     assert killed.returncode == -9  # SIGKILL mid-epoch 3: no cleanup ran
     # Epoch 2's checkpoint may still have been in writing: the state then says epoch 1 or 2, and the rows lag by one at most.
     with safe_open(str(tmp_path / "b" / "state.safetensors"), framework="pt") as f:

@@ -4,14 +4,12 @@ glibc's malloc serves each request above its mmap threshold (at most 32 MiB) wit
 unmaps it on free, and trims the top of its heap as soon as enough of it is free. A CPU training step
 allocates and frees the same large tensors every time (the seed network's activations, its 9.5M-weight
 fc1's bf16 copy and fp32 gradient), so every step paid for page faults that zero-fill those pages
-again: on a 2-core AMD EPYC (AVX512-BF16), forward + backward of the seed network in bf16 took 8.7 s
-per epoch, with 6.3 s of kernel CPU time, and 4.3 s once freed memory was kept (docs/benchmarks.md).
+again: keeping freed memory halved the seed network's CPU epoch (docs/benchmarks.md, "Speed on the CPU").
 
-Kept memory has a cost: freed blocks between live ones add up, and over 8 epochs the seed run's
-resident memory grew from 1.35 to 1.52 GB. `release_free_memory` (malloc_trim) before each epoch hands
-the free pages back; with it the same run stayed between 1.26 and 1.38 GB, at the price of one step's
-page faults per epoch. One arena for all threads: with an arena per thread (oneDNN's, the decoders'),
-each holding its own untrimmed free blocks, the peak of identical runs varied from 1.30 to 1.61 GB."""
+Kept memory has a cost: freed blocks between live ones add up over the epochs. `release_free_memory`
+(malloc_trim) before each epoch hands the free pages back, at the price of one step's page faults per
+epoch. One arena for all threads: with an arena per thread (oneDNN's, the decoders'), each holding its
+own untrimmed free blocks, the peak of identical runs varied by hundreds of MB."""
 
 from __future__ import annotations
 

@@ -149,3 +149,21 @@ def summarize(labels: np.ndarray, logits: np.ndarray, probs: np.ndarray, thresho
         # rows: true class, columns: predicted class, both in class-index order
         "confusion": [[c.tn, c.fp], [c.fn, c.tp]],
     }
+
+
+MAX_DIGITS = 6
+
+
+def format_score(value: float, digits: int = 3) -> str:
+    """A rate or score in [0, 1] with `digits` decimals, and more where rounding would print a perfect 1 or
+    a 0 the data did not give: an AUC of 0.9996 prints as 0.9996, never 1.000. Past MAX_DIGITS decimals
+    it says so: >0.999999."""
+    if not math.isfinite(value):
+        return str(value)
+    for places in range(digits, MAX_DIGITS + 1):
+        text = f"{value:.{places}f}"
+        if not ((value < 1 and float(text) >= 1) or (value > 0 and float(text) <= 0)):
+            return text
+    return (
+        f">{1 - 10**-MAX_DIGITS:.{MAX_DIGITS}f}" if value < 1 and value > 0.5 else f"<{10**-MAX_DIGITS:.{MAX_DIGITS}f}"
+    )

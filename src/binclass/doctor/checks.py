@@ -423,8 +423,8 @@ def check_overfitting(h: History) -> list[Finding]:
             acc_best, acc_last = rows[best].get("val_acc"), rows[-1].get("val_acc")
             if acc_best is not None and acc_last is not None and acc_last >= acc_best:
                 # Loss up, accuracy not down: the mistakes it still makes grow more confident. Going back to the
-                # best-loss epoch would cost accuracy; regularizing is what helps (label smoothing + a weight
-                # average took the small recipe from 0.864 to 0.886 on the CPU, docs/benchmarks.md).
+                # best-loss epoch would cost accuracy; regularizing is what helps (label smoothing and a weight
+                # average: docs/recipes.md, the ablation).
                 evidence.update(val_acc_at_best=acc_best, val_acc_last=acc_last)
                 return [
                     Finding(

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..allocator import release_free_memory
 from ..doctor.diagnosis import EpochDoctor
+from ..metrics import format_score
 from ..run.checkpoints import Checkpoints
 from ..run.events import EventLog
 from ..run.hooks import Log
@@ -121,7 +122,7 @@ class EpochRecorder:
         self.log(
             f"epoch {row['epoch']:>3}/{self.total}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f} [{row['val_acc_low']:.3f}, "
-            f"{row['val_acc_high']:.3f}] auc {row['val_auc']:.3f} | {row['seconds']:.1f}s"
+            f"{row['val_acc_high']:.3f}] auc {format_score(row['val_auc'])} | {row['seconds']:.1f}s"
         )
         if self.doctor is None:
             return

@@ -1,8 +1,8 @@
 """The training step captured once as a CUDA graph and replayed for every full batch.
 
 A step of the seed network at batch 20 is about 50 small kernels (forward, backward, optimizer). On a
-GPU each launch and the Python around it costs more than the kernel itself: the compute floor took 2.5 ms
-per step on an H200 (docs/benchmarks.md), almost all of it launch overhead. A graph replays the same
+GPU each launch and the Python around it costs more than the kernel itself (docs/benchmarks.md, "Speed
+on a GPU": the compute floor is almost all launch overhead). A graph replays the same
 kernels with one launch. What a replay cannot do, and how this module keeps it right:
 - It reads fixed memory: each batch is copied into static input buffers, and the step's loss, loss
   sum and correct count land in static outputs that the caller copies out before the next replay.

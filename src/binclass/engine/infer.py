@@ -19,13 +19,11 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
 
 def prepare(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> normalized float32 (x / 255 - mean) / std, channels_last, on the same device.
-    Kept as three in-place passes: a fused x * scale + shift was 0.08 s per 2000 images faster at 150 px,
-    but it moves the last bit of some inputs, and that alone moved the CPU default's seed-0 result from
-    0.886 to 0.865: every recorded result would stop being reproducible for a 1% gain.
-    The mean and std are applied along rows of W * C values (channels_last memory is N, H, W, C):
-    broadcast over the channel dimension the innermost loop is 3 values long, and a batch of 20 at
-    150 px (gathered from the cache, then prepared) took 1.8-1.9 ms on the 2-core CPU; along rows,
-    0.8 ms. Every element still gets the same operations in the same order: bit-identical."""
+    Kept as three in-place passes: a fused x * scale + shift is a little faster but moves the last bit of
+    some inputs, and with them every recorded result. The mean and std are applied along rows of W * C
+    values (channels_last memory is N, H, W, C) rather than broadcast over a channel dimension whose
+    innermost loop is 3 values long; every element still gets the same operations in the same order:
+    bit-identical (both measured in docs/benchmarks.md, "Measurements behind the code")."""
     x = images.contiguous(memory_format=torch.channels_last).float().div_(255.0)
     n, c, h, w = x.shape
     rows = x.permute(0, 2, 3, 1).view(n * h, w * c)  # a view (view, not reshape: never a silent copy)

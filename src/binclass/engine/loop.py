@@ -1,4 +1,6 @@
-"""The training loop as a few named functions: make_optimizer, make_scheduler, train_one_epoch, evaluate."""
+"""One epoch of training (train_one_epoch) and one pass of validation (evaluate), counting every sample;
+the optimizers and schedules they step live in engine.optim, the epoch driver around them in
+engine.driver."""
 
 from __future__ import annotations
 

@@ -35,21 +35,15 @@ PROBE_STEPS = (
 WARM_STEPS = 2
 PROBE_VALIDATION = 64  # validation images timed per group; the pass scales linearly with their number
 # Each is timed in this many groups and the fastest is kept (as timeit advises): what else the machine
-# does at that moment (the writeback of an earlier run's files) is not the run's own speed. Right after
-# another run, 8 steps timed at once gave 5.02-5.11 s per epoch where the epochs took 4.6-4.9 s.
+# does at that moment (the writeback of an earlier run's files) is not the run's own speed.
 GROUPS = 3
-# What every epoch costs besides its steps, validation and checkpoint: the doctor over the history so
-# far, the log line, returning freed memory to the system twice. Measured on the generated set of the
-# tests (80 images, 32 px, batch 16): 112 epochs took 13.8 s in all, 9.4 s inside the epochs, against
-# 0.09 s per epoch estimated with a 0.02 s allowance: 0.05 s. On 2000 images it is lost in the noise (the
-# 15-minute budget: 5.50 s per epoch estimated, 5.33 s median measured).
+# Seconds every epoch costs besides its steps, validation and checkpoint: the doctor over the history so
+# far, the log line, returning freed memory to the system twice (docs/benchmarks.md, "Time budget").
 EPOCH_FIXED = 0.05
-# Kept free for what follows the last epoch (validation predictions, diagnosis, report: about 1 s on a CPU)
-# and for the estimate's error: the epochs fill at most this share of what is left. The estimate runs
-# 1-5% above the real epochs of the small recipe on 2000 images (4.8-5.1 s against 4.74 s); at 0.92 a
-# 5-minute budget ended at 269 s and a 15-minute one at 801 s.
+# The epochs fill at most this share of what is left, the rest kept for the estimate's error (it runs a
+# few percent above the real epochs: docs/benchmarks.md, "Time budget").
 FILL = 0.98
-REPORT_SECONDS = 2.0
+REPORT_SECONDS = 2.0  # what follows the last epoch: validation predictions, diagnosis, report
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from ..config import TrainConfig
 from ..models import default_image_size
 
 # `binclass train DATA` with no --model: the packaged ImageNet backbone, its features frozen and a linear
-# head trained on them. On cats vs dogs (2000 images) it reached 0.988 in 29 s on a 2-core CPU, where the
-# from-scratch default took 17 minutes for 0.886; it needs no download.
+# head trained on them: more accurate than any from-scratch recipe in a fraction of the time, and it
+# needs no download (docs/benchmarks.md, "Headline figures").
 DEFAULT_MODEL = "efficientnet_lite0"
 
 # Learning rates that train each optimizer stably on small from-scratch CNNs; rmsprop at 1e-3 is
@@ -42,17 +42,14 @@ SMALL: dict[str, Any] = {
     "lr": 0.1,  # peak, per step; batch norm makes this stable after the warm-up
     "weight_decay": 5e-4,  # L2 per step; the usual value for SGD-trained residual nets
     "scheduler": "cosine",  # to zero at the last step: the last epochs settle into a minimum
-    # Targets 0.05/0.95: no reward for ever-larger logits on memorized images. With the weight average
-    # (EMA_FRACTION): no effect beyond seed noise at 128 px x 100 epochs on a GPU, but +2.2 points at the
-    # CPU default (0.886 vs 0.864 without both, same seed; McNemar p = 0.025): kept (docs/recipes.md ablation).
+    # Targets 0.05/0.95: no reward for ever-larger logits on memorized images; with the weight average
+    # (EMA_FRACTION) it lifted the CPU default beyond seed noise (docs/recipes.md, the ablation).
     "label_smoothing": 0.1,
     "tta": True,  # mirror-image logits averaged in: +0.7 points (ablation) for one more forward pass
     "width": 32,  # channels 32-64-128-256
 }
-# Sized by device (docs/recipes.md): on an H200, 200 epochs at 128 px gave 0.921 mean over 3 seeds
-# (100 epochs: 0.887). A 2-core CPU must finish within 20 minutes: of the budget candidates (96 px x 60,
-# 112 px x 40, 64 px x 100, 80 px x 80 epochs), 80 px scored best; at about 11 s per epoch there, 90
-# epochs leave a few minutes of margin.
+# Sized by device: a GPU affords 200 epochs at 128 px; a 2-core CPU must finish within 20 minutes, and
+# of the image sizes that fit there 80 px scored best (docs/recipes.md).
 SMALL_BY_DEVICE: dict[str, dict[str, Any]] = {
     "cuda": {"image_size": 128, "epochs": 200},
     "cpu": {"image_size": 80, "epochs": 90},
@@ -152,7 +149,6 @@ def describe_choice(cfg: TrainConfig, chosen: bool, train_images: int | None = N
 
 
 def default_eval_batch(device_type: str) -> int:
-    """Inference batch. On a 2-core CPU, 32 images were faster than 64 (1000 validation images, fp32:
-    seed network 1.6 vs 2.4 s, small network with TTA 3.5 vs 4.0 s) and kept the seed run's peak memory
-    150 MB lower; GPUs want more."""
+    """Inference batch: on a CPU 32 images were faster than 64 and use less memory (docs/benchmarks.md,
+    "Measurements behind the code"); GPUs want more."""
     return 500 if device_type == "cuda" else 32

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..calibration import calibration_summary
 from ..doctor.diagnosis import read_diagnosis
+from ..metrics import format_score
 from ..run import history
 from ..run.files import (
     CONFIG_FILE,
@@ -34,7 +35,9 @@ def _img(path: Path, alt: str) -> str:
 
 def _table(rows: list[dict], columns: list[str]) -> str:
     def cell(v: object) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+        if isinstance(v, float):  # rates never round to a perfect 1 or a 0 they did not reach
+            return format_score(v, 4) if 0 <= v <= 1 else f"{v:.4f}"
+        return html.escape(str(v))
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in columns) + "</tr>" for r in rows)
@@ -86,7 +89,18 @@ def _calibration_section(run_dir: Path, predictions: tuple[np.ndarray, np.ndarra
     )
 
 
-def _gallery_section(run_dir: Path) -> str:
+def shown_path(path: str, data_dir: str | None) -> str:
+    """An image's path as a caption shows it: relative to the data folder when it lies inside it (the
+    full path stays in the caption's title and in gallery.json)."""
+    if data_dir:
+        try:
+            return str(Path(path).relative_to(Path(data_dir)))
+        except ValueError:
+            pass
+    return path
+
+
+def _gallery_section(run_dir: Path, data_dir: str | None) -> str:
     path = run_dir / GALLERY_FILE
     if not path.exists():
         return (
@@ -104,7 +118,8 @@ def _gallery_section(run_dir: Path) -> str:
                 for what in ("picture", "heatmap")
                 if what in e
             )
-            + f"<figcaption>{html.escape(e['path'])}<br>p={e['prob']:.3f}, true {html.escape(e['true_label'])}, "
+            + f'<figcaption title="{html.escape(e["path"])}">{html.escape(shown_path(e["path"], data_dir))}<br>'
+            f"p={e['prob']:.3f}, true {html.escape(e['true_label'])}, "
             f"loss {e['loss']:.2f}</figcaption></figure>"
             for e in entries
         )
@@ -136,7 +151,7 @@ def write_report(run_dir: Path) -> Path:
     summary = (
         f"<p>Final epoch {last['epoch']}: validation accuracy <b>{last['val_acc']:.3f}</b> "
         f"(95% interval {last['val_acc_low']:.3f} to {last['val_acc_high']:.3f}, about ±{half_width * 100:.1f} points "
-        f"on {last['val_n']} images), AUC {last['val_auc']:.3f}, F1 {last['val_f1']:.3f}. "
+        f"on {last['val_n']} images), AUC {format_score(last['val_auc'])}, F1 {last['val_f1']:.3f}. "
         f"Lowest validation loss at epoch {meta.get('best_epoch', '-')}. "
         "<code>model.safetensors</code> holds the last epoch, <code>best.safetensors</code> the lowest-loss epoch.</p>"
     )
@@ -172,7 +187,7 @@ model {html.escape(meta["architecture"])} at {meta["image_size"]} px; threshold 
 curves count every sample.</p>
 <div class="row">{_img(run_dir / CONFUSION_PLOT, "confusion matrix")} {_img(run_dir / ROC_PLOT, "ROC curve") if predictions is not None else ""}</div>
 {_calibration_section(run_dir, predictions, meta)}
-{_gallery_section(run_dir)}
+{_gallery_section(run_dir, config.get("data_dir"))}
 <h2>Epochs</h2>{_table(epochs, cols)}
 <h2>Settings</h2>{_table([{"setting": k, "value": v} for k, v in settings.items()], ["setting", "value"])}
 <h2>Environment</h2>{_table([{"key": k, "value": v} for k, v in (config.get("environment") or {}).items()], ["key", "value"])}

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..metrics import roc_auc, roc_curve  # noqa: E402
+from ..metrics import format_score, roc_auc, roc_curve  # noqa: E402
 
 
 def finish_figure(fig: plt.Figure, path: Path, axes: tuple = ()) -> None:
@@ -95,15 +95,34 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path) -
     finish_figure(fig, path)
 
 
+ZOOM_AUC = 0.98
+
+
 def plot_roc(labels: np.ndarray, probs: np.ndarray, path: Path) -> None:
+    """The ROC with its AUC and the count of misordered pairs behind it. Near the corner (AUC above
+    ZOOM_AUC) an inset shows the top-left tenth, where the curve of a nearly perfect model leaves the
+    axes: at full scale it looks perfect when it is not."""
     fpr, tpr = roc_curve(labels, probs)
+    auc = roc_auc(labels, probs)
+    positives = int(np.sum(labels))
+    pairs = positives * (len(labels) - positives)
+    wrong = round((1 - auc) * pairs) if pairs and np.isfinite(auc) else 0
     fig, ax = plt.subplots(figsize=(4.2, 4))
-    ax.plot(fpr, tpr, color="tab:orange", label=f"AUC {roc_auc(labels, probs):.3f}")
+    label = f"AUC {format_score(auc)}" + (f" ({wrong} of {pairs} pairs misordered)" if pairs else "")
+    ax.plot(fpr, tpr, color="tab:orange", label=label)
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8, label="chance")
     ax.set(
         xlabel="false positive rate", ylabel="true positive rate", title="Validation ROC", xlim=(0, 1), ylim=(0, 1.01)
     )
-    finish_figure(fig, path, (ax,))
+    if np.isfinite(auc) and auc > ZOOM_AUC:
+        inset = ax.inset_axes((0.4, 0.3, 0.55, 0.45))  # above the legend, right of the curve's climb
+        inset.plot(fpr, tpr, color="tab:orange", drawstyle="steps-post")
+        inset.set(xlim=(0, 0.1), ylim=(0.9, 1.0), title="top-left corner", xticks=[0, 0.05, 0.1], yticks=[0.9, 1.0])
+        inset.tick_params(labelsize=6)
+        inset.title.set_fontsize(7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    finish_figure(fig, path)
 
 
 def plot_reliability(rows: list[dict], path: Path) -> None:

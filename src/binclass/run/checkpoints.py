@@ -186,9 +186,9 @@ def _weights_in(state: StateSnapshot, model: nn.Module) -> dict[str, torch.Tenso
 
 
 class _Write:
-    """One checkpoint written by a thread of its own, which ends with the write. A writer thread kept
-    alive between checkpoints made every training pass of the small recipe about 10% slower on a 2-core
-    CPU (3.9 against 3.4 s per epoch; a thread per checkpoint: 3.4 s, as with no checkpoint at all)."""
+    """One checkpoint written by a thread of its own, which ends with the write: a writer thread kept
+    alive between checkpoints slowed every training pass (docs/benchmarks.md, "Measurements behind the
+    code")."""
 
     def __init__(self, write: Callable[..., None], args: tuple) -> None:
         self.error: BaseException | None = None
@@ -211,7 +211,6 @@ class _Write:
 
 def _lower_priority() -> None:
     """The writer yields the cores to training and writes in their idle moments (Linux: a thread's
-    niceness is its own). Measured on the seed network, 2-core CPU: a training pass 2.90 s per epoch
-    with checkpoints at normal priority, 2.79-2.85 s at 19, 2.70 s without checkpoints."""
+    niceness is its own; measured in docs/benchmarks.md, "Measurements behind the code")."""
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
