@@ -6,7 +6,6 @@ import csv
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -125,11 +124,11 @@ def test_resume_after_a_kill_gives_the_uninterrupted_run(two_processes, tiny_dat
 def test_a_failing_process_ends_the_others_with_its_error(tiny_data, tmp_path):
     child = tmp_path / "child.py"
     child.write_text(CHILD)
-    started = time.perf_counter()
+    # A rank left waiting in a collective would wait for the collective's own timeout (minutes): the
+    # launch's bound (TimeoutExpired) fails the test then.
     failed = torchrun(str(child), str(tiny_data), str(tmp_path / "failed"), "1", "2", "1", "raise", timeout=120)
     assert failed.returncode != 0
     assert "error: stopped on purpose at epoch 2, step 1" in failed.stderr
-    assert time.perf_counter() - started < 60  # ended, not left waiting in a collective
 
 
 def test_the_global_batch_must_give_every_process_an_image():

@@ -139,12 +139,21 @@ def test_class_folder_linked_outside_is_not_followed(tmp_path):
 
 
 # --- numeric faults ----------------------------------------------------------------------------------
-def test_extreme_logits_give_finite_loss_and_gradients():
-    logits = torch.tensor([1e4, -1e4, 80.0, -80.0], requires_grad=True)
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16])
+def test_extreme_logits_give_a_finite_loss_and_gradients_in_binclass_step(autocast):
+    from binclass.engine.step import training_step
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    x = torch.tensor([[1e4], [-1e4], [80.0], [-80.0]])  # the logits themselves: two confidently wrong
     y = torch.tensor([0.0, 1.0, 1.0, 0.0])
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
-    loss.backward()
-    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    out = training_step(model, optimizer, lambda: None, x, y, y, threshold=0.5, pos_weight=None,
+                        autocast_dtype=autocast)  # fmt: skip
+    assert torch.isfinite(out.loss) and torch.isfinite(model.weight.grad).all()
+    # BCE of a logit z against label 0 is softplus(z): 1e4 for each wrong image, ~0 for the right ones.
+    assert float(out.loss_sum) == pytest.approx(2e4, rel=1e-2) and int(out.correct) == 2
 
 
 def test_non_finite_loss_stops_the_run_naming_epoch_step_and_files(tiny_data, tmp_path):

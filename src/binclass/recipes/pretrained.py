@@ -6,6 +6,7 @@ the run folder is the same as for the from-scratch models."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -115,8 +116,7 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module) -> Path:
             epoch=epoch,
             progress=terminal_progress(f"head epoch {epoch}/{cfg.epochs}"),
         )
-        stats.n = len(layout.train)  # images; each was seen in every view
-        return stats
+        return dataclasses.replace(stats, n=len(layout.train))  # images; each was seen in every view
 
     def validate() -> Evaluation:
         logits = head_logits(head, val_views, bs)
