@@ -357,4 +357,4 @@ def test_every_rule_is_registered_once_with_a_name():
     from binclass.lint import RULES
 
     names = [r.name for r in RULES]
-    assert len(names) == len(set(names)) >= 13 and "shape_compare" in names
+    assert len(names) == len(set(names)) >= 13 and "shape_mismatch" in names

@@ -391,108 +391,112 @@ def check_lr_collapse(h: History) -> list[Finding]:
 
 
 # --- overfitting ------------------------------------------------------------------------------------
-def check_overfitting(h: History) -> list[Finding]:
+def _memorizing(h: History) -> tuple[list[dict], int] | None:
+    """(the epochs with finite losses, the index of the best) when validation loss has risen for the last
+    epochs while training loss kept falling; None otherwise."""
     rows = [r for r in h.epochs if finite([r.get("train_loss"), r.get("val_loss")])]
     train, val = _values(rows, "train_loss"), _values(rows, "val_loss")
-    if len(val) >= 5:
-        best = int(np.argmin(val))
-        after = len(val) - 1 - best
-        margin = max(0.02, 0.05 * val[best])  # val-loss wobble smaller than this is noise, not a trend
-        tail = val[-min(3, after) :] if after else val[-1:]
-        # Memorizing needs a training loss that clearly fell; a warm-up's unsteady validation loss over a
-        # flat training loss is not it.
-        fell = train[best] - train[-1] > max(0.01, 0.05 * train[best])
-        # A trend, not jitter: each of the last epochs above the best (one spike is not a rise), and the rise
-        # larger than twice the typical epoch-to-epoch jump since the best (at a high learning rate, batch
-        # norm makes validation loss jump up and down by more than any memorizing would move it).
-        rise = float(np.mean(tail)) - val[best]
-        if after >= 3 and float(np.min(tail)) > val[best] + margin and rise > 2 * _jitter(val[best:]) and fell:
-            b = int(rows[best]["epoch"])
-            evidence = {
-                "best_epoch": b,
-                "val_loss_best": float(val[best]),
-                "val_loss_last": float(val[-1]),
-                "train_loss_at_best": float(train[best]),
-                "train_loss_last": float(train[-1]),
-                "epochs_since_best": after,
-            }
-            what = (
-                f"Validation loss was lowest at epoch {b} ({val[best]:.4f}) and has risen for {after} epochs to "
-                f"{val[-1]:.4f}, while training loss kept falling ({train[best]:.4f} -> {train[-1]:.4f})"
-            )
-            acc_best, acc_last = rows[best].get("val_acc"), rows[-1].get("val_acc")
-            if acc_best is not None and acc_last is not None and acc_last >= acc_best:
-                # Loss up, accuracy not down: the mistakes it still makes grow more confident. Going back to the
-                # best-loss epoch would cost accuracy; regularizing is what helps (label smoothing and a weight
-                # average: docs/recipes.md, the ablation).
-                evidence.update(val_acc_at_best=acc_best, val_acc_last=acc_last)
-                return [
-                    Finding(
-                        "overfitting",
-                        "warning",
-                        evidence,
-                        f"{what}, though validation accuracy has not fallen ({acc_best:.3f} at epoch {b}, {acc_last:.3f} "
-                        "now): the model is growing over-confident on the images it gets wrong, the first sign of "
-                        "memorizing the training images.",
-                        f"Going back to epoch {b}'s weights would not raise accuracy. Regularize instead: label smoothing "
-                        "(--label-smoothing 0.1), a weight average (--ema), augmentation (--augment crop), weight decay.",
-                    )
-                ]
-            return [
-                Finding(
-                    "overfitting",
-                    "warning",
-                    evidence,
-                    f"{what}: the model is memorizing the training images.",
-                    f"Keep the weights of epoch {b} (binclass: best.safetensors, --early-stop 3), add "
-                    "augmentation (--augment standard), dropout or weight decay, or use more data.",
-                )
-            ]
+    if len(val) < 5:
+        return None
+    best = int(np.argmin(val))
+    after = len(val) - 1 - best
+    margin = max(0.02, 0.05 * val[best])  # val-loss wobble smaller than this is noise, not a trend
+    tail = val[-min(3, after) :] if after else val[-1:]
+    # Memorizing needs a training loss that clearly fell; a warm-up's unsteady validation loss over a
+    # flat training loss is not it.
+    fell = train[best] - train[-1] > max(0.01, 0.05 * train[best])
+    # A trend, not jitter: each of the last epochs above the best (one spike is not a rise), and the rise
+    # larger than twice the typical epoch-to-epoch jump since the best (at a high learning rate, batch
+    # norm makes validation loss jump up and down by more than any memorizing would move it).
+    rise = float(np.mean(tail)) - val[best]
+    rising = after >= 3 and float(np.min(tail)) > val[best] + margin and rise > 2 * _jitter(val[best:])
+    return (rows, best) if rising and fell else None
+
+
+def check_rising_validation_loss(h: History) -> list[Finding]:
+    """Overfitting seen in the losses: validation loss up for the last epochs, training loss still down."""
+    found = _memorizing(h)
+    if found is None:
+        return []
+    rows, best = found
+    first, last = rows[best], rows[-1]
+    b, after = int(first["epoch"]), len(rows) - 1 - best
+    evidence = {
+        "best_epoch": b,
+        "val_loss_best": float(first["val_loss"]),
+        "val_loss_last": float(last["val_loss"]),
+        "train_loss_at_best": float(first["train_loss"]),
+        "train_loss_last": float(last["train_loss"]),
+        "epochs_since_best": after,
+    }
+    what = (
+        f"Validation loss was lowest at epoch {b} ({first['val_loss']:.4f}) and has risen for {after} epochs to "
+        f"{last['val_loss']:.4f}, while training loss kept falling ({first['train_loss']:.4f} -> "
+        f"{last['train_loss']:.4f})"
+    )
+    acc_best, acc_last = first.get("val_acc"), last.get("val_acc")
+    if acc_best is not None and acc_last is not None and acc_last >= acc_best:
+        # Loss up, accuracy not down: the mistakes it still makes grow more confident. Going back to the
+        # best-loss epoch would cost accuracy; regularizing is what helps (label smoothing and a weight
+        # average: docs/recipes.md, the ablation).
+        evidence.update(val_acc_at_best=acc_best, val_acc_last=acc_last)
+        message = (
+            f"{what}, though validation accuracy has not fallen ({acc_best:.3f} at epoch {b}, {acc_last:.3f} "
+            "now): the model is growing over-confident on the images it gets wrong, the first sign of "
+            "memorizing the training images."
+        )
+        fix = (
+            f"Going back to epoch {b}'s weights would not raise accuracy. Regularize instead: label smoothing "
+            "(--label-smoothing 0.1), a weight average (--ema), augmentation (--augment crop), weight decay."
+        )
+    else:
+        message = f"{what}: the model is memorizing the training images."
+        fix = (
+            f"Keep the weights of epoch {b} (binclass: best.safetensors, --early-stop 3), add "
+            "augmentation (--augment standard), dropout or weight decay, or use more data."
+        )
+    return [Finding("overfitting", "warning", evidence, message, fix)]
+
+
+def check_accuracy_gap(h: History) -> list[Finding]:
+    """Overfitting seen in the accuracies: training accuracy above validation accuracy by more than the
+    noise, in each of the last three epochs. Silent when the losses already show it (one finding)."""
     last = h.epochs[-1] if h.epochs else {}
-    if last.get("train_acc") is not None and last.get("val_acc") is not None:
-        gap = last["train_acc"] - last["val_acc"]
-        recent = [_gap_noise(h, r) for r in h.epochs[-3:]]
-        se = recent[-1][0]
-        # One or two epochs' gap can be validation dips (batch norm at a high learning rate); a gap is a
-        # finding when each of the last three epochs shows it and it is larger than twice the typical jump
-        # of validation accuracy from one of the last five epochs to the next.
-        recent_acc = _values(h.epochs[-5:], "val_acc")
-        if all(significant for _, significant in recent) and gap > 2 * _jitter(recent_acc):
-            # Still at (or within noise of) its lowest validation loss, the model generalizes as well as it
-            # ever did: the gap is worth knowing (info), but stopping earlier would not help.
-            rising = len(val) > 0 and val[-1] > float(np.min(val)) + max(0.02, 0.05 * float(np.min(val)))
-            evidence = {
-                "train_acc": last["train_acc"],
-                "val_acc": last["val_acc"],
-                "gap": gap,
-                "gap_standard_error": se,
-                "val_loss_rising": bool(rising),
-            }
-            message = (
-                f"Training accuracy ({last['train_acc']:.3f}) is {gap * 100:.1f} points above validation "
-                f"accuracy ({last['val_acc']:.3f}), far more than sampling noise explains"
-            )
-            if rising:
-                return [
-                    Finding(
-                        "overfitting",
-                        "warning",
-                        evidence,
-                        message + ", and validation loss is above its best.",
-                        "Regularize (augmentation, dropout, weight decay), stop earlier, or get more training images.",
-                    )
-                ]
-            return [
-                Finding(
-                    "overfitting",
-                    "info",
-                    evidence,
-                    message + ": the model fits its training images better than new ones. Validation loss is still at "
-                    "its lowest, so the gap is not costing accuracy yet.",
-                    "More data or stronger augmentation may narrow the gap; stopping earlier would not help.",
-                )
-            ]
-    return []
+    if last.get("train_acc") is None or last.get("val_acc") is None or _memorizing(h) is not None:
+        return []
+    gap = last["train_acc"] - last["val_acc"]
+    recent = [_gap_noise(h, r) for r in h.epochs[-3:]]
+    # One or two epochs' gap can be validation dips (batch norm at a high learning rate); a gap is a
+    # finding when each of the last three epochs shows it and it is larger than twice the typical jump
+    # of validation accuracy from one of the last five epochs to the next.
+    if not (all(significant for _, significant in recent) and gap > 2 * _jitter(_values(h.epochs[-5:], "val_acc"))):
+        return []
+    # Still at (or within noise of) its lowest validation loss, the model generalizes as well as it ever
+    # did: the gap is worth knowing (info), but stopping earlier would not help.
+    val = _values([r for r in h.epochs if finite([r.get("train_loss"), r.get("val_loss")])], "val_loss")
+    rising = len(val) > 0 and val[-1] > float(np.min(val)) + max(0.02, 0.05 * float(np.min(val)))
+    evidence = {
+        "train_acc": last["train_acc"],
+        "val_acc": last["val_acc"],
+        "gap": gap,
+        "gap_standard_error": recent[-1][0],
+        "val_loss_rising": bool(rising),
+    }
+    message = (
+        f"Training accuracy ({last['train_acc']:.3f}) is {gap * 100:.1f} points above validation "
+        f"accuracy ({last['val_acc']:.3f}), far more than sampling noise explains"
+    )
+    if rising:
+        severity, message = "warning", message + ", and validation loss is above its best."
+        fix = "Regularize (augmentation, dropout, weight decay), stop earlier, or get more training images."
+    else:
+        severity = "info"
+        message += (
+            ": the model fits its training images better than new ones. Validation loss is still at its lowest, "
+            "so the gap is not costing accuracy yet."
+        )
+        fix = "More data or stronger augmentation may narrow the gap; stopping earlier would not help."
+    return [Finding("overfitting", severity, evidence, message, fix)]
 
 
 def _jitter(values: np.ndarray) -> float:
@@ -658,7 +662,8 @@ CHECKS: list[Callable[[History], list[Finding]]] = [
     check_not_learning,
     check_diverging,
     check_lr_collapse,
-    check_overfitting,
+    check_rising_validation_loss,
+    check_accuracy_gap,
     check_sampling_noise,
     check_unstable_validation,
     check_small_validation,

@@ -31,7 +31,7 @@ from .script import (
 
 @dataclass(frozen=True)
 class Rule:
-    name: str
+    name: str  # the function's: the finding id it gives, without "lint-"
     visits: type[ast.AST] | None  # the node type check is called with; None: called once with the script
     check: Callable[..., None]
 
@@ -41,7 +41,7 @@ RULES: list[Rule] = []
 
 def rule(visits: type[ast.AST] | None = None) -> Callable:
     def register(check: Callable[..., None]) -> Callable[..., None]:
-        RULES.append(Rule(check.__name__.removeprefix("check_"), visits, check))
+        RULES.append(Rule(check.__name__, visits, check))
         return check
 
     return register
@@ -61,7 +61,7 @@ def run_rules(script: Script) -> None:
 
 # accuracy summed per batch, divided by the number of batches
 @rule(ast.BinOp)
-def check_mean_of_batch_accuracies(script: Script, div: ast.BinOp) -> None:
+def mean_of_batch_accuracies(script: Script, div: ast.BinOp) -> None:
     if not isinstance(div.op, ast.Div):
         return
     right = div.right
@@ -101,7 +101,7 @@ def check_mean_of_batch_accuracies(script: Script, div: ast.BinOp) -> None:
 
 # DistributedSampler on the validation set
 @rule(ast.Call)
-def check_distributed_validation(script: Script, call: ast.Call) -> None:
+def distributed_sampler_validation(script: Script, call: ast.Call) -> None:
     q = canon(script.ctx.qualified(call.func)) or ""
     if not q.endswith("DistributedSampler") or not call.args:
         return
@@ -130,7 +130,7 @@ def check_distributed_validation(script: Script, call: ast.Call) -> None:
 
 # torchmetrics' binary accuracy fed logits
 @rule(ast.Call)
-def check_torchmetrics_logits(script: Script, call: ast.Call) -> None:
+def torchmetrics_logits(script: Script, call: ast.Call) -> None:
     if not script.logits_setting() or not call.args:
         return
     f = call.func
@@ -152,7 +152,7 @@ def check_torchmetrics_logits(script: Script, call: ast.Call) -> None:
 
 # model.train() in force when the validation loop starts
 @rule(ast.For)
-def check_train_mode_in_validation(script: Script, loop: ast.For) -> None:
+def train_mode_in_validation(script: Script, loop: ast.For) -> None:
     if loop_kind(script.ctx, loop) != "val":
         return
     scope = next(
@@ -190,7 +190,7 @@ def check_train_mode_in_validation(script: Script, loop: ast.For) -> None:
 
 # outputs (N, 1) compared with labels (N,)
 @rule(ast.Compare)
-def check_shape_compare(script: Script, node: ast.Compare) -> None:
+def shape_mismatch(script: Script, node: ast.Compare) -> None:
     if (
         script.ctx.linear_out1 is None
         or _forward_flattens(
@@ -220,7 +220,7 @@ def check_shape_compare(script: Script, node: ast.Compare) -> None:
 
 # argmax / max(dim=1) on one output
 @rule(ast.Call)
-def check_argmax(script: Script, call: ast.Call) -> None:
+def argmax_single_output(script: Script, call: ast.Call) -> None:
     if not script.ctx.single_output:
         return
     q = canon(script.ctx.qualified(call.func)) or ""
@@ -255,7 +255,7 @@ def check_argmax(script: Script, call: ast.Call) -> None:
 
 
 @rule(ast.Call)
-def check_round(script: Script, call: ast.Call) -> None:
+def threshold_on_logits_by_rounding(script: Script, call: ast.Call) -> None:
     if not script.logits_setting():
         return
     q = canon(script.ctx.qualified(call.func)) or ""
@@ -269,7 +269,7 @@ def check_round(script: Script, call: ast.Call) -> None:
 
 
 @rule(ast.Compare)
-def check_compare(script: Script, node: ast.Compare) -> None:
+def threshold_on_logits_by_comparison(script: Script, node: ast.Compare) -> None:
     if not script.logits_setting() or len(node.ops) != 1:
         return
     right = node.comparators[0]
@@ -283,7 +283,7 @@ def check_compare(script: Script, node: ast.Compare) -> None:
 
 # epoch scheduler stepped per batch
 @rule(ast.Call)
-def check_scheduler(script: Script, call: ast.Call) -> None:
+def scheduler_in_batch_loop(script: Script, call: ast.Call) -> None:
     f = call.func
     if not (isinstance(f, ast.Attribute) and f.attr == "step" and isinstance(f.value, ast.Name)):
         return
@@ -312,7 +312,7 @@ def check_scheduler(script: Script, call: ast.Call) -> None:
 
 # sigmoid + BCELoss
 @rule()
-def check_sigmoid_bce(script: Script) -> None:
+def sigmoid_bceloss(script: Script) -> None:
     sigmoid_line = script.ctx.sigmoid_in_model or script.ctx.sigmoid_anywhere
     if "bce" in script.ctx.losses and sigmoid_line is not None:
         q, line = script.ctx.losses["bce"]
@@ -330,7 +330,7 @@ def check_sigmoid_bce(script: Script) -> None:
 
 # accuracy of one batch reported
 @rule()
-def check_single_batch_accuracy(script: Script) -> None:
+def single_batch_accuracy(script: Script) -> None:
     compared: set[str] = set()
     for node in ast.walk(script.tree):
         if isinstance(node, ast.Assign) and script.is_comparison(node.value, compared):
@@ -362,7 +362,7 @@ def check_single_batch_accuracy(script: Script) -> None:
 
 # validation loops
 @rule(ast.For)
-def check_validation_loop(script: Script, loop: ast.For) -> None:
+def eval_mode_and_no_grad(script: Script, loop: ast.For) -> None:
     if loop_kind(script.ctx, loop) != "val":
         return
     scope = next(
@@ -410,7 +410,7 @@ def check_validation_loop(script: Script, loop: ast.For) -> None:
 
 # hard-coded flatten size
 @rule(ast.ClassDef)
-def check_flatten(script: Script, cls: ast.ClassDef) -> None:
+def hardcoded_flatten(script: Script, cls: ast.ClassDef) -> None:
     if cls.name not in script.ctx.model_classes:
         return
     seen_conv = False
