@@ -19,20 +19,7 @@ def test_mcnemar_exact_matches_a_two_sided_binomial_test(b, c):
 
 def test_compare_two_runs(tiny_data, tmp_path):
     for name, lr in (("a", "0.003"), ("b", "1e-6")):
-        result = train_cli(
-            tiny_data,
-            tmp_path / name,
-            "--model",
-            "small",
-            "--image-size",
-            "32",
-            "--epochs",
-            "6",
-            "--batch-size",
-            "16",
-            "--lr",
-            lr,
-        )
+        result = train_cli(tiny_data, tmp_path / name, model="small", image_size=32, epochs=6, batch_size=16, lr=lr)
         assert result.exit_code == 0, result.output
     plot = tmp_path / "cmp.png"
     result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(plot), "--json"])

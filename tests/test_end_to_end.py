@@ -26,24 +26,15 @@ def run_dir(tiny_data, tmp_path_factory) -> Path:
     result = train_cli(
         tiny_data,
         out,
-        "--model",
-        "small",
-        "--image-size",
-        "32",
-        "--epochs",
-        str(EPOCHS),
-        "--batch-size",
-        str(BATCH),
-        "--scheduler",
-        "step",
-        "--step-size",
-        "1",
-        "--gamma",
-        "0.5",
-        "--lr",
-        "0.004",
-        "--augment",
-        "standard",
+        model="small",
+        image_size=32,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        scheduler="step",
+        step_size=1,
+        gamma=0.5,
+        lr=0.004,
+        augment="standard",
     )
     assert result.exit_code == 0, result.output
     return out
@@ -175,7 +166,7 @@ def test_doctor_on_run_folder_writes_diagnosis_and_report_section(run_dir):
 
 def test_existing_run_folder_is_refused(run_dir, tiny_data):
     before = (run_dir / "metrics.csv").read_bytes()
-    result = train_cli(tiny_data, run_dir, "--epochs", "1")
+    result = train_cli(tiny_data, run_dir, epochs=1)
     assert result.exit_code == 2
     assert "already holds a run" in result.output and "--overwrite" in result.output
     assert (run_dir / "metrics.csv").read_bytes() == before

@@ -183,7 +183,7 @@ def test_a_live_runs_folder_is_refused_to_overwrite_and_resume(tiny_data, tmp_pa
         assert result.exit_code == 2 and "in use by a live run" in result.output and str(os.getpid()) in result.output
     assert (out / "metrics.csv").read_text() == "epoch\n1\n"  # nothing of the live run was touched
     write_lock(out, os.getpid(), "another-host")
-    result = train_cli(tiny_data, out, "--overwrite")
+    result = train_cli(tiny_data, out, overwrite=True)
     assert result.exit_code == 2 and "another-host" in result.output and "delete" in result.output
 
 

@@ -204,9 +204,7 @@ def test_cuda_graphs_setting_is_checked():
 def test_cli_refuses_cuda_graphs_without_a_gpu(tiny_data, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    result = train_cli(
-        tiny_data, tmp_path / "r", "--model", "small", "--epochs", "1", "--device", "cpu", "--cuda-graphs", "on"
-    )
+    result = train_cli(tiny_data, tmp_path / "r", model="small", epochs=1, device="cpu", cuda_graphs="on")
     assert result.exit_code == 2
     assert "--cuda-graphs on needs a CUDA device" in result.output
     assert not (tmp_path / "r").exists()  # refused before the run folder or any decoding

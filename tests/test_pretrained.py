@@ -53,7 +53,7 @@ def test_weights_map_by_order_and_shapes_are_verified():
 
 
 def test_timm_model_offline_needs_weights_file(tiny_data, tmp_path):
-    result = train_cli(tiny_data, tmp_path / "r", "--model", "timm:test_resnet")
+    result = train_cli(tiny_data, tmp_path / "r", model="timm:test_resnet")
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "--weights FILE" in result.output  # one line, before any decoding
     assert "Traceback" not in result.output
@@ -66,9 +66,7 @@ def test_timm_model_with_local_weights_trains_and_predicts(tiny_data, tmp_path):
     weights = tmp_path / "test_resnet.safetensors"
     save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(weights))
     out = tmp_path / "r"
-    result = train_cli(
-        tiny_data, out, "--model", "timm:test_resnet", "--weights", str(weights), "--image-size", "32", "--epochs", "2"
-    )
+    result = train_cli(tiny_data, out, model="timm:test_resnet", weights=weights, image_size=32, epochs=2)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "model.json").read_text())["architecture"] == "timm:test_resnet"
     closing = [line for line in result.output.splitlines() if "since the start" in line]
@@ -78,7 +76,7 @@ def test_timm_model_with_local_weights_trains_and_predicts(tiny_data, tmp_path):
 
 def test_lite0_run_folder_and_predict_agree(tiny_data, tmp_path):
     out = tmp_path / "lite"
-    result = train_cli(tiny_data, out, "--model", "efficientnet_lite0", "--image-size", "64", "--epochs", "3", "--tta")
+    result = train_cli(tiny_data, out, model="efficientnet_lite0", image_size=64, epochs=3, tta=True)
     assert result.exit_code == 0, result.output
     assert "features:" in result.output
     last = history.read_epochs(out)[-1]
@@ -97,20 +95,7 @@ def test_lite0_run_folder_and_predict_agree(tiny_data, tmp_path):
 
 def test_finetune_keeps_the_better_model_and_predict_uses_it(tiny_data, tmp_path):
     out = tmp_path / "ft"
-    result = train_cli(
-        tiny_data,
-        out,
-        "--model",
-        "efficientnet_lite0",
-        "--image-size",
-        "64",
-        "--epochs",
-        "2",
-        "--finetune",
-        "1",
-        "--batch-size",
-        "16",
-    )
+    result = train_cli(tiny_data, out, model="efficientnet_lite0", image_size=64, epochs=2, finetune=1, batch_size=16)
     assert result.exit_code == 0, result.output
     rows = history.read_epochs(out)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -155,26 +140,16 @@ def test_finetune_follows_optimizer_augment_early_stop_and_save_every(tiny_data,
     result = train_cli(
         tiny_data,
         out,
-        "--model",
-        "efficientnet_lite0",
-        "--image-size",
-        "64",
-        "--epochs",
-        "2",
-        "--finetune",
-        "4",
-        "--batch-size",
-        "16",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "0.01",
-        "--augment",
-        "none",
-        "--early-stop",
-        "2",
-        "--save-every",
-        "1e9",
+        model="efficientnet_lite0",
+        image_size=64,
+        epochs=2,
+        finetune=4,
+        batch_size=16,
+        optimizer="sgd",
+        lr=0.01,
+        augment="none",
+        early_stop=2,
+        save_every="1e9",
     )
     assert result.exit_code == 0, result.output
     assert optimizers == [("SGD", 0.01), ("SGD", pytest.approx(0.001))]  # the head's, then the fine-tune's at a tenth
@@ -191,7 +166,7 @@ def test_the_shortest_command_trains_the_pretrained_backbone_and_says_why(tiny_d
     from binclass.recipes.resolve import resolve
 
     out = tmp_path / "default"
-    result = train_cli(tiny_data, out, "--epochs", "2")
+    result = train_cli(tiny_data, out, epochs=2)
     assert result.exit_code == 0, result.output
     first = result.output.splitlines()[0]
     assert first.startswith("model: efficientnet_lite0 (pretrained") and "the default" in first

@@ -85,13 +85,11 @@ def test_check_names_every_bad_file_with_its_reason(messy_data):
 
 
 def test_train_skips_bad_files_and_strict_refuses(messy_data, tmp_path):
-    result = train_cli(
-        messy_data, tmp_path / "r", "--model", "small", "--image-size", "32", "--epochs", "1", "--batch-size", "8"
-    )
+    result = train_cli(messy_data, tmp_path / "r", model="small", image_size=32, epochs=1, batch_size=8)
     assert result.exit_code == 0, result.output
     assert "skipped 3 bad file(s)" in result.output and "bomb.png: decompression bomb" in result.output
     assert history.read_epochs(tmp_path / "r")[0]["train_n"] == 24 + 5  # 5 odd-but-valid images kept
-    strict = train_cli(messy_data, tmp_path / "s", "--strict")
+    strict = train_cli(messy_data, tmp_path / "s", strict=True)
     assert strict.exit_code == 2 and "--strict" in strict.output and "random.jpg" in strict.output
 
 
@@ -158,22 +156,7 @@ def test_extreme_logits_give_a_finite_loss_and_gradients_in_binclass_step(autoca
 
 def test_non_finite_loss_stops_the_run_naming_epoch_step_and_files(tiny_data, tmp_path):
     out = tmp_path / "nan"
-    result = train_cli(
-        tiny_data,
-        out,
-        "--model",
-        "seed",
-        "--image-size",
-        "32",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "1e30",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "16",
-    )
+    result = train_cli(tiny_data, out, model="seed", image_size=32, optimizer="sgd", lr="1e30", epochs=3, batch_size=16)
     assert result.exit_code == 2
     assert "non-finite training loss" in result.output and "epoch 1, step" in result.output
     assert ".png" in result.output  # the batch's files are named
@@ -192,7 +175,7 @@ class Payload:
 @pytest.fixture(scope="module")
 def small_run(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trusted") / "run"
-    result = train_cli(tiny_data, out, "--model", "seed", "--image-size", "32", "--epochs", "1", "--batch-size", "16")
+    result = train_cli(tiny_data, out, model="seed", image_size=32, epochs=1, batch_size=16)
     assert result.exit_code == 0, result.output
     return out
 

@@ -26,8 +26,8 @@ def parse_closing_line(line: str) -> tuple[float, dict[str, float]]:
 
 def _cfg(data, out, **kw):
     base = dict(
-        data_dir=str(data),
-        out=str(out),
+        data_dir=data,
+        out=out,
         model="small",
         image_size=32,
         epochs=4,
@@ -169,20 +169,7 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
     from binclass.cli import app
 
     out = tmp_path / "rep"
-    result = train_cli(
-        tiny_data,
-        out,
-        "--model",
-        "seed",
-        "--image-size",
-        "32",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--seeds",
-        "0,1,2",
-    )
+    result = train_cli(tiny_data, out, model="seed", image_size=32, epochs=2, batch_size=16, seeds="0,1,2")
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "seeds.json").read_text())
     accs = [history.read_epochs(out / f"seed-{s}")[-1]["val_acc"] for s in (0, 1, 2)]
@@ -195,7 +182,7 @@ def test_seeds_runs_each_seed_and_summarizes(tiny_data, tmp_path):
         all(r["seconds"] > 0 for r in summary["seeds"])
         and f"in {summary['seeds'][2]['seconds']:.0f} s" in result.output
     )
-    bad = train_cli(tiny_data, tmp_path / "x", "--seeds", "a,b")
+    bad = train_cli(tiny_data, tmp_path / "x", seeds="a,b")
     assert bad.exit_code == 2 and "--seeds" in bad.output
 
     # The doctor and compare use that spread as the run-to-run noise.

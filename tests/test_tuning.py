@@ -109,5 +109,5 @@ def test_a_calibration_split_is_held_out_of_training_and_fitted_on(tiny_data, tm
     assert out["fitted_on"] == "calibration split" and "stay honest" in out["note"]
     ev = json.loads(runner.invoke(app, ["evaluate", str(run.path), str(tiny_data)]).stdout)
     assert "note" not in ev  # nothing fitted on the validation images
-    bad = train_cli(tiny_data, tmp_path / "bad", "--calibration-split", "0.7")
+    bad = train_cli(tiny_data, tmp_path / "bad", calibration_split=0.7)
     assert bad.exit_code == 2 and "--calibration-split" in bad.output
