@@ -10,8 +10,10 @@ from binclass.config import TrainConfig
 from binclass.data.augment import augment_batch
 from binclass.engine.ema import WeightAverage
 from binclass.engine.optim import make_scheduler, warmup_cosine
+from binclass.errors import BinclassError
 from binclass.recipes.defaults import SMALL, SMALL_BY_DEVICE, recipe_defaults, recipe_for
-from binclass.recipes.resolve import resolve
+from binclass.recipes.resolve import resolve, validate
+from binclass.recipes.train import fit
 
 
 def test_small_defaults_fill_only_what_the_user_left_unset():
@@ -128,3 +130,40 @@ def test_sizing_keeps_the_2000_image_recipe_and_what_the_user_set():
     assert (both.batch_size, both.lr) == (16, 0.3)
     seed = resolve(TrainConfig(data_dir="d", out="o", model="seed", device="cpu"), train_images=250)
     assert seed == resolve(TrainConfig(data_dir="d", out="o", model="seed", device="cpu"))
+
+
+@pytest.mark.parametrize(
+    "settings, processes, resume, message",
+    [
+        ({"model": "small", "epochs": 3, "time_budget": "1m"}, 1, False, "give --epochs or --time-budget, not both"),
+        ({"finetune": 2, "time_budget": "1m"}, 1, False, "give --finetune or --time-budget, not both"),
+        ({"model": "small", "time_budget": "1m"}, 2, False, "--time-budget sizes a run on one process"),
+        ({}, 2, False, "the pretrained recipe trains on one process"),
+        ({}, 1, True, "--resume is for the from-scratch models"),
+        ({"cuda_graphs": "on"}, 1, False, "--cuda-graphs is for the from-scratch models"),
+        ({"model": "small", "cuda_graphs": "on"}, 2, False, "--cuda-graphs on is for one process"),
+        ({"model": "resnet"}, 1, False, "--model 'resnet' is not one of"),
+        ({"model": "small", "warmup": 5.0, "epochs": 3}, 1, False, "--warmup must be between 0 and --epochs"),
+    ],
+)
+def test_validate_refuses_what_cannot_make_a_run_before_any_file_is_read(settings, processes, resume, message):
+    with pytest.raises(BinclassError, match=message):
+        validate(TrainConfig(data_dir="/no/such/folder", **settings), processes, resume)
+
+
+def test_validate_takes_a_config_with_its_recipe_settings_unset():
+    validate(TrainConfig(data_dir="/no/such/folder"))  # None everywhere the recipe decides: no error
+    validate(TrainConfig(data_dir="/no/such/folder", model="small", epochs=3, time_budget="1m"), resume=True)
+
+
+@pytest.mark.parametrize("budget", [None, "30s"])
+def test_a_run_resolves_its_config_once_and_a_budgeted_run_once_more(tiny_data, tmp_path, monkeypatch, budget):
+    from binclass.recipes import train as train_module
+
+    calls = []
+    real = train_module.resolve
+    monkeypatch.setattr(train_module, "resolve", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(train_module, "seconds_per_epoch", lambda *args: 10.0)  # a budget of 2 epochs or so
+    cfg = TrainConfig(data_dir=tiny_data, out=tmp_path / "r", model="seed", image_size=32, time_budget=budget)
+    fit(cfg if budget else cfg.replace(epochs=1), log=lambda line: None)
+    assert len(calls) == (2 if budget else 1)

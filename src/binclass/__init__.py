@@ -19,7 +19,7 @@ _LAZY = {
     "train": "binclass.api",
     "load": "binclass.api",
     "doctor": "",  # the binclass.doctor package, which is callable: binclass.doctor(path) -> findings
-    "lint": "binclass.api",
+    "lint": "",  # the binclass.lint package, callable too: binclass.lint(*scripts) -> findings
     "Run": "binclass.api",
     "Prediction": "binclass.api",
     "BinclassError": "binclass.errors",
@@ -29,8 +29,8 @@ _LAZY = {
 __all__ = ["__version__", "train", "load", "doctor", "lint", "Run", "Prediction", "BinclassError", "watch"]
 
 if TYPE_CHECKING:
-    from . import doctor, watch
-    from .api import Prediction, Run, lint, load, train
+    from . import doctor, lint, watch
+    from .api import Prediction, Run, load, train
     from .errors import BinclassError
 
 

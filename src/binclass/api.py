@@ -4,7 +4,7 @@
     >>> run = binclass.train("data/", out="runs/a", model="small", epochs=5)
     >>> run.predict("new_images/")[0]            # Prediction(path=..., prob=0.93, label='dogs')
     >>> run.evaluate("labeled/")["accuracy"]
-    >>> binclass.doctor("runs/a"), binclass.lint("train.py")   # doctor: the callable binclass.doctor package
+    >>> binclass.doctor("runs/a"), binclass.lint("train.py")   # the callable binclass.doctor and binclass.lint packages
 
 Every function raises BinclassError (one line naming the file and the fix) on bad input."""
 
@@ -133,10 +133,3 @@ def train(
 def load(run_dir: PathLike) -> Run:
     """An existing run folder."""
     return Run(run_dir)
-
-
-def lint(*scripts: PathLike) -> list:
-    """The findings of `binclass lint` for training scripts, notebooks or folders of them (read, never run)."""
-    from .lint import lint_path
-
-    return [finding for script in scripts for finding in lint_path(Path(script))]

@@ -19,7 +19,7 @@ from torchvision import datasets, transforms
 
 class Network(nn.Module):
     def __init__(self):
-        super().__init__()
+        super(Network, self).__init__()
         self.layer1 = nn.Sequential(nn.Conv2d(3, 16, kernel_size=3), nn.ReLU(), nn.MaxPool2d(2))
         self.layer2 = nn.Sequential(nn.Conv2d(16, 32, kernel_size=3), nn.ReLU(), nn.MaxPool2d(2))
         self.layer3 = nn.Sequential(nn.Conv2d(32, 64, kernel_size=3), nn.ReLU(), nn.MaxPool2d(2))
@@ -91,7 +91,9 @@ def main():
                 correct = pred.eq(labels)
                 acc = torch.mean(correct.float())
                 print(
-                    f"[Epoch {epoch + 1}/{epochs}] Iteration {itr} -> Train Loss: {total_loss / p_itr:.4f}, Accuracy: {acc:.3f}"
+                    "[Epoch {}/{}] Iteration {} -> Train Loss: {:.4f}, Accuracy: {:.3f}".format(
+                        epoch + 1, epochs, itr, total_loss / p_itr, acc
+                    )
                 )
                 loss_list.append(total_loss / p_itr)
                 acc_list.append(acc)

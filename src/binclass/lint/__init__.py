@@ -4,12 +4,17 @@ must get no error.
 
     script.py   the parsed script, what the whole file says about its model, the queries rules share
     rules.py    the rules, each registered with the node type it reads
-    notebooks   code cells as one program, findings at their cell and line"""
+    notebooks   code cells as one program, findings at their cell and line
+
+The package is also the API's `binclass.lint(*scripts)`: calling it returns the findings for scripts,
+notebooks or folders of them, as `binclass.doctor(path)` does for histories."""
 
 from __future__ import annotations
 
 import ast
 import os
+import sys
+import types
 from pathlib import Path
 
 from ..doctor.findings import Finding
@@ -57,3 +62,12 @@ def scripts_under(folder: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
         found += [Path(root) / f for f in sorted(files) if f.endswith((".py", ".ipynb")) and not f.startswith(".")]
     return found
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *scripts: str | Path) -> list[Finding]:
+        """The findings of `binclass lint` for training scripts, notebooks or folders of them (read, never run)."""
+        return [finding for script in scripts for finding in lint_path(Path(script))]
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -23,9 +23,12 @@ def chosen_model(cfg: TrainConfig) -> str:
 
 def validate(cfg: TrainConfig, world_size: int = 1, resume: bool = False) -> None:
     """Raise BinclassError, naming the option, when what the user gave cannot make a run: an unknown
-    choice, a value out of range, two options that exclude each other. Reads no file, touches no device."""
-    check_settings(cfg)
+    choice, a value out of range, two options that exclude each other. Reads no file, touches no device.
+    resume: cfg is a stopped run's own config, to continue."""
+    _coherent(cfg, world_size)
     from_scratch = cfg.replace(model=chosen_model(cfg)).from_scratch
+    if resume and not from_scratch:
+        raise BinclassError("--resume is for the from-scratch models; a pretrained run is short, start it again")
     if cfg.time_budget is not None and not resume:
         if cfg.epochs is not None and from_scratch:
             raise BinclassError("give --epochs or --time-budget, not both: the budget chooses the epochs")
@@ -33,10 +36,24 @@ def validate(cfg: TrainConfig, world_size: int = 1, resume: bool = False) -> Non
             raise BinclassError("give --finetune or --time-budget, not both: the budget chooses the fine-tuning")
         if world_size > 1:
             raise BinclassError("--time-budget sizes a run on one process; give --epochs under torchrun")
-    if not from_scratch and cfg.cuda_graphs == "on":
+
+
+def _coherent(cfg: TrainConfig, world_size: int) -> None:
+    """What holds for every config, given or resolved: each setting in range, the model's recipe able to
+    run as launched."""
+    check_settings(cfg)
+    model = chosen_model(cfg)
+    if cfg.replace(model=model).from_scratch:
+        if world_size > 1 and cfg.cuda_graphs == "on":
+            raise BinclassError("--cuda-graphs on is for one process; drop it under torchrun")
+        return
+    if cfg.cuda_graphs == "on":
         raise BinclassError("--cuda-graphs is for the from-scratch models (seed, small); use --cuda-graphs off")
-    if world_size > 1 and cfg.cuda_graphs == "on":
-        raise BinclassError("--cuda-graphs on is for one process; drop it under torchrun")
+    if world_size > 1:
+        raise BinclassError(
+            f"--model {model}: the pretrained recipe trains on one process (its head takes seconds); "
+            "start it without torchrun, or use --model small or seed for data-parallel training"
+        )
 
 
 def resolve(cfg: TrainConfig, world_size: int = 1, train_images: int | None = None) -> TrainConfig:
@@ -47,7 +64,7 @@ def resolve(cfg: TrainConfig, world_size: int = 1, train_images: int | None = No
     --batch-size stays the global batch. train_images: the training set's size, which sizes the small
     recipe's batch and rate (None: its 2000-image values)."""
     cfg = cfg.replace(model=chosen_model(cfg))
-    validate(cfg, world_size, resume=True)
+    _coherent(cfg, world_size)
     device = resolve_device(cfg.device)
     cfg = cfg.replace(**recipe_defaults(cfg, device.type, train_images))
     check_settings(cfg)

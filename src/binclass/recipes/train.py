@@ -143,13 +143,6 @@ def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> P
     budgeted = cfg.time_budget is not None and not run.resume
     model = None
     if not cfg.from_scratch:
-        if world.distributed:
-            raise BinclassError(
-                f"--model {cfg.model}: the pretrained recipe trains on one process (its head takes seconds); "
-                "start it without torchrun, or use --model small or seed for data-parallel training"
-            )
-        if run.resume:
-            raise BinclassError("--resume is for the from-scratch models; a pretrained run is short, start it again")
         from .pretrained import pretrained_model
 
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
