@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ def test_child_peak_memory_is_measured_per_process():
 
 def test_floor_runs_and_reports_seconds():
     seconds = floor_epoch_seconds("seed", 32, 40, 1, 20, "cpu", "fp32", True)
-    assert 0 < seconds < 30
+    assert math.isfinite(seconds) and seconds > 0  # how many depends on the machine: docs/benchmarks.md
 
 
 def test_render_tables():
