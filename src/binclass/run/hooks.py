@@ -29,6 +29,3 @@ class RunHooks:
     def event(self, name: str) -> None:
         if self.on_event is not None:
             self.on_event(name)
-
-    def with_log(self, log: Log) -> RunHooks:
-        return RunHooks(log, self.on_step, self.on_event)
