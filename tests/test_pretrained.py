@@ -168,7 +168,8 @@ def test_the_shortest_command_trains_the_pretrained_backbone_and_says_why(tiny_d
     out = tmp_path / "default"
     result = train_cli(tiny_data, out, epochs=2)
     assert result.exit_code == 0, result.output
-    first = result.output.splitlines()[0]
+    data, first = result.output.splitlines()[:2]  # the data's form, then the model's line
+    assert data.startswith("data: ") and "read as class folders" in data
     assert first.startswith("model: efficientnet_lite0 (pretrained") and "the default" in first
     assert "--model small" in first and "--model seed" in first  # how to choose another
     assert json.loads((out / "config.json").read_text())["model"] == "efficientnet_lite0"

@@ -44,6 +44,11 @@ def train(
     data_dir: Path | None = typer.Argument(None, help=help_of("data_dir")),
     out: Path = option("out", "--out"),
     model: str = option("model"),
+    labels: Path | None = option("labels"),
+    image_column: str | None = option("image_column"),
+    label_column: str | None = option("label_column"),
+    label_from_name: str | None = option("label_from_name"),
+    val: Path | None = option("val"),
     image_size: int | None = option("image_size"),
     width: int | None = option("width"),
     val_split: float = option("val_split"),
@@ -120,12 +125,21 @@ def check(
     strict: bool = typer.Option(False, help="exit 2 naming the bad files if there are any"),
     duplicates: bool = typer.Option(True, help="search exact and near duplicates (needs binclass[health])"),
     as_json: bool = typer.Option(False, "--json"),
+    labels: Path | None = option("labels"),
+    image_column: str | None = option("image_column"),
+    label_column: str | None = option("label_column"),
+    label_from_name: str | None = option("label_from_name"),
+    val: Path | None = option("val"),
 ) -> None:
     """Scan a data folder and fully decode every image, in parallel; name every bad file and why; find
     duplicate pictures within and across the splits, pictures under both classes, and class imbalance."""
     from .data.check import check_dataset, render, strict_error
+    from .data.forms import DataSpec
 
-    report = check_dataset(data_dir, val_split, duplicates=duplicates)
+    spec = DataSpec(
+        str(labels) if labels else None, image_column, label_column, label_from_name, str(val) if val else None
+    )
+    report = check_dataset(data_dir, val_split, duplicates=duplicates, spec=spec)
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else render(report))
     if strict and report.problems:
         raise strict_error(report.problems)
@@ -181,14 +195,21 @@ def evaluate(
     checkpoint: str = typer.Option("auto", help="auto | last | best"),
     device: str = typer.Option("auto"),
     errors: int = typer.Option(0, "--errors", help="list the N worst false positives and false negatives"),
+    labels: Path | None = option("labels"),
+    image_column: str | None = option("image_column"),
+    label_column: str | None = option("label_column"),
+    label_from_name: str | None = option("label_from_name"),
 ) -> None:
-    """Score a labeled folder: metrics, calibration (Brier, ECE, reliability table) and, with --errors N,
-    the worst mistakes, as JSON on stdout and in RUN_DIR/evaluation.json."""
+    """Score a labeled set (class folders, a folder of name-labelled files, or a --labels table): metrics,
+    calibration (Brier, ECE, reliability table) and, with --errors N, the worst mistakes, as JSON on
+    stdout and in RUN_DIR/evaluation.json."""
+    from .data.forms import DataSpec
     from .predict import evaluate_folder, load_predictor, write_evaluation
 
     if errors < 0:
         raise BinclassError("--errors: give a number of images (0: none)")
-    result = evaluate_folder(load_predictor(run_dir, checkpoint, device), data_dir, errors)
+    spec = DataSpec(str(labels) if labels else None, image_column, label_column, label_from_name)
+    result = evaluate_folder(load_predictor(run_dir, checkpoint, device), data_dir, errors, spec)
     write_evaluation(run_dir, result)
     typer.echo(json.dumps(result, indent=2))
 

@@ -66,6 +66,15 @@ class TrainConfig:
     )
     image_size: int | None = setting(None, "pixels per side (default: the recipe's, or the backbone's own)")
     width: int | None = setting(None, "small model: first-stage channels (default 32: 32-64-128-256)")
+    labels: str | None = setting(
+        None, "a label table (CSV or TSV: an image column and a label column) instead of class folders"
+    )
+    image_column: str | None = setting(None, "--labels: the image column (default: file_name, path, image, id, ...)")
+    label_column: str | None = setting(None, "--labels: the label column (default: label, target, class, y)")
+    label_from_name: str | None = setting(
+        None, "a regular expression whose first group, searched in each file name, is its label (a flat folder)"
+    )
+    val: str | None = setting(None, "the validation images (any form), instead of a validation folder or --val-split")
     val_split: float = setting(0.2, "fraction held out (stratified) when there is no validation folder")
     positive: str | None = setting(None, "class folder that is the positive class (index 1; default: the second)")
     augment: str | None = setting(None, "none | flip | crop | standard (default: small crop, others flip)")
@@ -133,7 +142,7 @@ class TrainConfig:
     environment: Environment | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("data_dir", "out", "cache_dir", "weights"):  # library callers pass Path objects
+        for name in ("data_dir", "out", "cache_dir", "weights", "labels", "val"):  # library callers pass Paths
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 object.__setattr__(self, name, str(value))

@@ -15,7 +15,7 @@ from .allocator import keep_freed_memory, release_free_memory
 from .calibration import calibration_summary
 from .chunked import images_under, predict_in_chunks
 from .data.decode import decode_many
-from .data.scan import scan_labeled
+from .data.forms import DataSpec, read_labeled
 from .data.sources import TensorSource
 from .device import resolve_device
 from .engine.infer import predict_logits, prepare_model, probabilities
@@ -95,11 +95,12 @@ def predict_files(
     return predict_paths(predictor, images_under(inputs), progress)
 
 
-def evaluate_folder(predictor: Predictor, data_dir: Path, errors: int = 0) -> dict:
-    """Metrics of the run's model on a labeled folder; also written to RUN_DIR/evaluation.json by the CLI.
-    errors: list that many of the worst false positives and false negatives (highest loss first)."""
+def evaluate_folder(predictor: Predictor, data_dir: Path, errors: int = 0, spec: DataSpec | None = None) -> dict:
+    """Metrics of the run's model on a labelled set (class folders, or any form data.forms reads: spec);
+    also written to RUN_DIR/evaluation.json by the CLI. errors: list that many of the worst false
+    positives and false negatives (highest loss first)."""
     classes = predictor.meta["classes"]
-    split = scan_labeled(Path(data_dir), classes)
+    split, form = read_labeled(Path(data_dir), classes, spec)
     images = TensorSource(decode_many(split.paths, predictor.size))
     ev = evaluate(
         predictor.model,
@@ -115,6 +116,7 @@ def evaluate_folder(predictor: Predictor, data_dir: Path, errors: int = 0) -> di
     )
     result = {
         "data_dir": str(data_dir),
+        "form": form,
         "classes": classes,
         "positive_class": classes[1],
         "checkpoint": predictor.checkpoint,

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..errors import BinclassError
 from .decode import ImageProblem
+from .forms import DataSpec, read_data
 from .health import Health, check_health, imbalance_advice, majority_share
-from .scan import DataLayout, Ignored, scan_dataset
+from .scan import DataLayout, Ignored
 from .sources import check_files
 
 CHECK_SIZE = 32  # pixels: decoding fully is what matters, not the output size
@@ -28,6 +29,7 @@ class CheckReport:
 
     def to_dict(self) -> dict:
         return {
+            "form": self.layout.form,
             "classes": self.layout.classes,
             "train": len(self.layout.train),
             "validation": len(self.layout.val),
@@ -74,8 +76,9 @@ def check_dataset(
     positive: str | None = None,
     workers: int = 0,
     duplicates: bool = True,
+    spec: DataSpec | None = None,
 ) -> CheckReport:
-    layout = scan_dataset(Path(data_dir), val_split, seed, positive)
+    layout = read_data(Path(data_dir), spec, val_split, seed, positive)
     paths = layout.train.paths + layout.val.paths
     good, problems = check_files(paths, CHECK_SIZE, workers)
     report = CheckReport(layout, len(good), problems)
@@ -117,6 +120,7 @@ def render_health(h: Health, limit: int = 20) -> list[str]:
 def render(report: CheckReport) -> str:
     ig = report.ignored
     lines = [
+        f"data: read as {report.layout.form}",
         f"classes: {report.layout.classes[0]!r}=0, {report.layout.classes[1]!r}=1; "
         f"{len(report.layout.train)} train and {len(report.layout.val)} validation files",
         f"{report.good} images decode fully; {len(report.problems)} bad",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ class DataLayout:
     ignored: Ignored = field(default_factory=lambda: Ignored())
     # training images held out to fit a temperature and thresholds on (--calibration-split), never trained on
     calibration: Split = field(default_factory=lambda: Split([], []))
+    form: str = "class folders"  # the form the data came in and how its labels were read (data.forms)
 
 
 def _visible(path: Path) -> bool:
@@ -235,4 +236,4 @@ def hold_out_calibration(layout: DataLayout, fraction: float, seed: int) -> Data
         return layout
     keep, held = stratified_split(layout.train.labels, fraction, seed + 1)  # not the --val-split draw
     pick = lambda idx: Split([layout.train.paths[i] for i in idx], [layout.train.labels[i] for i in idx])  # noqa: E731
-    return DataLayout(layout.classes, pick(keep), layout.val, layout.val_source, layout.ignored, pick(held))
+    return replace(layout, train=pick(keep), calibration=pick(held))

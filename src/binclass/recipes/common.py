@@ -3,6 +3,7 @@ predictions, diagnosis and report after; and the one object (RunContext) a recip
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ import torch
 from ..config import TrainConfig
 from ..data.check import describe_problems, strict_error
 from ..data.decode import default_workers
+from ..data.forms import DataSpec, read_data
 from ..data.health import Health, Pair, imbalance_advice, majority_share, with_feature_pairs
-from ..data.scan import DataLayout, Split, hold_out_calibration, scan_dataset
+from ..data.scan import DataLayout, Split, hold_out_calibration
 from ..data.sources import Source, make_source
 from ..doctor.diagnosis import write_diagnosis
 from ..doctor.findings import Finding
@@ -97,7 +99,7 @@ def drop_bad_files(
     def pick(split: Split, idx: list[int]) -> Split:
         return Split([split.paths[i] for i in idx], [split.labels[i] for i in idx])
 
-    kept = DataLayout(layout.classes, pick(layout.train, train_good), pick(layout.val, val_good), layout.val_source, ig)
+    kept = dataclasses.replace(layout, train=pick(layout.train, train_good), val=pick(layout.val, val_good))
     for name, split in (("train", kept.train), ("validation", kept.val)):
         if len(set(split.labels)) < 2:
             raise BinclassError(f"after skipping bad files, the {name} split lacks a class; fix the files listed above")
@@ -106,8 +108,12 @@ def drop_bad_files(
 
 def scan(cfg: TrainConfig) -> DataLayout:
     """cfg's images, found (not decoded), with --calibration-split's share of training held out."""
-    layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
+    layout = read_data(Path(cfg.data_dir), data_spec(cfg), cfg.val_split, cfg.seed, cfg.positive)
     return hold_out_calibration(layout, cfg.calibration_split, cfg.seed)
+
+
+def data_spec(cfg: TrainConfig) -> DataSpec:
+    return DataSpec(cfg.labels, cfg.image_column, cfg.label_column, cfg.label_from_name, cfg.val)
 
 
 @dataclass(frozen=True)
@@ -125,18 +131,19 @@ class PreparedData:
 def prepare_data(
     cfg: TrainConfig, device: torch.device, run: RunFolder, hooks: RunHooks, layout: DataLayout, intro: str
 ) -> PreparedData:
-    """Open the run folder (saving the config of a new run), log intro (the run's first line) and the
-    data's shape, decode (or check) every image of layout (cfg's scan) once; drop and name bad files."""
+    """Open the run folder (saving the config of a new run), log the data's shape and form (the run's first
+    line), then intro (the model's line), decode (or check) every image of layout (cfg's scan) once; drop and name bad files."""
     log = hooks.log
     run_dir = run.open(cfg)
-    log(intro)
-    held_out = "validation folder" if layout.val_source == "folder" else f"{cfg.val_split:.0%} held out"
+    given = "validation folder" if layout.form.startswith("class folders") else "validation images as given"
+    held_out = given if layout.val_source == "folder" else f"{cfg.val_split:.0%} held out"
     if layout.calibration.paths:
         held_out += f"; {len(layout.calibration)} training images held out for calibration"
     log(
         f"data: {len(layout.train)} train, {len(layout.val)} validation images ({held_out}); "
-        f"classes {layout.classes[0]!r}=0, {layout.classes[1]!r}=1 (positive)"
+        f"classes {layout.classes[0]!r}=0, {layout.classes[1]!r}=1 (positive); read as {layout.form}"
     )
+    log(intro)
     start = time.perf_counter()
     workers = default_workers(cfg.workers)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None

@@ -1,0 +1,176 @@
+"""Data in the forms people download it: class folders, name-labelled flat folders, label tables, --val;
+the same images in every form make the same run, and bad input is one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from helpers import runner, train_cli
+
+from binclass.cli import app
+from binclass.data.forms import DataSpec, read_data
+from binclass.errors import BinclassError
+from binclass.run import history
+
+SPLITS = ("train", "validation")
+
+
+def _images(tiny_data: Path) -> list[tuple[str, str, Path]]:
+    """(split, class, file) of every image of the generated class-folder set."""
+    return [
+        (split, cls.name, f)
+        for split in SPLITS
+        for cls in sorted((tiny_data / split).iterdir())
+        for f in sorted(cls.iterdir())
+    ]
+
+
+@pytest.fixture(scope="module")
+def forms(tiny_data, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """The generated set again as a name-labelled folder and as a label table (hard links, same pixels):
+    name -> (DATA, train options)."""
+    root = tmp_path_factory.mktemp("forms")
+    rows = ["file_name,label,split"]
+    for split, cls, f in _images(tiny_data):
+        (root / "named" / split).mkdir(parents=True, exist_ok=True)
+        os.link(f, root / "named" / split / f.name)  # circles_0000.png: the label is the name's first word
+        (root / "table" / "images" / split).mkdir(parents=True, exist_ok=True)
+        os.link(f, root / "table" / "images" / split / f.name)
+        rows.append(f"images/{split}/{f.stem},{cls},{split}")  # ids without their extension
+    (root / "table" / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return {
+        "folders": (tiny_data, {}),
+        "named": (root / "named", {}),
+        "table": (root / "table", {"labels": root / "table" / "metadata.csv"}),
+    }
+
+
+def _tree(folder: Path) -> list[tuple[str, int, float]]:
+    return sorted((str(p), p.stat().st_size, p.stat().st_mtime) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("form, says", [("named", "file names"), ("table", "label table")])
+def test_each_form_reads_the_same_images_in_the_same_order(forms, form, says):
+    folders = read_data(forms["folders"][0])
+    data, options = forms[form]
+    layout = read_data(data, DataSpec(labels=str(options["labels"]) if options else None))
+    assert layout.form.startswith(says) and folders.form.startswith("class folders")
+    assert layout.classes == folders.classes == ["circles", "squares"]
+    for part in ("train", "val"):
+        ours, theirs = getattr(layout, part), getattr(folders, part)
+        assert [p.name for p in ours.paths] == [p.name for p in theirs.paths] and ours.labels == theirs.labels
+
+
+def test_the_same_images_in_three_forms_make_the_same_run(forms, tmp_path):
+    settings = dict(model="small", image_size=32, epochs=2, batch_size=16, deterministic=True)
+    runs = {}
+    for form, (data, options) in forms.items():
+        result = train_cli(data, tmp_path / form, **settings, **options)
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines()[0].startswith("data: 80 train, 30 validation images")
+        runs[form] = tmp_path / form
+    drop = ("seconds", "train_seconds")
+    rows = {f: [{k: v for k, v in r.items() if k not in drop} for r in history.read_epochs(d)] for f, d in runs.items()}
+    assert rows["named"] == rows["folders"] == rows["table"] and len(rows["folders"]) == 2
+    assert history.read_steps(runs["named"]) == history.read_steps(runs["folders"]) == history.read_steps(runs["table"])
+    probs = {
+        f: [line.split(",")[2] for line in (d / "val_predictions.csv").read_text().splitlines()[1:]]
+        for f, d in runs.items()
+    }
+    assert probs["named"] == probs["folders"] == probs["table"]  # image by image
+
+
+def test_a_flat_folder_labelled_by_a_pattern_and_validated_on_another_folder(tiny_data, tmp_path):
+    flat, held = tmp_path / "flat", tmp_path / "held"
+    for split, cls, f in _images(tiny_data):
+        target = flat if split == "train" else held
+        target.mkdir(parents=True, exist_ok=True)
+        os.link(f, target / f"img-{cls[0]}-{f.name}")  # img-c-circles_0000.png: two words before the label
+    layout = read_data(flat, DataSpec(label_from_name=r"^img-(\w)-", val=str(held)))
+    assert layout.classes == ["c", "s"] and (len(layout.train), len(layout.val)) == (80, 30)
+    assert "pattern '^img-(\\w)-'" in layout.form and f"validation from {held}" in layout.form
+    assert layout.train.labels == [0] * 40 + [1] * 40
+
+
+def test_val_takes_validation_images_in_the_same_form(forms, tmp_path):
+    named = forms["named"][0]
+    layout = read_data(named / "train", DataSpec(val=str(named / "validation")))
+    assert len(layout.train) == 80 and len(layout.val) == 30 and layout.val_source == "folder"
+    assert "validation from" in layout.form
+
+
+def test_train_beside_test_names_val_as_the_fix(tiny_data, tmp_path):
+    data = tmp_path / "kaggle"
+    for split, cls, f in _images(tiny_data):
+        folder = data / ("train" if split == "train" else "test") / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        os.link(f, folder / f.name)
+    with pytest.raises(BinclassError, match=r"found train/ and test/ but no validation/: give --val .*test"):
+        read_data(data)
+    layout = read_data(data, DataSpec(val=str(data / "test")))
+    assert (len(layout.train), len(layout.val)) == (80, 30)
+
+
+def test_table_labels_as_numbers_and_a_boolean_split_column(tiny_data, tmp_path):
+    rows = ["image_id\ttarget\tis_valid"]
+    for split, cls, f in _images(tiny_data):
+        rows.append(f"{split}/{cls}/{f.stem}\t{int(cls == 'squares')}\t{split == 'validation'}")
+    (tmp_path / "labels.tsv").write_text("\n".join(rows) + "\n")
+    layout = read_data(tiny_data, DataSpec(labels=str(tmp_path / "labels.tsv")))
+    assert layout.classes == ["0", "1"] and (len(layout.train), len(layout.val)) == (80, 30)
+    assert "'image_id' and 'target', split by 'is_valid'" in layout.form
+
+
+BAD_TABLES = {  # a table's rows after the header "file_name,label", and what the one line says
+    "missing file": (["train/circles/circles_0000.png,circles", "train/circles/nope.png,squares"], "line 3 names"),
+    "same image twice": (["train/circles/circles_0000.png,circles"] * 2 + ["x,squares"], "line 3 names circles_0000.png again"),
+    "third label": (["train/circles/circles_0000.png,a", "train/circles/circles_0001.png,b", "train/circles/circles_0002.png,c"], "has 3 values"),
+    "empty label": (["train/circles/circles_0000.png,circles", "train/circles/circles_0001.png, "], "line 3 has an empty 'label'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TABLES))
+def test_a_bad_table_is_one_line_and_nothing_is_written(tiny_data, tmp_path, case):
+    rows, says = BAD_TABLES[case]
+    table = tmp_path / "labels.csv"
+    table.write_text("file_name,label\n" + "\n".join(rows) + "\n")
+    before = _tree(tiny_data), table.read_text()
+    result = train_cli(tiny_data, tmp_path / "run", labels=table)
+    assert result.exit_code == 2 and says in result.output and len(result.output.splitlines()) == 1
+    assert (_tree(tiny_data), table.read_text()) == before and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "pattern, says",
+    [
+        (r"^zzz(\d)", "80 of 80 file names give no label"),
+        (r"^(\w+)_000", "file names give no label"),  # some names only
+        (r"_\d\d\d(\d)", "expected two classes, found 10"),
+        (r"^(\w+", "not a regular expression"),
+        (r"^circles", "needs a group"),
+    ],
+)
+def test_a_name_pattern_that_labels_nothing_or_three_classes_is_one_line(forms, tmp_path, pattern, says):
+    named = forms["named"][0]
+    before = _tree(named)
+    result = train_cli(named / "train", tmp_path / "run", label_from_name=pattern)
+    assert result.exit_code == 2 and says in result.output and len(result.output.splitlines()) == 1
+    assert _tree(named) == before and not (tmp_path / "run").exists()
+
+
+def test_check_and_evaluate_read_every_form(forms, tmp_path):
+    data, options = forms["table"]
+    checked = runner.invoke(app, ["check", str(data), "--labels", str(options["labels"]), "--no-duplicates"])
+    assert checked.exit_code == 0, checked.output
+    assert checked.output.splitlines()[0].startswith("data: read as label table")
+    as_json = json.loads(runner.invoke(app, ["check", str(forms["named"][0]), "--json", "--no-duplicates"]).stdout)
+    assert as_json["form"].startswith("file names") and as_json["train"] + as_json["validation"] == 110
+    run = tmp_path / "run"
+    assert train_cli(forms["folders"][0], run, model="seed", image_size=32, epochs=1).exit_code == 0
+    ev = json.loads(runner.invoke(app, ["evaluate", str(run), str(data), "--labels", str(options["labels"])]).stdout)
+    assert ev["form"].startswith("label table") and ev["n"] == 110  # every row of the table
+    missing = runner.invoke(app, ["train", str(data), "--labels", str(data / "none.csv"), "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "--labels" in missing.output and "no such file" in missing.output
