@@ -13,14 +13,13 @@ import torch
 
 from .config import TrainConfig
 from .data.augment import augment_batch
-from .data.scan import scan_dataset
 from .data.sources import make_source
 from .device import resolve_device
 from .engine.infer import prepare, prepare_model
 from .engine.optim import make_optimizer
 from .engine.step import training_step
 from .models import build_model, normalization
-from .recipes.common import seed_everything
+from .recipes.common import scan, seed_everything
 from .recipes.resolve import resolve
 
 SMOOTHING = 0.98  # exponential moving average of the loss, debiased: single batches are too noisy to read
@@ -39,7 +38,7 @@ class LrFind:
 def lr_range_test(cfg: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100) -> LrFind:
     cfg = resolve(cfg.replace(lr=start_lr))
     device = resolve_device(cfg.device)
-    layout = scan_dataset(Path(cfg.data_dir), cfg.val_split, cfg.seed, cfg.positive)
+    layout = scan(cfg)  # the training images a run of cfg trains on, in any form
     source, good, _, _ = make_source(layout.train.paths, cfg.image_size, cfg.cache, device, cfg.workers)
     labels = torch.tensor([layout.train.labels[i] for i in good], dtype=torch.float32, device=device)
     seed_everything(cfg.seed)
