@@ -102,6 +102,18 @@ def test_val_takes_validation_images_in_the_same_form(forms, tmp_path):
     assert "validation from" in layout.form
 
 
+def test_val_takes_a_table_of_validation_images(forms, tmp_path):
+    data, options = forms["table"]
+    rows = options["labels"].read_text().splitlines()
+    (tmp_path / "train.csv").write_text("\n".join(r for r in rows if not r.endswith(",validation")) + "\n")
+    (tmp_path / "val.csv").write_text("\n".join([rows[0]] + [r for r in rows if r.endswith(",validation")]) + "\n")
+    with pytest.raises(BinclassError, match="no validation images; mark some, or give --val PATH"):
+        read_data(data, DataSpec(labels=str(tmp_path / "train.csv")))
+    layout = read_data(data, DataSpec(labels=str(tmp_path / "train.csv"), val=str(tmp_path / "val.csv")))
+    assert (len(layout.train), len(layout.val)) == (80, 30) and layout.val_source == "folder"
+    assert "validation from" in layout.form
+
+
 def test_train_beside_test_names_val_as_the_fix(tiny_data, tmp_path):
     data = tmp_path / "kaggle"
     for split, cls, f in _images(tiny_data):

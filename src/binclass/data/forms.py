@@ -79,6 +79,8 @@ class Found:
             return Split([p for p, _ in ordered], [index[n] for _, n in ordered])
 
         train = split(self.train)
+        if self.val is not None and not self.val:
+            raise BinclassError(f"{self.form}: no validation images; mark some, or give --val PATH")
         if self.val is not None:
             return DataLayout(classes, train, split(self.val), "folder", self.ignored, form=self.form)
         kept, held = stratified_split(train.labels, val_split, seed)
@@ -107,7 +109,10 @@ def read_data(
         val_dir = Path(spec.val)
         if not val_dir.exists():
             raise BinclassError(f"--val {val_dir}: no such file or folder; give the validation images")
-        theirs = _found(val_dir, replace(spec, labels=None if Path(spec.labels or "") == val_dir else spec.labels))
+        if val_dir.is_file():  # a label table of the validation images, their paths relative to DATA
+            theirs = _read_table(data_dir, replace(spec, labels=str(val_dir)))
+        else:  # a folder, in whichever form it is (a --label-from-name pattern applies to it too)
+            theirs = _found(val_dir, replace(spec, labels=None))
         found = Found(found.train + (found.val or []), theirs.train + (theirs.val or []), found.form, found.ignored)
         found.ignored.add(theirs.ignored)
         found.form += f"; validation from {val_dir}"
@@ -237,8 +242,6 @@ def _read_table(data_dir: Path, spec: DataSpec) -> Found:
         item = (path, words[row[label_col].strip()])
         (val if split_col and _is_validation(row[split_col], table, line) else train).append(item)
     how = f"columns {image_col!r} and {label_col!r}" + (f", split by {split_col!r}" if split_col else "")
-    if split_col and not val:
-        raise BinclassError(f"--labels {table}: the {split_col!r} column marks no validation rows")
     return Found(train, val if split_col else None, f"label table {table} ({how})", Ignored())
 
 

@@ -123,7 +123,8 @@ def _two_classes(folder: Path) -> list[str]:
         found = ", ".join(names) if names else "none"
         raise BinclassError(
             f"{folder}: expected exactly two class folders, found {len(names)} ({found}); "
-            "put the images of each class in its own folder"
+            "put the images of each class in its own folder, name the files by class (cat.0.jpg, dog.0.jpg), "
+            "or give a label table with --labels FILE (docs/data.md)"
         )
     return names
 
