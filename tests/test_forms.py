@@ -186,3 +186,25 @@ def test_check_and_evaluate_read_every_form(forms, tmp_path):
     assert ev["form"].startswith("label table") and ev["n"] == 110  # every row of the table
     missing = runner.invoke(app, ["train", str(data), "--labels", str(data / "none.csv"), "--out", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "--labels" in missing.output and "no such file" in missing.output
+
+
+def test_a_parquet_table_reads_as_its_csv_does(forms, tmp_path, monkeypatch):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow
+
+    data, options = forms["table"]
+    header, *rows = options["labels"].read_text().splitlines()
+    columns = list(zip(*(r.split(",") for r in rows)))
+    table = tmp_path / "metadata.parquet"
+    pq.write_table(pyarrow.table({name: list(values) for name, values in zip(header.split(","), columns)}), table)
+    ours, theirs = (
+        read_data(data, DataSpec(labels=str(table))),
+        read_data(data, DataSpec(labels=str(options["labels"]))),
+    )
+    assert ours.train == theirs.train and ours.val == theirs.val and "metadata.parquet" in ours.form
+    (tmp_path / "broken.parquet").write_text("not parquet")
+    with pytest.raises(BinclassError, match="not a readable parquet file"):
+        read_data(data, DataSpec(labels=str(tmp_path / "broken.parquet")))
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)  # as without the extra
+    with pytest.raises(BinclassError, match=r"needs pyarrow \(pip install 'binclass\[parquet\]'\)"):
+        read_data(data, DataSpec(labels=str(table)))

@@ -67,7 +67,7 @@ class TrainConfig:
     image_size: int | None = setting(None, "pixels per side (default: the recipe's, or the backbone's own)")
     width: int | None = setting(None, "small model: first-stage channels (default 32: 32-64-128-256)")
     labels: str | None = setting(
-        None, "a label table (CSV or TSV: an image column and a label column) instead of class folders"
+        None, "a label table (CSV, TSV or parquet: an image column and a label column) instead of class folders"
     )
     image_column: str | None = setting(None, "--labels: the image column (default: file_name, path, image, id, ...)")
     label_column: str | None = setting(None, "--labels: the label column (default: label, target, class, y)")

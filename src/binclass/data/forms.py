@@ -5,8 +5,8 @@ uses (class names in index order, training and validation paths with their label
   class folders (data.scan);
 - a flat folder whose file names carry the label (Kaggle's `cat.0.jpg`, `dog.0.jpg`): found when the
   names begin with exactly two different words, or read with --label-from-name REGEX;
-- a label table, --labels FILE (CSV or TSV): an image column and a label column, found by their usual
-  names or given, and a split column when it has one.
+- a label table, --labels FILE (CSV, TSV, or parquet with binclass[parquet]): an image column and a
+  label column, found by their usual names or given, and a split column when it has one.
 
 Any form takes its validation images from --val PATH (in the same form), else from its own validation
 part (a validation folder, a split column), else from --val-split of the training images. Within each
@@ -217,15 +217,7 @@ def _read_table(data_dir: Path, spec: DataSpec) -> Found:
     table = Path(spec.labels)
     if not table.is_file():
         raise BinclassError(f"--labels {table}: no such file; give a CSV or TSV with an image and a label column")
-    if table.suffix.lower() == ".parquet":
-        raise BinclassError(f"--labels {table}: parquet tables are not read yet; save it as CSV (pandas: to_csv)")
-    try:
-        text = table.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BinclassError(f"--labels {table}: cannot read ({exc})") from None
-    delimiter = "\t" if table.suffix.lower() == ".tsv" or ("\t" in text.splitlines()[0] if text else False) else ","
-    rows = list(csv.DictReader(text.splitlines(), delimiter=delimiter))
-    columns = list(rows[0].keys()) if rows else []
+    rows, columns = _table_rows(table)
     image_col = _column(table, columns, spec.image_column, IMAGE_COLUMNS, "--image-column", "image")
     label_col = _column(table, columns, spec.label_column, LABEL_COLUMNS, "--label-column", "label")
     split_col = next((c for c in columns if c.lower() in SPLIT_COLUMNS), None)
@@ -243,6 +235,34 @@ def _read_table(data_dir: Path, spec: DataSpec) -> Found:
         (val if split_col and _is_validation(row[split_col], table, line) else train).append(item)
     how = f"columns {image_col!r} and {label_col!r}" + (f", split by {split_col!r}" if split_col else "")
     return Found(train, val if split_col else None, f"label table {table} ({how})", Ignored())
+
+
+def _table_rows(table: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """A CSV, TSV or parquet table as rows of text values, and its column names."""
+    if table.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise BinclassError(
+                f"--labels {table}: reading parquet needs pyarrow (pip install 'binclass[parquet]'), or save it as CSV"
+            ) from None
+        try:
+            data = pq.read_table(table).to_pydict()
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise BinclassError(f"--labels {table}: not a readable parquet file ({exc})") from None
+        columns = list(data)
+        count = len(data[columns[0]]) if columns else 0
+        text = lambda v: "" if v is None else str(v)  # noqa: E731
+        return [{c: text(data[c][i]) for c in columns} for i in range(count)], columns
+    try:
+        text = table.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BinclassError(f"--labels {table}: cannot read ({exc})") from None
+    first = text.splitlines()[0] if text else ""
+    delimiter = "\t" if table.suffix.lower() == ".tsv" or "\t" in first else ","
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    rows = list(reader)
+    return rows, list(reader.fieldnames or [])
 
 
 def _column(table: Path, columns: list[str], given: str | None, usual: tuple[str, ...], option: str, what: str) -> str:
