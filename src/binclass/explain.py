@@ -53,7 +53,7 @@ def _need_grad_cam():
 
 
 def import_gallery_tools() -> None:
-    """Import grad-cam now when it is installed (1.5-3 s on a 2-core CPU: it brings scikit-learn and
+    """Import grad-cam now when it is installed (seconds on a CPU: it brings scikit-learn and
     torch._dynamo): a time budget counts it before choosing the epochs, not after the last one."""
     try:
         _need_grad_cam()

@@ -1,9 +1,8 @@
 """End the process without the interpreter's teardown, once the command's work is done.
 
-Tearing down an interpreter that imported PyTorch pages in about 120 MB of library code (file-backed
-RssFile: 227 -> 344 MB on a 2-core AMD EPYC, for `import torch` alone) and takes about a second,
-after the last file is written. That teardown was the peak of a 3-epoch `binclass train` (1410 MB
-before it, 1536 MB during it). What a normal exit does that matters is kept, in its order: thread
+Tearing down an interpreter that imported PyTorch pages library code back in and takes about a second
+after the last file is written; it was the peak memory of a short `binclass train` (docs/benchmarks.md,
+"Measurements behind the code"). What a normal exit does that matters is kept, in its order: thread
 pools are told to stop and other threads finish, atexit handlers run (logging, the peak-memory recorder
 of `binclass bench`), the standard streams are flushed; every file binclass writes is closed before its
 command returns."""
