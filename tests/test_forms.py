@@ -208,3 +208,11 @@ def test_a_parquet_table_reads_as_its_csv_does(forms, tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)  # as without the extra
     with pytest.raises(BinclassError, match=r"needs pyarrow \(pip install 'binclass\[parquet\]'\)"):
         read_data(data, DataSpec(labels=str(table)))
+
+
+def test_lr_find_reads_a_table(forms, tmp_path):
+    data, options = forms["table"]
+    args = ["lr-find", str(data), "--labels", str(options["labels"]), "--image-size", "32", "--steps", "10"]
+    result = runner.invoke(app, [*args, "--plot", str(tmp_path / "lr.png")])
+    assert result.exit_code == 0, result.output
+    assert "suggested learning rate" in result.output and (tmp_path / "lr.png").exists()

@@ -419,6 +419,10 @@ def lr_find(
     end: float = typer.Option(10.0),
     seed: int = typer.Option(0),
     plot: Path = typer.Option(Path("lr_find.png"), help="where to draw loss against learning rate"),
+    labels: Path | None = option("labels"),
+    image_column: str | None = option("image_column"),
+    label_column: str | None = option("label_column"),
+    label_from_name: str | None = option("label_from_name"),
 ) -> None:
     """The learning-rate range test: loss against an exponentially growing learning rate, and a suggestion."""
     from .lrfind import lr_range_test, plot_lr_find
@@ -432,6 +436,10 @@ def lr_find(
         image_size=image_size,
         augment=augment,
         seed=seed,
+        labels=labels,
+        image_column=image_column,
+        label_column=label_column,
+        label_from_name=label_from_name,
     )
     result = lr_range_test(cfg, start, end, steps)
     plot_lr_find(result, plot, f"lr-find: {model}, {optimizer}, batch {batch_size}")
