@@ -136,9 +136,7 @@ def check(
     from .data.check import check_dataset, render, strict_error
     from .data.forms import DataSpec
 
-    spec = DataSpec(
-        str(labels) if labels else None, image_column, label_column, label_from_name, str(val) if val else None
-    )
+    spec = DataSpec(labels, image_column, label_column, label_from_name, val)
     report = check_dataset(data_dir, val_split, duplicates=duplicates, spec=spec)
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else render(report))
     if strict and report.problems:
@@ -208,7 +206,7 @@ def evaluate(
 
     if errors < 0:
         raise BinclassError("--errors: give a number of images (0: none)")
-    spec = DataSpec(str(labels) if labels else None, image_column, label_column, label_from_name)
+    spec = DataSpec(labels, image_column, label_column, label_from_name)
     result = evaluate_folder(load_predictor(run_dir, checkpoint, device), data_dir, errors, spec)
     write_evaluation(run_dir, result)
     typer.echo(json.dumps(result, indent=2))

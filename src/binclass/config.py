@@ -158,10 +158,6 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
-    @property
-    def resolved(self) -> bool:
-        return self.environment is not None
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["environment"] = self.environment.to_dict() if self.environment is not None else None

@@ -55,6 +55,12 @@ class DataSpec:
     label_from_name: str | None = None  # --label-from-name REGEX: its first group is the label
     val: str | None = None  # --val PATH: the validation images, in the same form
 
+    def __post_init__(self) -> None:
+        for name in ("labels", "val"):  # the command line and library callers pass Path objects
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, str(value))
+
 
 @dataclass
 class Found:
@@ -84,8 +90,7 @@ class Found:
         if self.val is not None:
             return DataLayout(classes, train, split(self.val), "folder", self.ignored, form=self.form)
         kept, held = stratified_split(train.labels, val_split, seed)
-        pick = lambda idx: Split([train.paths[i] for i in idx], [train.labels[i] for i in idx])  # noqa: E731
-        return DataLayout(classes, pick(kept), pick(held), "split", self.ignored, form=self.form)
+        return DataLayout(classes, train.subset(kept), train.subset(held), "split", self.ignored, form=self.form)
 
 
 def read_data(

@@ -23,6 +23,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def subset(self, indices: list[int]) -> Split:
+        """These images and labels at `indices`, in that order."""
+        return Split([self.paths[i] for i in indices], [self.labels[i] for i in indices])
+
 
 @dataclass
 class DataLayout:
@@ -198,8 +202,7 @@ def scan_dataset(data_dir: Path, val_split: float = 0.2, seed: int = 0, positive
     ignored = Ignored()
     everything = _collect(data_dir, classes, ignored)
     train_idx, val_idx = stratified_split(everything.labels, val_split, seed)
-    pick = lambda idx: Split([everything.paths[i] for i in idx], [everything.labels[i] for i in idx])  # noqa: E731
-    return DataLayout(classes, pick(train_idx), pick(val_idx), "split", ignored)
+    return DataLayout(classes, everything.subset(train_idx), everything.subset(val_idx), "split", ignored)
 
 
 def scan_labeled(data_dir: Path, classes: list[str]) -> Split:
@@ -236,5 +239,4 @@ def hold_out_calibration(layout: DataLayout, fraction: float, seed: int) -> Data
     if fraction <= 0:
         return layout
     keep, held = stratified_split(layout.train.labels, fraction, seed + 1)  # not the --val-split draw
-    pick = lambda idx: Split([layout.train.paths[i] for i in idx], [layout.train.labels[i] for i in idx])  # noqa: E731
-    return replace(layout, train=pick(keep), calibration=pick(held))
+    return replace(layout, train=layout.train.subset(keep), calibration=layout.train.subset(held))

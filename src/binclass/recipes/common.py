@@ -17,7 +17,7 @@ from ..data.check import describe_problems, strict_error
 from ..data.decode import default_workers
 from ..data.forms import DataSpec, read_data
 from ..data.health import Health, Pair, imbalance_advice, majority_share, with_feature_pairs
-from ..data.scan import DataLayout, Split, hold_out_calibration
+from ..data.scan import DataLayout, hold_out_calibration
 from ..data.sources import Source, make_source
 from ..doctor.diagnosis import write_diagnosis
 from ..doctor.findings import Finding
@@ -96,10 +96,7 @@ def drop_bad_files(
     for line in describe_problems(problems):
         log(line)
 
-    def pick(split: Split, idx: list[int]) -> Split:
-        return Split([split.paths[i] for i in idx], [split.labels[i] for i in idx])
-
-    kept = dataclasses.replace(layout, train=pick(layout.train, train_good), val=pick(layout.val, val_good))
+    kept = dataclasses.replace(layout, train=layout.train.subset(train_good), val=layout.val.subset(val_good))
     for name, split in (("train", kept.train), ("validation", kept.val)):
         if len(set(split.labels)) < 2:
             raise BinclassError(f"after skipping bad files, the {name} split lacks a class; fix the files listed above")
