@@ -12,6 +12,7 @@ from helpers import runner, train_cli
 
 from binclass.cli import app
 from binclass.data.forms import DataSpec, read_data
+from binclass.devtools.shards import write_hub_parquet, write_save_to_disk, write_webdataset
 from binclass.errors import BinclassError
 from binclass.run import history
 
@@ -41,10 +42,16 @@ def forms(tiny_data, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
         os.link(f, root / "table" / "images" / split / f.name)
         rows.append(f"images/{split}/{f.stem},{cls},{split}")  # ids without their extension
     (root / "table" / "metadata.csv").write_text("\n".join(rows) + "\n")
+    write_hub_parquet(_images(tiny_data), root / "hub", per_shard=50)  # two shards of the training images
+    write_save_to_disk(_images(tiny_data), root / "disk")
+    write_webdataset(_images(tiny_data), root / "wds", per_shard=50)
     return {
         "folders": (tiny_data, {}),
         "named": (root / "named", {}),
         "table": (root / "table", {"labels": root / "table" / "metadata.csv"}),
+        "hub": (root / "hub", {}),
+        "disk": (root / "disk", {}),
+        "wds": (root / "wds", {}),
     }
 
 
@@ -52,8 +59,18 @@ def _tree(folder: Path) -> list[tuple[str, int, float]]:
     return sorted((str(p), p.stat().st_size, p.stat().st_mtime) for p in folder.rglob("*"))
 
 
-@pytest.mark.parametrize("form, says", [("named", "file names"), ("table", "label table")])
-def test_each_form_reads_the_same_images_in_the_same_order(forms, form, says):
+FORMS_SAY = {
+    "named": "file names",
+    "table": "label table",
+    "hub": "Hugging Face dataset (Hub parquet shards",
+    "disk": "Hugging Face dataset (save_to_disk folder",
+    "wds": "WebDataset (2 shards and 1 validation shards; labels from .cls named by classes.txt)",
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS_SAY))
+def test_each_form_reads_the_same_images_in_the_same_order(forms, form):
+    says = FORMS_SAY[form]
     folders = read_data(forms["folders"][0])
     data, options = forms[form]
     layout = read_data(data, DataSpec(labels=str(options["labels"]) if options else None))
@@ -64,7 +81,7 @@ def test_each_form_reads_the_same_images_in_the_same_order(forms, form, says):
         assert [p.name for p in ours.paths] == [p.name for p in theirs.paths] and ours.labels == theirs.labels
 
 
-def test_the_same_images_in_three_forms_make_the_same_run(forms, tmp_path):
+def test_the_same_images_in_every_form_make_the_same_run(forms, tmp_path):
     settings = dict(model="small", image_size=32, epochs=2, batch_size=16, deterministic=True)
     runs = {}
     for form, (data, options) in forms.items():
@@ -74,13 +91,15 @@ def test_the_same_images_in_three_forms_make_the_same_run(forms, tmp_path):
         runs[form] = tmp_path / form
     drop = ("seconds", "train_seconds")
     rows = {f: [{k: v for k, v in r.items() if k not in drop} for r in history.read_epochs(d)] for f, d in runs.items()}
-    assert rows["named"] == rows["folders"] == rows["table"] and len(rows["folders"]) == 2
-    assert history.read_steps(runs["named"]) == history.read_steps(runs["folders"]) == history.read_steps(runs["table"])
+    steps = {f: history.read_steps(d) for f, d in runs.items()}
     probs = {
         f: [line.split(",")[2] for line in (d / "val_predictions.csv").read_text().splitlines()[1:]]
         for f, d in runs.items()
     }
-    assert probs["named"] == probs["folders"] == probs["table"]  # image by image
+    assert len(rows["folders"]) == 2 and len(probs["folders"]) == 30
+    for form in forms:
+        assert rows[form] == rows["folders"] and steps[form] == steps["folders"], form
+        assert probs[form] == probs["folders"], form  # image by image
 
 
 def test_a_flat_folder_labelled_by_a_pattern_and_validated_on_another_folder(tiny_data, tmp_path):

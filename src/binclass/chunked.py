@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.scan import find_images
+from .data.forms import images_to_predict
 from .errors import BinclassError
 from .metrics import predict_labels
 
@@ -16,8 +16,9 @@ CHUNK = 512  # images decoded at a time: memory stays bounded for folders of any
 
 
 def images_under(inputs: list[Path]) -> list[Path]:
-    """Every image file among `inputs` (files, or folders searched recursively); none is an error."""
-    paths = find_images(inputs)
+    """Every image among `inputs` (files, folders searched recursively, tables, shards: data.forms); none
+    is an error."""
+    paths = images_to_predict(inputs)
     if not paths:
         raise BinclassError(f"no images found in {', '.join(map(str, inputs))}")
     return paths

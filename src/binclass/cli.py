@@ -147,7 +147,9 @@ def check(
 @user_errors
 def predict(
     run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`, or a .onnx file it exported"),
-    paths: list[Path] = typer.Argument(..., help="image files or folders"),
+    paths: list[str] = typer.Argument(
+        ..., help="image files, folders, a CSV of image paths, a Hugging Face dataset, WebDataset shards"
+    ),
     csv_file: Path | None = typer.Option(None, "--csv", help="write here instead of stdout"),
     checkpoint: str = typer.Option(
         "auto", help="auto (model.json's choice: last unless a fine-tune kept best) | last | best"
@@ -188,7 +190,7 @@ def predict(
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
     data_dir: Path = typer.Argument(
-        ..., help="a folder with the same two class folders (or a validation/ holding them)"
+        ..., help="labelled images in any form `train` reads (class folders, a table, a dataset, shards)"
     ),
     checkpoint: str = typer.Option("auto", help="auto | last | best"),
     device: str = typer.Option("auto"),
@@ -197,8 +199,10 @@ def evaluate(
     image_column: str | None = option("image_column"),
     label_column: str | None = option("label_column"),
     label_from_name: str | None = option("label_from_name"),
+    split: str | None = typer.Option(None, "--split", help="a Hugging Face dataset's split to score (default: all)"),
 ) -> None:
-    """Score a labeled set (class folders, a folder of name-labelled files, or a --labels table): metrics,
+    """Score a labeled set (class folders, a folder of name-labelled files, a --labels table, a Hugging Face
+    dataset or one of its parquet shards, WebDataset shards): metrics,
     calibration (Brier, ECE, reliability table) and, with --errors N, the worst mistakes, as JSON on
     stdout and in RUN_DIR/evaluation.json."""
     from .data.forms import DataSpec
@@ -206,7 +210,7 @@ def evaluate(
 
     if errors < 0:
         raise BinclassError("--errors: give a number of images (0: none)")
-    spec = DataSpec(labels, image_column, label_column, label_from_name)
+    spec = DataSpec(labels, image_column, label_column, label_from_name, split=split)
     result = evaluate_folder(load_predictor(run_dir, checkpoint, device), data_dir, errors, spec)
     write_evaluation(run_dir, result)
     typer.echo(json.dumps(result, indent=2))

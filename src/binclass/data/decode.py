@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
@@ -14,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import BinclassError
+from .containers import member_bytes
 
 if TYPE_CHECKING:  # decode_image and decode_arrays run without PyTorch (the ONNX predict path)
     import torch
@@ -57,13 +59,18 @@ def decode_image(path: Path, size: int) -> np.ndarray:
 
 def open_rgb(path: Path, draft: int | None = None) -> Image.Image:
     """One file as a fully decoded RGB image at its own size (EXIF orientation applied, 16-bit and
-    transparent images handled). draft: JPEG's draft mode decodes at a reduced DCT scale that is still at
-    least this size, several times faster. Raises ImageProblem naming the file and what is wrong with it."""
+    transparent images handled); path may name an image inside a shard (data.containers). draft: JPEG's draft
+    mode decodes at a reduced DCT scale that is still at least this size, several times faster. Raises
+    ImageProblem naming the file and what is wrong with it."""
+    try:
+        data = member_bytes(path)
+    except (OSError, KeyError, ValueError) as exc:  # a container that cannot be read, or lacks the member
+        raise ImageProblem(path, "unreadable", str(exc).strip("'\"")) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF/ICC chatter; real failures raise below
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's pixel limit: refuse
-            with Image.open(path) as img:
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
                 if draft is not None:
                     img.draft("RGB", (draft, draft))
                 img = ImageOps.exif_transpose(img)

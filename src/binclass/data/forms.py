@@ -6,7 +6,9 @@ uses (class names in index order, training and validation paths with their label
 - a flat folder whose file names carry the label (Kaggle's `cat.0.jpg`, `dog.0.jpg`): found when the
   names begin with exactly two different words, or read with --label-from-name REGEX;
 - a label table, --labels FILE (CSV, TSV, or parquet with binclass[parquet]): an image column and a
-  label column, found by their usual names or given, and a split column when it has one.
+  label column, found by their usual names or given, and a split column when it has one;
+- a Hugging Face dataset (the Hub's parquet shards, or a save_to_disk folder) and WebDataset tar shards
+  (data.shards, with binclass[hf] and binclass[wds]): images read in order from their shards, unpacked nowhere.
 
 Any form takes its validation images from --val PATH (in the same form), else from its own validation
 part (a validation folder, a split column), else from --val-split of the training images. Within each
@@ -29,11 +31,13 @@ from .scan import (
     Ignored,
     Split,
     class_order,
+    find_images,
     scan_dataset,
     scan_labeled,
     stratified_split,
     subfolders,
 )
+from .shards import hf_kind, hf_splits, is_wds, read_hf, read_wds, wds_shards
 
 IMAGE_COLUMNS = ("file_name", "filename", "path", "image", "id", "image_id", "image_name")
 LABEL_COLUMNS = ("label", "target", "class", "y")
@@ -54,6 +58,7 @@ class DataSpec:
     label_column: str | None = None
     label_from_name: str | None = None  # --label-from-name REGEX: its first group is the label
     val: str | None = None  # --val PATH: the validation images, in the same form
+    split: str | None = None  # --split NAME: only this split of a Hugging Face dataset (evaluate)
 
     def __post_init__(self) -> None:
         for name in ("labels", "val"):  # the command line and library callers pass Path objects
@@ -101,32 +106,51 @@ def read_data(
     positive: str | None = None,
 ) -> DataLayout:
     """DATA_DIR in any form, as a DataLayout whose `form` says which form was read and how."""
-    data_dir, spec = Path(data_dir), spec or DataSpec()
-    if not data_dir.exists():
+    data, spec = str(data_dir), spec or DataSpec()
+    data_dir = Path(data)
+    if not data_dir.exists() and not is_wds(data):
         raise BinclassError(f"{data_dir}: no such folder; give the folder that holds your images")
-    if spec.labels is None and spec.label_from_name is None and not _named_flat(data_dir) and spec.val is None:
+    if spec.val is None and _is_class_folders(data, spec):
         _refuse_test_as_partner(data_dir)
         layout = scan_dataset(data_dir, val_split, seed, positive)  # class folders, as they always were
         where = "train/ + validation/" if layout.val_source == "folder" else "two class folders"
         return replace(layout, form=f"class folders ({where})")
-    found = _found(data_dir, spec, with_train_dir=spec.val is not None)
+    found = _found(data, spec, with_train_dir=spec.val is not None)
     if spec.val is not None:
         val_dir = Path(spec.val)
-        if not val_dir.exists():
+        if not val_dir.exists() and not is_wds(spec.val):
             raise BinclassError(f"--val {val_dir}: no such file or folder; give the validation images")
-        if val_dir.is_file():  # a label table of the validation images, their paths relative to DATA
+        if (
+            val_dir.is_file() and spec.labels is not None
+        ):  # a label table of the validation images, paths relative to DATA
             theirs = _read_table(data_dir, replace(spec, labels=str(val_dir)))
-        else:  # a folder, in whichever form it is (a --label-from-name pattern applies to it too)
-            theirs = _found(val_dir, replace(spec, labels=None))
+        else:  # images in whichever form they are (a --label-from-name pattern applies to them too)
+            theirs = _found(spec.val, replace(spec, labels=None))
         found = Found(found.train + (found.val or []), theirs.train + (theirs.val or []), found.form, found.ignored)
         found.ignored.add(theirs.ignored)
         found.form += f"; validation from {val_dir}"
     return found.layout(val_split, seed, positive)
 
 
-def _found(folder: Path, spec: DataSpec, with_train_dir: bool = False) -> Found:
+def _is_class_folders(data: str, spec: DataSpec) -> bool:
+    """No option and no other form recognized: the class folders binclass has always read."""
+    if spec.labels is not None or spec.label_from_name is not None or is_wds(data):
+        return False
+    return hf_kind(Path(data)) is None and not _named_flat(Path(data))
+
+
+def _found(data: str, spec: DataSpec, with_train_dir: bool = False) -> Found:
+    folder = Path(data)
     if spec.labels is not None:
         return _read_table(folder, spec)
+    if spec.label_from_name is None and is_wds(data):
+        train, val = wds_shards(data)
+        items, how = read_wds(train)
+        shown = f"{len(train)} shards" + (f" and {len(val)} validation shards" if val else "")
+        return Found(items, read_wds(val)[0] if val else None, f"WebDataset ({shown}; {how})", Ignored())
+    if spec.label_from_name is None and hf_kind(folder) is not None:
+        sharded = read_hf(folder, spec.image_column, spec.label_column, spec.split)
+        return Found(sharded.train, sharded.val, sharded.form, Ignored())
     if spec.label_from_name is not None or _named_flat(folder):
         return _read_names(_train_dir(folder) if with_train_dir else folder, spec.label_from_name)
     return _read_class_folders(_train_dir(folder) if with_train_dir else folder)
@@ -327,10 +351,11 @@ def read_labeled(data_dir: Path | str, classes: list[str], spec: DataSpec | None
     """A labelled set to evaluate a run on, in any form, with the run's class indices: class folders (or
     a validation/ holding them) as data.scan reads them, or every image of another form. Returns the
     split and how it was read."""
-    data_dir, spec = Path(data_dir), spec or DataSpec()
-    if spec.labels is None and spec.label_from_name is None and not _named_flat(data_dir):
+    data, spec = str(data_dir), spec or DataSpec()
+    data_dir = Path(data)
+    if _is_class_folders(data, spec):
         return scan_labeled(data_dir, classes), "class folders"
-    found = _found(data_dir, spec)
+    found = _found(data, spec)
     items = found.train + (found.val or [])
     names = sorted({name for _, name in items})
     if not set(names) <= set(classes):
@@ -341,3 +366,27 @@ def read_labeled(data_dir: Path | str, classes: list[str], spec: DataSpec | None
     index = {name: i for i, name in enumerate(classes)}
     items.sort(key=lambda item: (index[item[1]], item[0].name, str(item[0])))
     return Split([p for p, _ in items], [index[n] for _, n in items]), found.form
+
+
+def images_to_predict(inputs: list[Path | str]) -> list[Path]:
+    """Every image that inputs name, in order, labels or not: files, folders (searched recursively), a
+    table's image column (CSV or TSV; paths relative to the table's folder), every split of a Hugging Face
+    dataset, WebDataset shards."""
+    found: list[Path] = []
+    for item in inputs:
+        data, path = str(item), Path(item)
+        if is_wds(data):
+            train, val = wds_shards(data)
+            found += [p for p, _ in read_wds(train + (val or []), labelled=False)[0]]
+        elif hf_kind(path) is not None:
+            for split in hf_splits(path):
+                found += [p for p, _ in read_hf(path, split=split, labelled=False).train]
+        elif path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
+            rows, columns = _table_rows(path)
+            column = next((c for c in columns if c.lower() in IMAGE_COLUMNS), None)
+            if column is None:
+                raise BinclassError(f"{path}: no image column among {', '.join(columns)}; name one file_name or path")
+            found += [_resolve_image(path.parent, path, row[column], line) for line, row in enumerate(rows, start=2)]
+        else:
+            found += find_images([path])
+    return found

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .containers import member_digest
 from .decode import ImageProblem, decode_checked, decode_image, decode_many
 
 CACHE_MODES = ("memory", "disk", "none")
@@ -27,9 +28,14 @@ def default_cache_dir() -> Path:
 
 
 def file_key(path: Path, size: int) -> str:
-    """Changes when the file's path, byte size, modification time or the decode size change."""
-    st = os.stat(path)
-    raw = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{size}|v{CACHE_VERSION}"
+    """Changes when the file's path, byte size, modification time or the decode size change; for an image
+    inside a shard, when its bytes do."""
+    digest = member_digest(path)
+    if digest is not None:
+        raw = f"member|{digest}|{size}|v{CACHE_VERSION}"
+    else:
+        st = os.stat(path)
+        raw = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{size}|v{CACHE_VERSION}"
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
@@ -47,8 +53,8 @@ def decode_cached(
     def load_or_decode(i: int) -> np.ndarray:
         try:  # in the worker thread: the stat is I/O too, and a file gone since the scan is a bad file
             entry = _entry(cache_dir, file_key(paths[i], size))
-        except OSError as exc:
-            raise ImageProblem(paths[i], "unreadable", exc.strerror or str(exc)) from None
+        except (OSError, KeyError) as exc:
+            raise ImageProblem(paths[i], "unreadable", getattr(exc, "strerror", None) or str(exc)) from None
         if entry.exists():
             try:
                 arr = np.load(entry, allow_pickle=False)
