@@ -29,7 +29,9 @@ def test_importing_binclass_loads_no_heavy_library():
 
 def test_the_api_mirrors_the_command_line(run, tiny_data):
     assert isinstance(run, binclass.Run)
-    history = run.history
+    history = run.history  # a DataFrame where pandas is installed (the hf extra brings it), else a list of dicts
+    if hasattr(history, "to_dict"):
+        history = history.to_dict("records")
     assert [int(r["epoch"]) for r in history] == [1, 2]
     assert run.config.epochs == 2 and run.config.model == "small"
     rows = run.predict(tiny_data / "validation")

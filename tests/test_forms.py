@@ -11,7 +11,7 @@ import pytest
 from helpers import runner, train_cli
 
 from binclass.cli import app
-from binclass.data.forms import DataSpec, read_data
+from binclass.data.forms import DataSpec, images_to_predict, read_data
 from binclass.devtools.shards import write_hub_parquet, write_save_to_disk, write_webdataset
 from binclass.errors import BinclassError
 from binclass.run import history
@@ -235,3 +235,101 @@ def test_lr_find_reads_a_table(forms, tmp_path):
     result = runner.invoke(app, [*args, "--plot", str(tmp_path / "lr.png")])
     assert result.exit_code == 0, result.output
     assert "suggested learning rate" in result.output and (tmp_path / "lr.png").exists()
+
+
+def _copy_tree(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_bad_shard_is_one_line_and_nothing_is_written(forms, tmp_path):
+    wds = _copy_tree(forms["wds"][0], tmp_path / "wds")
+    shard = wds / "train-00001.tar"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # cut mid-download
+    cases = {
+        "truncated": (str(wds), "train-00001.tar: truncated or not a tar shard"),
+        "missing shard": (str(forms["wds"][0] / "train-{00000..00002}.tar"), "train-00002.tar: no such shard"),
+    }
+    for case, (data, says) in cases.items():
+        before = _tree(wds)
+        result = train_cli(data, tmp_path / "run")
+        assert result.exit_code == 2 and says in result.output and len(result.output.splitlines()) == 1, case
+        assert _tree(wds) == before and not (tmp_path / "run").exists(), case
+
+
+def _write_wds(folder: Path, samples: list[dict]) -> Path:
+    import webdataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with webdataset.TarWriter(str(folder / "train-00000.tar")) as sink:
+        for sample in samples:
+            sink.write(sample)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda s: s[:3] + [{"__key__": s[3]["__key__"], "png": s[3]["png"]}] + s[4:], "has no label (.cls, .label or .txt)"),
+        (lambda s: s[:3] + [s[2]] + s[3:], "appears twice; give each image one key"),
+        (lambda s: s[:3] + [{"__key__": "x", "cls": 0}] + s[3:], "sample 'x' has no image (it holds cls)"),
+    ],
+)  # fmt: skip
+def test_a_bad_sample_in_a_shard_is_one_line(tiny_data, tmp_path, change, says):
+    samples = [
+        {"__key__": f.stem, "png": f.read_bytes(), "cls": int(cls == "squares")}
+        for split, cls, f in _images(tiny_data)
+        if split == "train"
+    ]
+    data = _write_wds(tmp_path / "wds", change(samples))
+    result = train_cli(data, tmp_path / "run")
+    assert result.exit_code == 2 and says in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_dataset_without_images_or_labels_is_one_line(tiny_data, tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    (tmp_path / "text").mkdir()
+    datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}).to_parquet(
+        str(tmp_path / "text" / "train.parquet")
+    )
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    rows = {"image": [{"bytes": f.read_bytes(), "path": f.name} for _, _, f in _images(tiny_data)[:4]]}
+    unlabelled = datasets.Dataset.from_dict({**rows, "label": [0, 1, -1, 1]}, features=features)
+    unlabelled.save_to_disk(str(tmp_path / "unlabelled"))
+    cases = {
+        "text": "train.parquet: no image column (columns: text, label)",
+        "unlabelled": "row 2 has no label; give every image its label",
+    }
+    for folder, says in cases.items():
+        result = train_cli(tmp_path / folder, tmp_path / "run")
+        assert result.exit_code == 2 and says in result.output and len(result.output.splitlines()) == 1, folder
+    # prediction takes images without labels
+    assert len(images_to_predict([tmp_path / "unlabelled"])) == 4
+    monkeypatch.setitem(__import__("sys").modules, "datasets", None)  # as without the extra
+    result = train_cli(tmp_path / "unlabelled", tmp_path / "run")
+    assert "needs the datasets package: pip install 'binclass[hf]'" in result.output and result.exit_code == 2
+
+
+def test_an_image_that_does_not_decode_inside_a_shard_is_named_and_skipped(forms, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    hub = _copy_tree(forms["hub"][0], tmp_path / "hub")
+    shard = hub / "data" / "train-00000-of-00002.parquet"
+    part = datasets.Dataset.from_parquet(str(shard), cache_dir=str(tmp_path / "cache"))
+    broken = part.cast_column("image", datasets.Image(decode=False)).to_dict()
+    broken["image"][3] = {"bytes": b"not an image", "path": broken["image"][3]["path"]}
+    datasets.Dataset.from_dict(broken, features=part.features).to_parquet(str(shard))
+    name = f"{shard}/000003/{broken['image'][3]['path']}"
+    checked = runner.invoke(app, ["check", str(hub), "--no-duplicates", "--json"])
+    report = json.loads(checked.stdout)
+    assert report["good"] == 109 and [b["path"] for b in report["bad"]] == [name]
+    assert report["bad"][0]["reason"] == "not an image" and report["bad_by_kind"] == {"not an image": 1}
+    strict = train_cli(hub, tmp_path / "strict", "--strict")
+    assert strict.exit_code == 2 and name in strict.output
+    result = train_cli(hub, tmp_path / "run", model="small", image_size=32, epochs=1)
+    assert result.exit_code == 0, result.output
+    assert name in result.output and result.output.splitlines()[0].startswith("data: 80 train")
+    as_text = runner.invoke(app, ["check", str(hub), "--no-duplicates"]).output
+    assert "109 images decode fully; 1 bad, 1 not an image" in as_text

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BinclassError
-from .decode import ImageProblem
+from .decode import PROBLEM_KINDS, ImageProblem
 from .forms import DataSpec, read_data
 from .health import Health, check_health, imbalance_advice, majority_share
 from .scan import DataLayout, Ignored
@@ -27,6 +28,11 @@ class CheckReport:
     def ignored(self) -> Ignored:
         return self.layout.ignored
 
+    def bad_by_kind(self) -> dict[str, int]:
+        """How many bad images of each kind (truncated, not an image, ...), in PROBLEM_KINDS' order."""
+        counts = Counter(p.kind for p in self.problems)
+        return {kind: counts[kind] for kind in PROBLEM_KINDS if counts[kind]}
+
     def to_dict(self) -> dict:
         return {
             "form": self.layout.form,
@@ -35,6 +41,7 @@ class CheckReport:
             "validation": len(self.layout.val),
             "good": self.good,
             "bad": [{"path": str(p.path), "reason": p.kind, "detail": p.detail} for p in self.problems],
+            "bad_by_kind": self.bad_by_kind(),
             "ignored": {
                 "hidden": self.ignored.hidden,
                 "not_images": self.ignored.other,
@@ -123,7 +130,8 @@ def render(report: CheckReport) -> str:
         f"data: read as {report.layout.form}",
         f"classes: {report.layout.classes[0]!r}=0, {report.layout.classes[1]!r}=1; "
         f"{len(report.layout.train)} train and {len(report.layout.val)} validation files",
-        f"{report.good} images decode fully; {len(report.problems)} bad",
+        f"{report.good} images decode fully; {len(report.problems)} bad"
+        + "".join(f", {n} {kind}" for kind, n in report.bad_by_kind().items()),
         f"ignored: {ig.hidden} hidden, {ig.other} without an image extension, {ig.outside_links} links leading outside",
     ]
     if report.health is not None:

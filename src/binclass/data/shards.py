@@ -274,10 +274,15 @@ def read_wds(shards: list[Path], labelled: bool = True) -> tuple[Items, str]:
                 count += 1
         except BinclassError:
             raise
+        except ValueError as exc:  # the library refuses a sample whose files come twice in a row
+            twice = re.search(r"([^\s\"'(]+): duplicate file name", str(exc))
+            if twice is None:
+                raise
+            raise BinclassError(f"{shard}: {twice.group(1)} appears twice; give each image one key") from None
         except Exception as exc:  # tarfile's ReadError and whatever a broken stream raises inside the library
+            reason = exc.args[0] if exc.args else type(exc).__name__
             raise BinclassError(
-                f"{shard}: truncated or not a tar shard (read {count} samples before: {exc.args[0] if exc.args else exc}); "
-                "re-download it"
+                f"{shard}: truncated or not a tar shard (read {count} samples before: {reason}); re-download it"
             ) from None
         if count == 0:
             raise BinclassError(f"{shard}: holds no samples; give shards of images, each with a cls, label or txt")
