@@ -9,6 +9,11 @@ OUT_DIR/tiff/train/<id>.tif + train_labels.csv (`id,label`, 0/1, ids without the
     column; Kaggle's Histopathologic Cancer Detection layout)
 OUT_DIR/metadata/images/... + metadata.csv (`file_name,label,split`, labels as words: Hugging Face's
     imagefolder and fastai's from_df)
+OUT_DIR/hub/data/train-0000i-of-00002.parquet, validation-00000-of-00001.parquet (the Hub's parquet shards:
+    an Image column, a ClassLabel label), made with `datasets`
+OUT_DIR/disk/: the same as DatasetDict.save_to_disk writes it
+OUT_DIR/wds/train-0000i.tar, validation-00000.tar (WebDataset shards of <key>.jpg and <key>.cls, with
+    classes.txt), made with `webdataset`
 and the command that trains on each."""
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import shutil
 from pathlib import Path
 
 from PIL import Image
+
+from binclass.devtools.shards import write_hub_parquet, write_save_to_disk, write_webdataset
 
 
 def main() -> None:
@@ -52,9 +59,15 @@ def main() -> None:
     ):
         with path.open("w", newline="") as f:
             csv.writer(f).writerows([header, *rows])
+    write_hub_parquet(images, a.out / "hub", per_shard=1000)
+    write_save_to_disk(images, a.out / "disk")
+    write_webdataset(images, a.out / "wds", per_shard=1000)
     print(f"binclass train {a.out / 'kaggle'}")
     print(f"binclass train {a.out / 'tiff' / 'train'} --labels {a.out / 'tiff' / 'train_labels.csv'}")
     print(f"binclass train {a.out / 'metadata'} --labels {a.out / 'metadata' / 'metadata.csv'}")
+    print(f"binclass train {a.out / 'hub'}")
+    print(f"binclass train {a.out / 'disk'}")
+    print(f"binclass train '{a.out / 'wds' / 'train-{00000..00001}.tar'}' --val {a.out / 'wds' / 'validation-00000.tar'}")
 
 
 if __name__ == "__main__":

@@ -333,3 +333,23 @@ def test_an_image_that_does_not_decode_inside_a_shard_is_named_and_skipped(forms
     assert name in result.output and result.output.splitlines()[0].startswith("data: 80 train")
     as_text = runner.invoke(app, ["check", str(hub), "--no-duplicates"]).output
     assert "109 images decode fully; 1 bad, 1 not an image" in as_text
+
+
+@pytest.mark.parametrize("form", ["hub", "disk", "wds"])
+def test_images_in_shards_read_later_from_their_shards_and_cache_by_their_bytes(forms, form, tmp_path):
+    from binclass.data import containers
+    from binclass.data.decode import ImageProblem, decode_many
+    from binclass.data.sources import decode_cached
+
+    layout = read_data(forms[form][0])
+    held = decode_many(layout.val.paths, 24)
+    containers.forget()  # as in a later process (`binclass explain` on a run): nothing held
+    assert (decode_many(layout.val.paths, 24) == held).all()
+    first = decode_cached(layout.val.paths, 24, tmp_path / "cache")
+    again = decode_cached(layout.val.paths, 24, tmp_path / "cache")
+    assert (first[3], again[3]) == (0, 30) and (again[0] == held).all()
+    first_row = layout.val.paths[0]
+    wrong = [first_row.parent / "nothing.png", first_row.parent.parent / "999999" / first_row.name]
+    for path in wrong if form != "wds" else wrong[:1]:  # another name in a row, a row the shard lacks
+        with pytest.raises(ImageProblem, match="unreadable"):
+            decode_many([path], 24)

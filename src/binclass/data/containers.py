@@ -103,7 +103,12 @@ def _row(inner: str) -> int:
     return int(head)
 
 
-def _image_cell(value: object, container: Path, row: int) -> bytes:
+def _image_cell(value: object, container: Path, inner: str) -> bytes:
+    """The bytes of a row's image, once the row is known to hold the image the path names."""
+    row, name = _row(inner), inner.split("/", 1)[-1]
+    own = Path(value.get("path") or "image").name if isinstance(value, dict) else "image"
+    if own != name:
+        raise KeyError(f"row {row} of {container} holds {own}, not {name}")
     data = value.get("bytes") if isinstance(value, dict) else value
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data)
@@ -142,7 +147,7 @@ def _read_parquet(container: Path, inner: str) -> bytes:
         if last is None or last[0] != group:  # rows are read in order: one row group at a time
             last = (group, reader.read_row_group(group, columns=[column]).column(0))
             _tables[container] = (reader, last)
-        return _image_cell(last[1][row - start].as_py(), container, row)
+        return _image_cell(last[1][row - start].as_py(), container, inner)
 
 
 def _read_arrow(container: Path, inner: str) -> bytes:
@@ -156,7 +161,7 @@ def _read_arrow(container: Path, inner: str) -> bytes:
         table, column = _tables[container]
     if row >= table.num_rows:
         raise KeyError(f"{container} has no row {row}")
-    return _image_cell(table.column(column)[row].as_py(), container, row)
+    return _image_cell(table.column(column)[row].as_py(), container, inner)
 
 
 _READERS: dict[str, Callable[[Path, str], bytes]] = {
