@@ -353,3 +353,32 @@ def test_images_in_shards_read_later_from_their_shards_and_cache_by_their_bytes(
     for path in wrong if form != "wds" else wrong[:1]:  # another name in a row, a row the shard lacks
         with pytest.raises(ImageProblem, match="unreadable"):
             decode_many([path], 24)
+
+
+def test_predict_and_evaluate_take_every_form_with_the_same_numbers(forms, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(forms["folders"][0], run, model="small", image_size=32, epochs=1).exit_code == 0
+    table = tmp_path / "images.csv"  # the generated set's images listed by path
+    table.write_text("file_name\n" + "".join(f"{f}\n" for _, _, f in _images(forms["folders"][0])))
+    by_form = {}
+    for form, data in [
+        ("folders", forms["folders"][0]),
+        ("table", table),
+        ("hub", forms["hub"][0]),
+        ("wds", forms["wds"][0]),
+    ]:
+        result = runner.invoke(app, ["predict", str(run), str(data)])
+        assert result.exit_code == 0, result.output
+        rows = [line.split(",") for line in result.stdout.splitlines()[1:]]
+        by_form[form] = sorted((Path(path).name, prob) for path, prob, _ in rows)
+    assert len(by_form["folders"]) == 110
+    assert by_form["table"] == by_form["folders"] == by_form["hub"] == by_form["wds"]  # image by image
+    scores = {}
+    for form, args in [("folders", []), ("hub", ["--split", "validation"]), ("wds", [])]:
+        data = forms[form][0] if form != "wds" else forms["wds"][0] / "validation-00000.tar"
+        result = runner.invoke(
+            app, ["evaluate", str(run), str(data if form != "folders" else data / "validation"), *args]
+        )
+        assert result.exit_code == 0, result.output
+        scores[form] = {k: v for k, v in json.loads(result.stdout).items() if k in ("n", "accuracy", "auc", "loss")}
+    assert scores["hub"] == scores["folders"] == scores["wds"] and scores["folders"]["n"] == 30
