@@ -67,7 +67,9 @@ def main() -> None:
     print(f"binclass train {a.out / 'metadata'} --labels {a.out / 'metadata' / 'metadata.csv'}")
     print(f"binclass train {a.out / 'hub'}")
     print(f"binclass train {a.out / 'disk'}")
-    print(f"binclass train '{a.out / 'wds' / 'train-{00000..00001}.tar'}' --val {a.out / 'wds' / 'validation-00000.tar'}")
+    print(
+        f"binclass train '{a.out / 'wds' / 'train-{00000..00001}.tar'}' --val {a.out / 'wds' / 'validation-00000.tar'}"
+    )
 
 
 if __name__ == "__main__":
