@@ -49,6 +49,7 @@ def train(
     label_column: str | None = option("label_column"),
     label_from_name: str | None = option("label_from_name"),
     val: Path | None = option("val"),
+    exclude: Path | None = option("exclude"),
     image_size: int | None = option("image_size"),
     width: int | None = option("width"),
     val_split: float = option("val_split"),
@@ -84,6 +85,7 @@ def train(
     cuda_graphs: str = option("cuda_graphs"),
     tta: bool | None = option("tta", "--tta/--no-tta"),
     finetune: int = option("finetune"),
+    label_audit: bool = option("label_audit"),
     time_budget: str | None = option("time_budget"),
     pretrained: bool = option("pretrained"),
     weights: Path | None = option("weights"),
@@ -130,14 +132,26 @@ def check(
     label_column: str | None = option("label_column"),
     label_from_name: str | None = option("label_from_name"),
     val: Path | None = option("val"),
+    labels_audit: bool = typer.Option(
+        False, "--labels-audit", help="rank training labels that look wrong (needs binclass[audit]; a backbone pass)"
+    ),
+    device: str = typer.Option("auto", help="the label audit's backbone: auto | cpu | cuda"),
 ) -> None:
     """Scan a data folder and fully decode every image, in parallel; name every bad file and why; find
-    duplicate pictures within and across the splits, pictures under both classes, and class imbalance."""
+    duplicate pictures within and across the splits, pictures under both classes, and class imbalance;
+    with --labels-audit, training images whose label looks wrong."""
     from .data.check import check_dataset, render, strict_error
     from .data.forms import DataSpec
 
     spec = DataSpec(labels, image_column, label_column, label_from_name, val)
     report = check_dataset(data_dir, val_split, duplicates=duplicates, spec=spec)
+    if labels_audit:
+        from .device import resolve_device
+        from .labelaudit import need_cleanlab
+        from .recipes.audit import audit_layout
+
+        need_cleanlab()  # a missing cleanlab is one line before the backbone pass
+        report.audit = audit_layout(report.layout, resolve_device(device))
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else render(report))
     if strict and report.problems:
         raise strict_error(report.problems)

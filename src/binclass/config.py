@@ -75,6 +75,9 @@ class TrainConfig:
         None, "a regular expression whose first group, searched in each file name, is its label (a flat folder)"
     )
     val: str | None = setting(None, "the validation images (any form), instead of a validation folder or --val-split")
+    exclude: str | None = setting(
+        None, "a file listing images to leave out (one path per line, e.g. label_issues' edited list)"
+    )
     val_split: float = setting(0.2, "fraction held out (stratified) when there is no validation folder")
     positive: str | None = setting(None, "class folder that is the positive class (index 1; default: the second)")
     augment: str | None = setting(None, "none | flip | crop | standard (default: small crop, others flip)")
@@ -127,6 +130,9 @@ class TrainConfig:
         False, "also write TensorBoard event files into the run folder (needs binclass[tensorboard])"
     )
     finetune: int = setting(0, "pretrained models: epochs of fine-tuning the whole network after the head")
+    label_audit: bool = setting(
+        True, "pretrained models: after the head, rank training labels that look wrong (needs binclass[audit])"
+    )
     time_budget: str | None = setting(
         None,
         "e.g. 90s, 10m, 1.5h: from-scratch models take as many epochs as end the run within it (timed on its "
@@ -142,7 +148,15 @@ class TrainConfig:
     environment: Environment | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("data_dir", "out", "cache_dir", "weights", "labels", "val"):  # library callers pass Paths
+        for name in (
+            "data_dir",
+            "out",
+            "cache_dir",
+            "weights",
+            "labels",
+            "val",
+            "exclude",
+        ):  # library callers pass Paths
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 object.__setattr__(self, name, str(value))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BinclassError
+from ..labelaudit import LabelAudit
 from .decode import PROBLEM_KINDS, ImageProblem
 from .forms import DataSpec, read_data
 from .health import Health, check_health, imbalance_advice, majority_share
@@ -23,6 +24,7 @@ class CheckReport:
     problems: list[ImageProblem] = field(default_factory=list)
     health: Health | None = None
     health_skipped: str | None = None  # why duplicates were not searched
+    audit: LabelAudit | None = None  # --labels-audit: training labels that look wrong
 
     @property
     def ignored(self) -> Ignored:
@@ -48,6 +50,7 @@ class CheckReport:
                 "links_outside": self.ignored.outside_links,
             },
             "health": health_dict(self.health) if self.health else {"skipped": self.health_skipped},
+            **({"label_audit": self.audit.to_dict()} if self.audit is not None else {}),
         }
 
 
@@ -138,4 +141,20 @@ def render(report: CheckReport) -> str:
         lines += render_health(report.health)
     else:
         lines.append(f"duplicates: not searched ({report.health_skipped})")
+    if report.audit is not None:
+        lines += render_audit(report.audit)
     return "\n".join(lines + describe_problems(report.problems))
+
+
+def render_audit(audit: LabelAudit, limit: int = 20) -> list[str]:
+    lines = [
+        f"labels: {len(audit.issues)} of {audit.n} training images look like the other class to a model that did "
+        f"not see them; about {audit.estimated} ({audit.estimated_share:.1%}) likely wrong"
+    ]
+    lines += [
+        f"  {i.rank:>4}. {i.path}: labelled {i.given}, p={1 - i.prob_given:.3f} {i.suggested}"
+        for i in audit.issues[:limit]
+    ]
+    if len(audit.issues) > limit:
+        lines.append(f"  ... {len(audit.issues) - limit} more in --json")
+    return lines

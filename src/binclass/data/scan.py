@@ -38,6 +38,7 @@ class DataLayout:
     # training images held out to fit a temperature and thresholds on (--calibration-split), never trained on
     calibration: Split = field(default_factory=lambda: Split([], []))
     form: str = "class folders"  # the form the data came in and how its labels were read (data.forms)
+    excluded: list[Path] = field(default_factory=list)  # images the user's --exclude list left out
 
 
 def _visible(path: Path) -> bool:

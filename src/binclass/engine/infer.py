@@ -80,3 +80,22 @@ def predict_logits(
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits.float())
+
+
+def extract_features(
+    backbone: torch.nn.Module,
+    source: Source,
+    mean,
+    std,
+    batch_size: int,
+    device: torch.device,
+    flip: bool = False,
+) -> torch.Tensor:
+    """Pooled backbone features (N, F), fp32, in the batches that predict uses."""
+    backbone.eval()
+    out = []
+    with torch.inference_mode():
+        for batch in inference_batches(source, batch_size, device):
+            x = prepare(batch, mean, std)
+            out.append(backbone(x.flip(-1) if flip else x).float())
+    return torch.cat(out)

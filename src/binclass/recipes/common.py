@@ -4,6 +4,7 @@ predictions, diagnosis and report after; and the one object (RunContext) a recip
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from ..engine.distributed import SINGLE, World
 from ..errors import BinclassError
 from ..metrics import predict_labels
 from ..phases import Phases
-from ..run.files import CONFIG_FILE, PREDICTIONS_FILE
+from ..run.files import CONFIG_FILE, EXCLUDED_FILE, PREDICTIONS_FILE
 from ..run.folder import open_run_dir, write_predictions
 from ..run.hooks import Log, RunHooks
 from ..run.lock import RunLock
@@ -104,9 +105,42 @@ def drop_bad_files(
 
 
 def scan(cfg: TrainConfig) -> DataLayout:
-    """cfg's images, found (not decoded), with --calibration-split's share of training held out."""
+    """cfg's images, found (not decoded), without those --exclude lists, with --calibration-split's share
+    of training held out."""
     layout = read_data(Path(cfg.data_dir), data_spec(cfg), cfg.val_split, cfg.seed, cfg.positive)
+    if cfg.exclude:
+        layout = exclude_listed(layout, Path(cfg.exclude))
     return hold_out_calibration(layout, cfg.calibration_split, cfg.seed)
+
+
+def exclude_listed(layout: DataLayout, listing: Path) -> DataLayout:
+    """layout without the images listing names (one path per line, as a run or the audit writes them;
+    blank lines and # comments skipped). A line that names no image of the data is an error: a typo
+    would otherwise train on the image it meant to drop."""
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BinclassError(f"--exclude {listing}: cannot read ({exc}); give a text file of paths") from None
+    wanted = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    key = lambda p: os.path.normpath(os.path.abspath(str(p)))  # noqa: E731
+    listed = {key(w): n for n, w in enumerate(wanted, start=1)}
+    known = {key(p) for split in (layout.train, layout.val) for p in split.paths}
+    unknown = [w for w in wanted if key(w) not in known]
+    if unknown:
+        raise BinclassError(
+            f"--exclude {listing}: {len(unknown)} line(s) name no image of the data (first: {unknown[0]}); "
+            "fix the paths (as the run's files write them)"
+        )
+    keep = lambda split: [i for i, p in enumerate(split.paths) if key(p) not in listed]  # noqa: E731
+    kept = dataclasses.replace(
+        layout, train=layout.train.subset(keep(layout.train)), val=layout.val.subset(keep(layout.val))
+    )
+    for name, split in (("train", kept.train), ("validation", kept.val)):
+        if len(set(split.labels)) < 2:
+            raise BinclassError(f"--exclude {listing}: leaves the {name} split without one of the classes")
+    return dataclasses.replace(
+        kept, excluded=[p for split in (layout.train, layout.val) for p in split.paths if key(p) in listed]
+    )
 
 
 def data_spec(cfg: TrainConfig) -> DataSpec:
@@ -140,6 +174,9 @@ def prepare_data(
         f"data: {len(layout.train)} train, {len(layout.val)} validation images ({held_out}); "
         f"classes {layout.classes[0]!r}=0, {layout.classes[1]!r}=1 (positive); read as {layout.form}"
     )
+    if layout.excluded:
+        (run_dir / EXCLUDED_FILE).write_text("".join(f"{p}\n" for p in layout.excluded))
+        log(f"excluded: {len(layout.excluded)} images listed in {cfg.exclude} (the run keeps them in {EXCLUDED_FILE})")
     log(intro)
     start = time.perf_counter()
     workers = default_workers(cfg.workers)

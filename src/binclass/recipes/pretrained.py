@@ -19,10 +19,12 @@ from ..config import TrainConfig
 from ..data.augment import augment_batch
 from ..data.health import feature_pairs
 from ..data.sources import Source, TensorSource
+from ..doctor.findings import Finding
 from ..engine.driver import BestModel, EarlyStop, EpochRecorder, run_epochs
-from ..engine.infer import inference_batches, predict_logits, prepare, prepare_model, probabilities
+from ..engine.infer import extract_features, predict_logits, prepare, prepare_model, probabilities
 from ..engine.loop import EpochStats, Evaluation, evaluate, train_one_epoch
 from ..engine.optim import Schedule, make_optimizer, make_scheduler, warmup_cosine
+from ..errors import BinclassError
 from ..models import build_model, normalization
 from ..progressbar import terminal_progress
 from ..run.checkpoints import Checkpoints
@@ -30,25 +32,6 @@ from ..run.files import BEST_FILE
 from ..run.folder import model_meta
 from ..run.weights import load_model
 from .common import RunContext, finish_run, resolve_pos_weight, seed_everything
-
-
-def extract_features(
-    backbone: torch.nn.Module,
-    source: Source,
-    mean,
-    std,
-    batch_size: int,
-    device: torch.device,
-    flip: bool = False,
-) -> torch.Tensor:
-    """Pooled backbone features (N, F), fp32, in the batches that predict uses."""
-    backbone.eval()
-    out = []
-    with torch.inference_mode():
-        for batch in inference_batches(source, batch_size, device):
-            x = prepare(batch, mean, std)
-            out.append(backbone(x.flip(-1) if flip else x).float())
-    return torch.cat(out)
 
 
 def head_logits(head: torch.nn.Module, views: list[torch.Tensor], batch_size: int) -> np.ndarray:
@@ -135,10 +118,24 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module) -> Path:
         checkpoints=checkpoints,
     )
     probs = ev.probs
+    audited = label_audit(ctx, train_views) if cfg.label_audit else []
     if cfg.finetune:
         probs = finetune(ctx, model, best, recorder, checkpoints)
     checkpoints.close()
-    return finish_run(ctx, probs, recorder.doctor.findings, alike)
+    return finish_run(ctx, probs, recorder.doctor.findings + audited, alike)
+
+
+def label_audit(ctx: RunContext, train_views: list[torch.Tensor]) -> list[Finding]:
+    """The label audit on the features the head trained on (seconds): label_issues.json and the doctor's
+    finding; one line, and no audit, without cleanlab."""
+    from .audit import audit_features, record_audit
+
+    try:
+        audit = audit_features(train_views, ctx.data.layout, ctx.cfg.seed)
+    except BinclassError as exc:
+        ctx.log(f"labels: not audited ({exc})")
+        return []
+    return record_audit(ctx.data.run_dir, audit, ctx.log)
 
 
 # The whole network trains at a tenth of the head's learning rate (ImageNet features need only a

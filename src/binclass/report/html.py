@@ -19,6 +19,7 @@ from ..run.files import (
     CONFUSION_PLOT,
     CURVES_PLOT,
     GALLERY_FILE,
+    LABEL_ISSUES_FILE,
     META_FILE,
     PREDICTIONS_FILE,
     RELIABILITY_PLOT,
@@ -133,6 +134,29 @@ def _gallery_section(run_dir: Path, data_dir: str | None) -> str:
     )
 
 
+def _label_issues_section(run_dir: Path, data_dir: str | None) -> str:
+    path = run_dir / LABEL_ISSUES_FILE
+    if not path.exists():
+        return ""
+    audit = json.loads(path.read_text())
+    shown = [e for e in audit.get("issues", []) if e.get("picture")]
+    cells = "".join(
+        f'<figure class="err"><img alt="picture" src="data:image/jpeg;base64,{e["picture"]}">'
+        f'<figcaption title="{html.escape(e["path"])}">{html.escape(shown_path(e["path"], data_dir))}<br>'
+        f"labelled {html.escape(e['given'])}, looks like {html.escape(e['suggested'])} "
+        f"(p={e['prob_other']:.2f})</figcaption></figure>"
+        for e in shown
+    )
+    return (
+        f"<h2>Training labels that look wrong</h2><p>{audit['flagged']} of {audit['audited']} training images look "
+        f"like the other class to a model that never saw them ({html.escape(audit['method'])}); about "
+        f"{audit['estimated_wrong']} ({audit['estimated_share']:.1%}) of the labels are likely wrong. The first "
+        f"{len(shown)}, most likely first; every one in <code>{LABEL_ISSUES_FILE}</code>. List the wrong ones in "
+        "a file and train with <code>--exclude FILE</code>.</p>"
+        f"<div class='gallery'>{cells or 'none'}</div>"
+    )
+
+
 def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     epochs = history.read_epochs(run_dir)
@@ -188,6 +212,7 @@ curves count every sample.</p>
 <div class="row">{_img(run_dir / CONFUSION_PLOT, "confusion matrix")} {_img(run_dir / ROC_PLOT, "ROC curve") if predictions is not None else ""}</div>
 {_calibration_section(run_dir, predictions, meta)}
 {_gallery_section(run_dir, config.get("data_dir"))}
+{_label_issues_section(run_dir, config.get("data_dir"))}
 <h2>Epochs</h2>{_table(epochs, cols)}
 <h2>Settings</h2>{_table([{"setting": k, "value": v} for k, v in settings.items()], ["setting", "value"])}
 <h2>Environment</h2>{_table([{"key": k, "value": v} for k, v in (config.get("environment") or {}).items()], ["key", "value"])}

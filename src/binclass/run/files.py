@@ -16,6 +16,8 @@ CALIBRATION_PREDICTIONS_FILE = "calibration_predictions.csv"
 EVALUATION_FILE = "evaluation.json"  # written by `binclass evaluate`
 DIAGNOSIS_FILE = "diagnosis.json"  # the doctor's findings
 GALLERY_FILE = "gallery.json"  # the worst validation errors with thumbnails and heatmaps, for the report
+LABEL_ISSUES_FILE = "label_issues.json"  # training images whose label looks wrong (the label audit)
+EXCLUDED_FILE = "excluded.txt"  # the images --exclude left out of the run, one path per line
 SEEDS_FILE = "seeds.json"  # the summary of a --seeds run, in its parent folder
 CURVES_PLOT = "curves.png"
 CONFUSION_PLOT = "confusion.png"
@@ -37,6 +39,8 @@ RUN_FILES = RUN_MARKERS + (
     EVALUATION_FILE,
     DIAGNOSIS_FILE,
     GALLERY_FILE,
+    LABEL_ISSUES_FILE,
+    EXCLUDED_FILE,
     STATE_FILE,
     *STATE_WEIGHTS,
     TRAIN_LOG,
