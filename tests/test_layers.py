@@ -14,10 +14,11 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # One layer per line reads as the stack it is, hence the formatter is told to leave it (fmt: skip).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("binclass.version", "binclass.errors", "binclass.metrics", "binclass.phases", "binclass.progressbar",
-              "binclass.allocator", "binclass.device", "binclass.synth", "binclass.fastexit", "binclass.calibration")),
+              "binclass.allocator", "binclass.device", "binclass.synth", "binclass.fastexit", "binclass.calibration",
+              "binclass.labelaudit")),
     ("data, models, config", ("binclass.data", "binclass.models", "binclass.config")),
     ("run folder", ("binclass.run",)),
-    ("doctor, lint, report", ("binclass.doctor", "binclass.lint", "binclass.report", "binclass.compare")),
+    ("doctor, lint, report", ("binclass.doctor", "binclass.lint", "binclass.report", "binclass.compare", "binclass.ood")),
     ("engine", ("binclass.engine",)),
     ("recipes", ("binclass.recipes", "binclass.predict", "binclass.export", "binclass.onnxpredict", "binclass.chunked", "binclass.lrfind", "binclass.watch", "binclass.tuning", "binclass.explain")),
     ("command line, API, developer tools", ("binclass", "binclass.__main__", "binclass.cli", "binclass.api",

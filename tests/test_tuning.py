@@ -89,7 +89,7 @@ def test_export_divides_by_the_temperature(calibrated, tiny_data, tmp_path):
     assert onnx.meta["temperature"] == json.loads((calibrated.path / "model.json").read_text())["temperature"]
     images = tiny_data / "validation"
     torch_probs = {str(p.path): p.prob for p in calibrated.predict(images)}
-    onnx_probs = {str(path): prob for path, prob, _ in predict_onnx_files(onnx, [images])}
+    onnx_probs = {str(row.path): row.prob for row in predict_onnx_files(onnx, [images])}
     assert torch_probs.keys() == onnx_probs.keys()
     assert max(abs(torch_probs[k] - onnx_probs[k]) for k in torch_probs) < 1e-4
 

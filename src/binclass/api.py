@@ -29,6 +29,8 @@ class Prediction(NamedTuple):
     path: Path
     prob: float  # probability of the positive class (model.json's positive_class)
     label: str  # the predicted class name, at the run's threshold
+    ood_score: float | None = None  # how unlike the training images (binclass.ood); None: the run keeps none
+    in_distribution: bool | None = None  # ood_score within the run's threshold
 
 
 def _table(rows: list[dict]) -> Any:

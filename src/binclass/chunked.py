@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,21 +25,38 @@ def images_under(inputs: list[Path]) -> list[Path]:
     return paths
 
 
+class Predicted(NamedTuple):
+    """One image's prediction, as `binclass predict` writes it."""
+
+    path: Path
+    prob: float  # probability of the positive class
+    label: str  # the predicted class name, at the run's threshold
+    ood_score: float | None = None  # how unlike the training images (binclass.ood); None: the run keeps no reference
+    in_distribution: bool | None = None  # ood_score at or below the run's threshold
+
+
+Scored = tuple[np.ndarray, np.ndarray | None]  # a chunk's probabilities, and its ood scores (None: none)
+
+
 def predict_in_chunks(
     paths: list[Path],
-    probabilities: Callable[[list[Path]], np.ndarray],
+    score: Callable[[list[Path]], Scored],
     classes: list[str],
     threshold: float,
     progress: Callable[[int, int], None] | None = None,
-) -> Iterator[tuple[Path, float, str]]:
-    """(path, probability of the positive class, predicted class name) for every path, streamed:
-    probabilities(chunk) decodes and scores at most CHUNK files at a time."""
+    ood_threshold: float | None = None,
+) -> Iterator[Predicted]:
+    """A Predicted for every path, streamed: score(chunk) decodes and scores at most CHUNK files at a time."""
     for start in range(0, len(paths), CHUNK):
         if progress is not None:
             progress(start, len(paths))
         chunk = paths[start : start + CHUNK]
-        probs = probabilities(chunk)
-        for path, prob, label in zip(chunk, probs.tolist(), predict_labels(probs, threshold).tolist()):
-            yield path, float(prob), classes[label]
+        probs, ood = score(chunk)
+        labels = predict_labels(probs, threshold).tolist()
+        for i, (path, prob, label) in enumerate(zip(chunk, probs.tolist(), labels)):
+            if ood is None or ood_threshold is None:
+                yield Predicted(path, float(prob), classes[label])
+            else:
+                yield Predicted(path, float(prob), classes[label], float(ood[i]), bool(ood[i] <= ood_threshold))
     if progress is not None:
         progress(len(paths), len(paths))

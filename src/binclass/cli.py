@@ -170,8 +170,10 @@ def predict(
     ),
     device: str = typer.Option("auto"),
 ) -> None:
-    """Write `path,prob,label` for every image (prob = probability of the positive class).
-    With a .onnx file, onnxruntime runs it on the CPU (PyTorch is not imported)."""
+    """Write `path,prob,label` for every image (prob = probability of the positive class), and
+    `ood_score,in_distribution` where the run keeps its training images' features: how unlike them the
+    image is, and whether it is within the run's threshold. With a .onnx file, onnxruntime runs it on the
+    CPU (PyTorch is not imported)."""
     from .progressbar import terminal_progress
 
     if run_dir.suffix == ".onnx":
@@ -183,20 +185,36 @@ def predict(
             raise BinclassError(
                 f"{run_dir}: an exported file holds one model and runs on the CPU; drop --device and --checkpoint"
             )
-        rows = predict_onnx_files(OnnxPredictor(run_dir), paths, terminal_progress("predict"))
+        onnx = OnnxPredictor(run_dir)
+        ood_threshold = onnx.ood_threshold
+        rows = predict_onnx_files(onnx, paths, terminal_progress("predict"))
     else:
         from .predict import load_predictor, predict_files
 
-        rows = predict_files(load_predictor(run_dir, checkpoint, device), paths, terminal_progress("predict"))
+        predictor = load_predictor(run_dir, checkpoint, device)
+        ood_threshold = predictor.ood.threshold if predictor.ood is not None else None
+        rows = predict_files(predictor, paths, terminal_progress("predict"))
     handle = csv_file.open("w", newline="") if csv_file else sys.stdout
+    unlike = total = 0
     try:
         writer = csv.writer(handle)
-        writer.writerow(["path", "prob", "label"])
-        for path, prob, label in rows:
-            writer.writerow([str(path), repr(prob), label])
+        writer.writerow(
+            ["path", "prob", "label"] + (["ood_score", "in_distribution"] if ood_threshold is not None else [])
+        )
+        for row in rows:
+            total += 1
+            ood = [] if row.ood_score is None else [repr(row.ood_score), str(row.in_distribution).lower()]
+            unlike += row.in_distribution is False
+            writer.writerow([str(row.path), repr(row.prob), row.label, *ood])
     finally:
         if csv_file:
             handle.close()
+    if ood_threshold is not None and unlike:
+        typer.echo(
+            f"{unlike} of {total} images look unlike the training images (ood_score above {ood_threshold:.4f}): "
+            "their labels are a guess between two classes they may be neither of",
+            err=True,
+        )
 
 
 @app.command()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunked import images_under, predict_in_chunks
+from .chunked import Predicted, Scored, images_under, predict_in_chunks
 from .data.decode import decode_arrays
 from .errors import BinclassError
 
@@ -41,11 +41,23 @@ class OnnxPredictor:
         self.size = int(self.meta["image_size"])
         self.threshold = float(self.meta["threshold"])
         self.input = self.runtime.get_inputs()[0].name
+        # a second output, ood_score, where the run kept an out-of-distribution reference (binclass.export)
+        has_ood = len(self.runtime.get_outputs()) > 1 and "ood_threshold" in self.meta
+        self.ood_threshold: float | None = float(self.meta["ood_threshold"]) if has_ood else None
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, size, size, 3) -> float32 (N,) probabilities of the positive class."""
-        parts = [self.runtime.run(None, {self.input: images[i : i + BATCH]})[0] for i in range(0, len(images), BATCH)]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+        return self.scores(images)[0]
+
+    def scores(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 (N, size, size, 3) -> float32 (N,) probabilities of the positive class, and the ood
+        scores (None: the file has none)."""
+        parts = [self.runtime.run(None, {self.input: images[i : i + BATCH]}) for i in range(0, len(images), BATCH)]
+        if not parts:
+            empty = np.empty(0, dtype=np.float32)
+            return empty, (empty if self.ood_threshold is not None else None)
+        probs = np.concatenate([p[0] for p in parts])
+        return probs, (np.concatenate([p[1] for p in parts]) if self.ood_threshold is not None else None)
 
 
 def _value(text: str) -> object:
@@ -57,14 +69,16 @@ def _value(text: str) -> object:
 
 def predict_onnx_files(
     predictor: OnnxPredictor, inputs: list[Path], progress: Callable[[int, int], None] | None = None
-) -> Iterator[tuple[Path, float, str]]:
-    """(path, probability of the positive class, predicted class) for every image under `inputs`."""
+) -> Iterator[Predicted]:
+    """A Predicted (probability of the positive class, predicted class, ood score where the file has one)
+    for every image under `inputs`."""
 
-    def chunk_probabilities(chunk: list[Path]) -> np.ndarray:
+    def score(chunk: list[Path]) -> Scored:
         images, _, problems = decode_arrays(chunk, predictor.size)
         if problems:
             raise problems[0]
-        return predictor.probabilities(images)
+        return predictor.scores(images)
 
     paths = images_under(inputs)
-    return predict_in_chunks(paths, chunk_probabilities, predictor.classes, predictor.threshold, progress)
+    classes, threshold = predictor.classes, predictor.threshold
+    return predict_in_chunks(paths, score, classes, threshold, progress, predictor.ood_threshold)

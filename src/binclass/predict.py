@@ -13,14 +13,15 @@ from torch import nn
 
 from .allocator import keep_freed_memory, release_free_memory
 from .calibration import calibration_summary
-from .chunked import images_under, predict_in_chunks
+from .chunked import Predicted, Scored, images_under, predict_in_chunks
 from .data.decode import decode_many
 from .data.forms import DataSpec, read_labeled
-from .data.sources import TensorSource
+from .data.sources import Source, TensorSource
 from .device import resolve_device
 from .engine.infer import predict_logits, prepare_model, probabilities
 from .engine.loop import evaluate
 from .metrics import predict_labels
+from .ood import OodReference, load_reference
 from .run.files import EVALUATION_FILE
 from .run.weights import load_meta, load_model, temperature_of
 
@@ -32,6 +33,7 @@ class Predictor:
     device: torch.device
     batch_size: int = 250
     checkpoint: str = "last"  # which weights file was loaded: last or best
+    ood: OodReference | None = None  # the run's out-of-distribution reference, where it holds for these weights
 
     @property
     def mean(self) -> list[float]:
@@ -61,37 +63,51 @@ def load_predictor(run_dir: Path, checkpoint: str = "auto", device: str = "auto"
     keep_freed_memory()
     model, meta = load_model(Path(run_dir), checkpoint)
     dev = resolve_device(device)
+    reference = load_reference(Path(run_dir))
+    if reference is not None and reference.checkpoint not in ("any", checkpoint):
+        reference = None  # kept for the other weights file: its features are not this model's
     # The batch size of training's validation pass: the same arithmetic, so the same probabilities.
-    return Predictor(prepare_model(model, dev), meta, dev, int(meta.get("eval_batch_size", 64)), checkpoint)
+    batch = int(meta.get("eval_batch_size", 64))
+    return Predictor(prepare_model(model, dev), meta, dev, batch, checkpoint, reference)
+
+
+def score_source(predictor: Predictor, images: Source) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Logits (N,) and, where the run keeps a reference, ood scores (N,) of every image of a source."""
+    features = [] if predictor.ood is not None else None
+    logits = predict_logits(
+        predictor.model,
+        images,
+        predictor.mean,
+        predictor.std,
+        predictor.batch_size,
+        predictor.device,
+        tta=predictor.tta,
+        features=features,
+    )
+    ood = predictor.ood.scores(torch.cat(features)).numpy() if features else None
+    return logits, ood
 
 
 def predict_paths(
     predictor: Predictor, paths: list[Path], progress: Callable[[int, int], None] | None = None
-) -> Iterator[tuple[Path, float, str]]:
-    """(path, probability of the positive class, predicted class name), streamed chunk by chunk:
-    memory stays bounded by chunked.CHUNK images however many paths there are."""
+) -> Iterator[Predicted]:
+    """A Predicted per path (probability of the positive class, predicted class name, and the ood score
+    where the run keeps a reference), streamed chunk by chunk: memory stays bounded by chunked.CHUNK
+    images however many paths there are."""
 
-    def chunk_probabilities(chunk: list[Path]) -> np.ndarray:
+    def score(chunk: list[Path]) -> Scored:
         release_free_memory()  # the last chunk's blocks: kept (see allocator), they would add up
-        images = TensorSource(decode_many(chunk, predictor.size))
-        logits = predict_logits(
-            predictor.model,
-            images,
-            predictor.mean,
-            predictor.std,
-            predictor.batch_size,
-            predictor.device,
-            tta=predictor.tta,
-        )
-        return probabilities(logits / predictor.temperature).numpy()
+        logits, ood = score_source(predictor, TensorSource(decode_many(chunk, predictor.size)))
+        return probabilities(logits / predictor.temperature).numpy(), ood
 
     classes, threshold = predictor.meta["classes"], float(predictor.meta["threshold"])
-    return predict_in_chunks(paths, chunk_probabilities, classes, threshold, progress)
+    ood_threshold = predictor.ood.threshold if predictor.ood is not None else None
+    return predict_in_chunks(paths, score, classes, threshold, progress, ood_threshold)
 
 
 def predict_files(
     predictor: Predictor, inputs: list[Path], progress: Callable[[int, int], None] | None = None
-) -> Iterator[tuple[Path, float, str]]:
+) -> Iterator[Predicted]:
     return predict_paths(predictor, images_under(inputs), progress)
 
 
@@ -102,6 +118,7 @@ def evaluate_folder(predictor: Predictor, data_dir: Path, errors: int = 0, spec:
     classes = predictor.meta["classes"]
     split, form = read_labeled(Path(data_dir), classes, spec)
     images = TensorSource(decode_many(split.paths, predictor.size))
+    features: list[torch.Tensor] | None = [] if predictor.ood is not None else None
     ev = evaluate(
         predictor.model,
         images,
@@ -113,6 +130,7 @@ def evaluate_folder(predictor: Predictor, data_dir: Path, errors: int = 0, spec:
         device=predictor.device,
         tta=predictor.tta,
         temperature=predictor.temperature,
+        features=features,
     )
     result = {
         "data_dir": str(data_dir),
@@ -124,6 +142,14 @@ def evaluate_folder(predictor: Predictor, data_dir: Path, errors: int = 0, spec:
         **ev.metrics,
         "calibration": calibration_summary(np.asarray(split.labels), ev.probs),
     }
+    if predictor.ood is not None and features:
+        accepted = predictor.ood.accepts(predictor.ood.scores(torch.cat(features)).numpy())
+        result["ood"] = {
+            "threshold": predictor.ood.threshold,
+            "in_distribution": int(accepted.sum()),
+            "in_distribution_share": float(accepted.mean()),
+            "note": f"the run's threshold accepts {predictor.ood.accept:.0%} of its own validation images",
+        }
     if errors:
         threshold = float(predictor.meta["threshold"])
         result["errors"] = worst_errors(split.paths, np.asarray(split.labels), ev.probs, threshold, classes, errors)

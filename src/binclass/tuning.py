@@ -77,8 +77,8 @@ def write_calibration_predictions(run_dir: Path, layout: DataLayout) -> Path:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "true_label", "prob", "pred_label"])
-        for image, prob, predicted in predict_paths(predictor, good):
-            writer.writerow([str(image), label_of[str(image)], repr(float(prob)), predicted])
+        for row in predict_paths(predictor, good):
+            writer.writerow([str(row.path), label_of[str(row.path)], repr(float(row.prob)), row.label])
     return path
 
 

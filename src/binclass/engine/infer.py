@@ -57,11 +57,14 @@ def predict_logits(
     device: torch.device,
     tta: bool = False,
     inputs: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    features: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Logits (N,) as float32 on the CPU; model in eval mode, no autograd, always fp32 (so that
     predict on any machine reproduces the validation numbers of training exactly).
     tta=True averages the logits of each image and its mirror image. `inputs` replaces the image
-    normalization for sources that hold something else (cached features)."""
+    normalization for sources that hold something else (cached features). features: a list that
+    receives each batch's features (model.embed, of the image itself), on the CPU; the logits are the
+    same either way (forward is embed then logit)."""
     model.eval()
     # Written in place, as the training loop's per-step values are: a kept small tensor per batch sits
     # between the large blocks that the next batch's activations would reuse (see allocator).
@@ -70,7 +73,12 @@ def predict_logits(
         start = 0
         for batch in inference_batches(source, batch_size, device):
             x = inputs(batch) if inputs is not None else prepare(batch, mean, std)
-            logits = model(x).float().reshape(-1)
+            if features is not None:
+                embedded = model.embed(x)
+                features.append(embedded.float().cpu())
+                logits = model.logit(embedded).float().reshape(-1)
+            else:
+                logits = model(x).float().reshape(-1)
             if tta:
                 logits = (logits + model(x.flip(-1)).float().reshape(-1)) / 2
             out[start : start + len(logits)] = logits

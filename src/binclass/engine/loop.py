@@ -219,16 +219,18 @@ def evaluate(
     tta: bool = False,
     world: World = SINGLE,
     temperature: float = 1.0,
+    features: list[torch.Tensor] | None = None,
 ) -> Evaluation:
     """Metrics over every sample of a labeled set (plain, unweighted BCE as the loss). With several
     ranks, each scores its slice and every rank gets all the logits: each sample counted once. A
-    calibrated run's temperature divides the logits first (model.json)."""
+    calibrated run's temperature divides the logits first (model.json). features: receives each batch's
+    features (one process only; see predict_logits)."""
     if world.distributed:
         start, stop = bounds(len(source), world)
         part = predict_logits(model, SliceSource(source, start, stop), mean, std, batch_size, device, tta=tta)
         logits = gather_slices(part.to(device), len(source), world).cpu()
     else:
-        logits = predict_logits(model, source, mean, std, batch_size, device, tta=tta)
+        logits = predict_logits(model, source, mean, std, batch_size, device, tta=tta, features=features)
     if temperature != 1.0:
         logits = logits / temperature
     probs = probabilities(logits).numpy()

@@ -30,8 +30,17 @@ class PretrainedClassifier(nn.Module):
         self.backbone = backbone
         self.head = nn.Linear(num_features, 1)
 
+    # Every model: embed (images -> the features the last layer reads) and logit (those -> the logit);
+    # forward is the two, the same operations in the same order. Out-of-distribution scores (binclass.ood)
+    # read the features.
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def logit(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        return self.logit(self.embed(x))
 
 
 def _timm_name(name: str) -> str:

@@ -35,8 +35,14 @@ class SeedNet(nn.Module):
         self.fc2 = nn.Linear(512, 1)
         self.relu = nn.ReLU()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The 512 features the last layer reads (see models.PretrainedClassifier)."""
         out = self.layer3(self.layer2(self.layer1(x)))
         out = out.reshape(out.size(0), -1)  # reshape, not view: also valid for channels_last inputs
-        out = self.relu(self.fc1(out))
-        return self.fc2(out)
+        return self.relu(self.fc1(out))
+
+    def logit(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc2(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logit(self.embed(x))

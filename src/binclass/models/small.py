@@ -43,5 +43,12 @@ class SmallNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(self.DROPOUT), nn.Linear(w[-1], 1))
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the last layer reads (see models.PretrainedClassifier)."""
+        return self.head[:-1](self.features(x))
+
+    def logit(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head[-1](features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.logit(self.embed(x))

@@ -26,7 +26,7 @@ from ..engine.distributed import SINGLE, World
 from ..errors import BinclassError
 from ..metrics import predict_labels
 from ..phases import Phases
-from ..run.files import CONFIG_FILE, EXCLUDED_FILE, PREDICTIONS_FILE
+from ..run.files import CONFIG_FILE, EXCLUDED_FILE, OOD_FILE, PREDICTIONS_FILE
 from ..run.folder import open_run_dir, write_predictions
 from ..run.hooks import Log, RunHooks
 from ..run.lock import RunLock
@@ -215,6 +215,45 @@ class RunContext:
         return self.hooks.log
 
 
+class _Embedding(torch.nn.Module):
+    """A model's embed as a module of its own: the features its last layer reads."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(x)
+
+
+def fit_ood(ctx: RunContext, features: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    """ood.safetensors: the training images' features and the threshold that accepts ood.ACCEPT of the
+    validation images. features: (training, validation) from a frozen backbone, valid for any checkpoint;
+    None: computed with the checkpoint predict loads by default (one pass over the images)."""
+    from ..engine.infer import extract_features, prepare_model
+    from ..models import normalization
+    from ..ood import fit_reference, save_reference
+    from ..run.weights import load_meta, load_model
+
+    cfg, run_dir = ctx.cfg, ctx.data.run_dir
+    checkpoint = "any"
+    if features is None:
+        checkpoint = load_meta(run_dir).get("default_checkpoint", "last")
+        model = prepare_model(load_model(run_dir, checkpoint)[0], ctx.device)
+        mean, std = normalization(cfg.model)
+        embed = _Embedding(model)
+        features = tuple(
+            extract_features(embed, source, mean, std, cfg.eval_batch_size, ctx.device)
+            for source in (ctx.data.train_x, ctx.data.val_x)
+        )
+    reference, val_scores = fit_reference(*features, seed=cfg.seed, checkpoint=checkpoint)
+    save_reference(run_dir, reference)
+    ctx.log(
+        f"ood: features of {len(reference.features)} training images kept ({OOD_FILE}); an image scoring above "
+        f"{reference.threshold:.4f} looks unlike them ({reference.accept:.0%} of the validation images score at or below it)"
+    )
+
+
 def data_findings(
     health: Health, layout: DataLayout, probs: np.ndarray, threshold: float, alike: list[Pair], log: Log
 ) -> list[Finding]:
@@ -240,15 +279,24 @@ def data_findings(
     return found
 
 
-def finish_run(ctx: RunContext, probs: np.ndarray, findings: list[Finding], alike: list[Pair] | None = None) -> Path:
-    """val_predictions.csv, the data's findings, diagnosis.json and the report, then the closing line.
-    probs: the kept model's validation probabilities; findings: the doctor's over the run's epochs;
-    alike: pairs of images the recipe found alike on its own (a pretrained backbone's features)."""
+def finish_run(
+    ctx: RunContext,
+    probs: np.ndarray,
+    findings: list[Finding],
+    alike: list[Pair] | None = None,
+    features: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Path:
+    """val_predictions.csv, the out-of-distribution reference, the data's findings, diagnosis.json and the
+    report, then the closing line. probs: the kept model's validation probabilities; findings: the doctor's
+    over the run's epochs; alike: pairs of images the recipe found alike on its own (a pretrained backbone's
+    features); features: the training and validation images' features where the recipe has them (a frozen
+    backbone's), else they are computed with the weights predict loads."""
     run_dir, layout, threshold, hooks = ctx.data.run_dir, ctx.data.layout, ctx.cfg.threshold, ctx.hooks
     ctx.phases.mark("training")
     try:
         write_predictions(run_dir / PREDICTIONS_FILE, layout, probs, threshold)
         hooks.event("predictions")
+        fit_ood(ctx, features)
         if layout.calibration.paths:
             from ..tuning import write_calibration_predictions
 

@@ -119,10 +119,12 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module) -> Path:
     )
     probs = ev.probs
     audited = label_audit(ctx, train_views) if cfg.label_audit else []
+    frozen = (train_views[0], val_views[0])  # the backbone's features, the same under every checkpoint
     if cfg.finetune:
         probs = finetune(ctx, model, best, recorder, checkpoints)
+        frozen = None  # the backbone changed: predict's checkpoint gives the features
     checkpoints.close()
-    return finish_run(ctx, probs, recorder.doctor.findings + audited, alike)
+    return finish_run(ctx, probs, recorder.doctor.findings + audited, alike, frozen)
 
 
 def label_audit(ctx: RunContext, train_views: list[torch.Tensor]) -> list[Finding]:
