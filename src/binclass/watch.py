@@ -108,7 +108,9 @@ class Watcher:
                         or bool((p == at_half_strict).all())
                         or bool((p == torch.round(out)).all())
                     )
-                    if matches_half and not bool((p == at_zero).all()):
+                    # All-0 predictions are no evidence of a 0.5 threshold: argmax over one column gives them
+                    # too (found above); a threshold shows itself in the positives it does give.
+                    if matches_half and bool(p.any()) and not bool((p == at_zero).all()):
                         found.append(
                             self._report(
                                 Finding(
