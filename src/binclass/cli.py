@@ -86,6 +86,7 @@ def train(
     tta: bool | None = option("tta", "--tta/--no-tta"),
     finetune: int = option("finetune"),
     label_audit: bool = option("label_audit"),
+    ood_accept: float = option("ood_accept"),
     time_budget: str | None = option("time_budget"),
     pretrained: bool = option("pretrained"),
     weights: Path | None = option("weights"),

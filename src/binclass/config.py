@@ -130,6 +130,9 @@ class TrainConfig:
         False, "also write TensorBoard event files into the run folder (needs binclass[tensorboard])"
     )
     finetune: int = setting(0, "pretrained models: epochs of fine-tuning the whole network after the head")
+    ood_accept: float = setting(
+        0.95, "the share of validation images the out-of-distribution threshold accepts as like the training images"
+    )
     label_audit: bool = setting(
         True, "pretrained models: after the head, rank training labels that look wrong (needs binclass[audit])"
     )
@@ -244,6 +247,10 @@ def check_settings(cfg: TrainConfig) -> None:
         (not given("image_size") or cfg.image_size >= 16, "--image-size must be at least 16 pixels"),
         (0.0 < cfg.val_split < 1.0, "--val-split must be between 0 and 1 (exclusive)"),
         (0.0 <= cfg.calibration_split < 0.5, "--calibration-split must be from 0 (off) to below 0.5"),
+        (
+            0.5 <= cfg.ood_accept < 1.0,
+            "--ood-accept must be from 0.5 to below 1 (the share of validation images accepted)",
+        ),
         (epochs is None or epochs >= 1, "--epochs must be at least 1"),
         (cfg.width is None or cfg.width >= 1, "--width must be at least 1"),
         (

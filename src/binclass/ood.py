@@ -22,7 +22,7 @@ from .run.files import OOD_FILE
 # describe where the training images lie. On the shared set's default features the 10th-neighbour
 # distance separated generated non-photos completely (docs/mistakes-and-data.md).
 K = 10
-ACCEPT = 0.95  # the share of validation images the threshold accepts as like the training images
+ACCEPT = 0.95  # the share of validation images the threshold accepts as like the training images (--ood-accept)
 # Training images kept as the reference: 20,000 x 1280 features are 100 MB as float32, and scoring a
 # batch against them one matrix product.
 MAX_REFERENCE = 20_000
@@ -62,17 +62,21 @@ def knn_scores(reference: torch.Tensor, features: torch.Tensor, k: int = K) -> t
 
 
 def fit_reference(
-    train_features: torch.Tensor, val_features: torch.Tensor, seed: int = 0, checkpoint: str = "any"
+    train_features: torch.Tensor,
+    val_features: torch.Tensor,
+    seed: int = 0,
+    checkpoint: str = "any",
+    accept: float = ACCEPT,
 ) -> tuple[OodReference, np.ndarray]:
-    """The reference from the training images' features, its threshold from the validation images':
-    the reference, and the validation images' scores."""
+    """The reference from the training images' features, its threshold from the validation images' (the
+    score that `accept` of them are at or below): the reference, and the validation images' scores."""
     if len(train_features) > MAX_REFERENCE:
         keep = torch.randperm(len(train_features), generator=torch.Generator().manual_seed(seed))[:MAX_REFERENCE]
         train_features = train_features[keep.sort().values]
     reference = unit(train_features.detach().cpu())
     val_scores = knn_scores(reference, val_features.detach().cpu()).numpy()
-    threshold = float(np.quantile(val_scores, ACCEPT, method="higher")) if len(val_scores) else float("inf")
-    return OodReference(reference, threshold, K, ACCEPT, checkpoint), val_scores
+    threshold = float(np.quantile(val_scores, accept, method="higher")) if len(val_scores) else float("inf")
+    return OodReference(reference, threshold, K, accept, checkpoint), val_scores
 
 
 def save_reference(run_dir: Path, reference: OodReference) -> Path:

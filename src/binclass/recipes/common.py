@@ -246,7 +246,7 @@ def fit_ood(ctx: RunContext, features: tuple[torch.Tensor, torch.Tensor] | None)
             extract_features(embed, source, mean, std, cfg.eval_batch_size, ctx.device)
             for source in (ctx.data.train_x, ctx.data.val_x)
         )
-    reference, val_scores = fit_reference(*features, seed=cfg.seed, checkpoint=checkpoint)
+    reference, _ = fit_reference(*features, seed=cfg.seed, checkpoint=checkpoint, accept=cfg.ood_accept)
     save_reference(run_dir, reference)
     ctx.log(
         f"ood: features of {len(reference.features)} training images kept ({OOD_FILE}); an image scoring above "
