@@ -370,7 +370,7 @@ def test_predict_and_evaluate_take_every_form_with_the_same_numbers(forms, tmp_p
         result = runner.invoke(app, ["predict", str(run), str(data)])
         assert result.exit_code == 0, result.output
         rows = [line.split(",") for line in result.stdout.splitlines()[1:]]
-        by_form[form] = sorted((Path(path).name, prob) for path, prob, _ in rows)
+        by_form[form] = sorted((Path(row[0]).name, row[1], row[3]) for row in rows)  # and the ood score
     assert len(by_form["folders"]) == 110
     assert by_form["table"] == by_form["folders"] == by_form["hub"] == by_form["wds"]  # image by image
     scores = {}

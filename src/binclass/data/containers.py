@@ -12,6 +12,7 @@ later process (`binclass explain` on a run), a member is read from its container
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import tarfile
 import threading
@@ -47,6 +48,9 @@ def forget() -> None:
             tar.close()
         _tars.clear()
         _tables.clear()
+
+
+atexit.register(forget)  # close the shards held open for random access
 
 
 def container_of(path: Path | str) -> tuple[Path, str] | None:
