@@ -220,6 +220,26 @@ def predict(
 
 @app.command()
 @user_errors
+def serve(
+    model: Path = typer.Argument(..., help="a run folder written by `binclass train`, or a .onnx file it exported"),
+    host: str = typer.Option("127.0.0.1", help="the address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000),
+    max_batch: int = typer.Option(32, help="images per forward pass"),
+    max_wait_ms: float = typer.Option(10.0, help="how long a batch waits for more images after its first"),
+    max_request_mb: float = typer.Option(32.0, help="larger request bodies are refused (413)"),
+    checkpoint: str = typer.Option("auto", help="auto | last | best"),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Serve the model over HTTP (FastAPI, uvicorn; needs binclass[serve]): POST /predict with images as
+    multipart files or base64 JSON gives what `binclass predict` gives; GET /health, GET /info."""
+    from .serve import serve as run_server
+
+    typer.echo(f"serving {model} on http://{host}:{port} (POST /predict, GET /health, GET /info, /docs)")
+    run_server(model, host, port, checkpoint, device, max_batch, max_wait_ms, max_request_mb)
+
+
+@app.command()
+@user_errors
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run folder written by `binclass train`"),
     data_dir: Path = typer.Argument(

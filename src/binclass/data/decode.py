@@ -66,11 +66,22 @@ def open_rgb(path: Path, draft: int | None = None) -> Image.Image:
         data = member_bytes(path)
     except (OSError, KeyError, ValueError) as exc:  # a container that cannot be read, or lacks the member
         raise ImageProblem(path, "unreadable", str(exc).strip("'\"")) from None
+    return _decoded(path if data is None else io.BytesIO(data), Path(path), draft)
+
+
+def decode_bytes(data: bytes, size: int, name: str = "upload") -> np.ndarray:
+    """An image's bytes (an upload) as decode_image decodes a file: the same pixels for the same bytes.
+    name: what a problem is reported under."""
+    img = _decoded(io.BytesIO(data), Path(name), draft=size)
+    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def _decoded(source: Path | io.BytesIO, name: Path, draft: int | None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF/ICC chatter; real failures raise below
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's pixel limit: refuse
-            with Image.open(path if data is None else io.BytesIO(data)) as img:
+            with Image.open(source) as img:
                 if draft is not None:
                     img.draft("RGB", (draft, draft))
                 img = ImageOps.exif_transpose(img)
@@ -78,14 +89,14 @@ def open_rgb(path: Path, draft: int | None = None) -> Image.Image:
                 img.load()
                 return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageProblem(path, "decompression bomb", str(exc).split(".")[0]) from None
+        raise ImageProblem(name, "decompression bomb", str(exc).split(".")[0]) from None
     except UnidentifiedImageError:
-        raise ImageProblem(path, "not an image", "no image format recognizes its bytes") from None
+        raise ImageProblem(name, "not an image", "no image format recognizes its bytes") from None
     except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:
-        raise ImageProblem(path, "unreadable", exc.strerror or str(exc)) from None
+        raise ImageProblem(name, "unreadable", exc.strerror or str(exc)) from None
     except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
         kind = "truncated" if "truncated" in str(exc).lower() or isinstance(exc, EOFError) else "corrupt"
-        raise ImageProblem(path, kind, str(exc) or type(exc).__name__) from None
+        raise ImageProblem(name, kind, str(exc) or type(exc).__name__) from None
 
 
 def default_workers(workers: int = 0) -> int:
