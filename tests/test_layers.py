@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("run folder", ("binclass.run",)),
     ("doctor, lint, report", ("binclass.doctor", "binclass.lint", "binclass.report", "binclass.compare", "binclass.ood")),
     ("engine", ("binclass.engine",)),
-    ("recipes", ("binclass.recipes", "binclass.predict", "binclass.export", "binclass.onnxpredict", "binclass.chunked", "binclass.lrfind", "binclass.watch", "binclass.tuning", "binclass.explain", "binclass.serve")),
+    ("recipes", ("binclass.recipes", "binclass.predict", "binclass.export", "binclass.onnxpredict", "binclass.chunked", "binclass.lrfind", "binclass.watch", "binclass.tuning", "binclass.explain", "binclass.serve", "binclass.track")),
     ("command line, API, developer tools", ("binclass", "binclass.__main__", "binclass.cli", "binclass.api",
                                             "binclass.devtools")),
 ]  # fmt: skip

@@ -79,6 +79,8 @@ def train(
     save_every: float = option("save_every"),
     deterministic: bool = option("deterministic"),
     tensorboard: bool = option("tensorboard"),
+    track: str | None = option("track"),
+    experiment: str | None = option("experiment"),
     calibrate: bool = option("calibrate"),
     calibration_split: float = option("calibration_split"),
     compile_optimizer: str = option("compile_optimizer"),
@@ -294,9 +296,16 @@ def calibrate(
     """Fit temperature scaling on the run's held-out calibration images (--calibration-split), else on its
     validation predictions: Brier score and ECE before and after, as JSON; predict, evaluate and export
     then divide the logits by the temperature."""
+    from .track import add_to_tracked
     from .tuning import calibrate_run
 
-    typer.echo(json.dumps(calibrate_run(run_dir, write), indent=2))
+    result = calibrate_run(run_dir, write)
+    typer.echo(json.dumps(result, indent=2))
+    if write:
+        numbers = {k: result[k] for k in ("temperature", "ece_before", "ece_after", "brier_before", "brier_after")}
+        tracked = add_to_tracked(run_dir, [], {f"calibration_{k}": v for k, v in numbers.items()})
+        if tracked:
+            typer.echo(tracked, err=True)
 
 
 @app.command()
@@ -330,10 +339,13 @@ def export(
     """Export the model as ONNX: input uint8 (N, H, W, 3) RGB images at the model's size, output the
     probability of the positive class; normalization inside, model.json's facts as metadata."""
     from .export import export_onnx
+    from .track import add_to_tracked
 
     if format != "onnx":
         raise BinclassError(f"--format {format!r}: the one export format is onnx")
-    typer.echo(f"wrote {export_onnx(run_dir, out, checkpoint)}")
+    written = export_onnx(run_dir, out, checkpoint)
+    tracked = add_to_tracked(run_dir, [written])
+    typer.echo(f"wrote {written}" + (f"; {tracked}" if tracked else ""))
 
 
 @app.command("doctor")

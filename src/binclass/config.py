@@ -126,6 +126,11 @@ class TrainConfig:
         "hold out this fraction of the training images (stratified, never trained on) to fit the temperature "
         "and thresholds on, so the validation figures stay honest",
     )
+    track: str | None = setting(
+        None,
+        "mlflow | wandb: log the run to that tracker (settings, metrics, findings, files; needs binclass[mlflow] or [wandb])",
+    )
+    experiment: str | None = setting(None, "--track: the experiment (MLflow) or project (W&B); default binclass")
     tensorboard: bool = setting(
         False, "also write TensorBoard event files into the run folder (needs binclass[tensorboard])"
     )

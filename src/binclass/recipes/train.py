@@ -24,6 +24,7 @@ from ..run.events import require_tensorboard
 from ..run.files import CONFIG_FILE
 from ..run.hooks import EventHook, Log, RunHooks, StepHook, silent
 from ..run.output import RunOutput
+from ..track import open_tracker, preflight
 from .budget import plan_epochs, plan_finetune, seconds_per_epoch, time_finetune
 from .common import PreparedData, RunContext, RunFolder, prepare_data, scan
 from .defaults import describe_choice
@@ -130,6 +131,8 @@ def _within_budget(
 def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> Path:
     phases = Phases()
     validate(given, world.size, run.resume)  # every setting checked before the data folder is read
+    if world.writer:
+        preflight(given.track, Path(given.out))  # a missing package or server: now, not after the run
     layout = scan(given)
     cfg = resolve(given, world.size, len(layout.train))
     if cfg.tensorboard:
@@ -150,11 +153,36 @@ def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> P
     data: PreparedData = prepare_data(cfg, device, run, hooks, layout, intro)
     health = _search_health(data.layout, hooks.log, default_workers(cfg.workers)) if world.writer else None
     phases.mark("images")
+    tracker = open_tracker(cfg.track, data.run_dir, cfg.experiment, run.resume) if cfg.track and world.writer else None
+    if tracker is not None:
+        hooks.log(f"tracking: {cfg.track} run {tracker.run_id} ({tracker.where})")
+        hooks = dataclasses.replace(hooks, on_event=_synced(tracker, hooks.on_event))
     ctx = RunContext(cfg, device, data, hooks, phases, world, run.resume, health)
-    if budgeted:
-        ctx = dataclasses.replace(ctx, cfg=_within_budget(given, ctx, len(layout.train), model))
-    if model is not None:
-        from .pretrained import fit_pretrained
+    try:
+        if budgeted:
+            ctx = dataclasses.replace(ctx, cfg=_within_budget(given, ctx, len(layout.train), model))
+        if model is not None:
+            from .pretrained import fit_pretrained
 
-        return fit_pretrained(ctx, model)
-    return fit_scratch(ctx)
+            run_dir = fit_pretrained(ctx, model)
+        else:
+            run_dir = fit_scratch(ctx)
+    except BaseException as exc:
+        if tracker is not None:  # the tracker run ends too, marked as what happened
+            tracker.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    if tracker is not None:
+        tracker.finish("FINISHED")
+    return run_dir
+
+
+def _synced(tracker, on_event: EventHook | None) -> EventHook:
+    """on_event, and the tracker's new metrics once a checkpoint has written the epoch's rows."""
+
+    def event(name: str) -> None:
+        if name == "checkpoint-steps":
+            tracker.sync()
+        if on_event is not None:
+            on_event(name)
+
+    return event

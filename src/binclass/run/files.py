@@ -18,6 +18,7 @@ DIAGNOSIS_FILE = "diagnosis.json"  # the doctor's findings
 GALLERY_FILE = "gallery.json"  # the worst validation errors with thumbnails and heatmaps, for the report
 LABEL_ISSUES_FILE = "label_issues.json"  # training images whose label looks wrong (the label audit)
 EXCLUDED_FILE = "excluded.txt"  # the images --exclude left out of the run, one path per line
+TRACKING_FILE = "tracking.json"  # the run's id in MLflow / Weights & Biases (--track), for --resume and later commands
 OOD_FILE = "ood.safetensors"  # the training images' features and the threshold of out-of-distribution scores
 SEEDS_FILE = "seeds.json"  # the summary of a --seeds run, in its parent folder
 CURVES_PLOT = "curves.png"
@@ -43,6 +44,7 @@ RUN_FILES = RUN_MARKERS + (
     LABEL_ISSUES_FILE,
     EXCLUDED_FILE,
     OOD_FILE,
+    TRACKING_FILE,
     STATE_FILE,
     *STATE_WEIGHTS,
     TRAIN_LOG,
