@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,14 +26,18 @@ ARGS = ["--model", "seed", "--image-size", "40", "--epochs", "3", "--batch-size"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
-def torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, timeout=timeout)
+def torchrun(*args: str, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, timeout=timeout, env=environment)
 
 
 @pytest.fixture(scope="module")
 def two_processes(tiny_data, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("ddp") / "two"
-    done = torchrun("-m", "binclass", "train", str(tiny_data), "--out", str(out), *ARGS)
+    # tracked in MLflow where it is installed: one tracker run for the launch, not one per process
+    tracked = ["--track", "mlflow"] if importlib.util.find_spec("mlflow") else []
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{out.parent / 'tracking.db'}"}
+    done = torchrun("-m", "binclass", "train", str(tiny_data), "--out", str(out), *ARGS, *tracked, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return out, done
 
@@ -50,6 +56,18 @@ def test_the_run_folder_is_complete_and_written_once(two_processes):
     assert log.count("== binclass train") == 1 and log.count("epoch   3/3") == 1
     assert json.loads((out / "config.json").read_text())["environment"]["processes"] == 2
     assert not (out / "train.lock").exists()
+
+
+def test_a_tracked_launch_gives_one_mlflow_run(two_processes):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    out, _ = two_processes
+    client = MlflowClient(f"sqlite:///{out.parent / 'tracking.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("binclass").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert [int(m.step) for m in client.get_metric_history(runs[0].info.run_id, "val_acc")] == [1, 2, 3]
+    assert runs[0].data.params["environment.processes"] == "2"
 
 
 def test_validation_counts_every_image_once_as_evaluate_does(two_processes, tiny_data):

@@ -179,7 +179,7 @@ class WandbTracker:
         self.run = self.wandb.init(
             project=self.project,
             name=self.run_dir.name,
-            id=run_id or self.wandb.util.generate_id(),
+            id=run_id,  # None: a new run, its id chosen by wandb
             resume="allow",
             dir=str(self.run_dir),
             config=_params(self.run_dir),
@@ -189,14 +189,15 @@ class WandbTracker:
         return self.run.id
 
     def _store(self) -> None:
+        summary = {k: v for k, v in dict(self.run.summary).items() if isinstance(v, (int, float))}
         _store(self.run_dir, "wandb", {"run_id": self.run.id, "project": self.project, "dir": str(self.run.dir),
-                                       "logged_epochs": self.logged_epochs})  # fmt: skip
+                                       "logged_epochs": self.logged_epochs, "summary": summary})  # fmt: skip
 
     def sync(self) -> None:
         for row in _rows(self.run_dir / METRICS_FILE):
             epoch = int(row["epoch"])
             if epoch > self.logged_epochs:
-                self.run.log(_numbers(row, ("epoch",)), step=epoch)
+                self.run.log(_numbers(row, ("epoch",)), step=epoch, commit=True)
                 self.logged_epochs = epoch
         self._store()
 
