@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "binclass.labelaudit")),
     ("data, models, config", ("binclass.data", "binclass.models", "binclass.config")),
     ("run folder", ("binclass.run",)),
-    ("doctor, lint, report", ("binclass.doctor", "binclass.lint", "binclass.report", "binclass.compare", "binclass.ood")),
+    ("doctor, lint, report", ("binclass.doctor", "binclass.lint", "binclass.report", "binclass.compare", "binclass.ood", "binclass.notebook")),
     ("engine", ("binclass.engine",)),
     ("recipes", ("binclass.recipes", "binclass.predict", "binclass.export", "binclass.onnxpredict", "binclass.chunked", "binclass.lrfind", "binclass.watch", "binclass.tuning", "binclass.explain", "binclass.serve", "binclass.track")),
     ("command line, API, developer tools", ("binclass", "binclass.__main__", "binclass.cli", "binclass.api",

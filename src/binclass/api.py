@@ -34,11 +34,14 @@ class Prediction(NamedTuple):
 
 
 def _table(rows: list[dict]) -> Any:
-    """A pandas DataFrame when pandas is installed, else the list of dicts itself."""
+    """A pandas DataFrame when pandas is installed, else the list of dicts itself (shown as a table in a
+    notebook)."""
     try:
         import pandas
     except ImportError:
-        return rows
+        from .notebook import Rows
+
+        return Rows(rows)
     return pandas.DataFrame(rows)
 
 
@@ -53,6 +56,12 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the final metrics with their interval, the curves, the findings, the report."""
+        from .notebook import run_html
+
+        return run_html(self)
 
     @property
     def config(self) -> TrainConfig:
@@ -82,11 +91,12 @@ class Run:
         self, paths: PathLike | Iterable[PathLike], checkpoint: str = "auto", device: str = "auto"
     ) -> list[Prediction]:
         """Probability and label of every image in `paths` (files or folders, searched recursively)."""
+        from .notebook import Predictions
         from .predict import load_predictor, predict_files
 
         inputs = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
         predictor = load_predictor(self.path, checkpoint, device)
-        return [Prediction(*row) for row in predict_files(predictor, inputs)]
+        return Predictions(Prediction(*row) for row in predict_files(predictor, inputs))
 
     def evaluate(self, data_dir: PathLike, checkpoint: str = "auto", device: str = "auto") -> dict:
         """The metrics `binclass evaluate` prints for a labeled folder (also written to evaluation.json)."""
@@ -124,6 +134,11 @@ def train(
     if unknown:
         raise BinclassError(f"unknown setting(s) {', '.join(unknown)}; the settings are: {', '.join(sorted(names))}")
     echo = log if log is not None else (lambda line: None)
+    if log is print:
+        from .notebook import TrainingDisplay, in_notebook
+
+        if in_notebook():  # one table updated in place, not a scroll of lines
+            echo = TrainingDisplay()
     if resume:
         return Run(fit(resume_config(out, data_dir), resume=True, log=echo))
     if data_dir is None:

@@ -15,9 +15,10 @@ class _CallableModule(types.ModuleType):
     def __call__(self, target: str | Path, batch_size: int | None = None, val_size: int | None = None) -> list:
         """The doctor's findings for a run folder or a history file of any tool; batch_size and val_size
         fill in what a log does not say. Reads only: nothing is written."""
+        from ..notebook import Findings
         from .diagnosis import doctor
 
-        return doctor(Path(target), batch_size, val_size)
+        return Findings(doctor(Path(target), batch_size, val_size))  # a list, shown as a table in a notebook
 
 
 sys.modules[__name__].__class__ = _CallableModule

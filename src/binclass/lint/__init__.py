@@ -66,8 +66,11 @@ def scripts_under(folder: Path) -> list[Path]:
 
 class _CallableModule(types.ModuleType):
     def __call__(self, *scripts: str | Path) -> list[Finding]:
-        """The findings of `binclass lint` for training scripts, notebooks or folders of them (read, never run)."""
-        return [finding for script in scripts for finding in lint_path(Path(script))]
+        """The findings of `binclass lint` for training scripts, notebooks or folders of them (read, never run):
+        a list, shown as a table in a notebook."""
+        from ..notebook import Findings
+
+        return Findings(finding for script in scripts for finding in lint_path(Path(script)))
 
 
 sys.modules[__name__].__class__ = _CallableModule
