@@ -47,6 +47,11 @@ def test_mlflow_gets_one_run_that_resume_continues_and_export_adds_to(tiny_data,
     exported = runner.invoke(app, ["export", str(out)])
     assert exported.exit_code == 0 and "added to MLflow run" in exported.output
     assert "model.onnx" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    calibrated = runner.invoke(app, ["calibrate", str(out)])
+    assert calibrated.exit_code == 0 and "added to MLflow run" in calibrated.output
+    temperature = json.loads((out / "model.json").read_text())["temperature"]
+    logged = client.get_metric_history(run.info.run_id, "calibration_temperature")
+    assert [m.value for m in logged] == [pytest.approx(temperature)]
 
 
 def test_wandb_offline_writes_its_run_with_the_metrics(tiny_data, tmp_path, monkeypatch):

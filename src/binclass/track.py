@@ -204,6 +204,12 @@ class WandbTracker:
     def finish(self, status: str = "FINISHED") -> None:
         self.sync()
         if status == "FINISHED":
+            steps = _rows(self.run_dir / STEPS_FILE)
+            if steps:  # one table: W&B's steps only go forward, and the epochs hold them
+                columns = list(steps[0])
+                self.run.log(
+                    {"steps": self.wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in steps])}
+                )
             self.run.tags = tuple(f"doctor.{f['id']}" for f in _findings(self.run_dir))
             self.artifacts()
         self.run.finish(exit_code=0 if status == "FINISHED" else 1)
