@@ -55,7 +55,16 @@ def test_a_resolved_config_is_frozen_complete_and_resolves_to_itself():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0  # type: ignore[misc]
     unset = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is None]
-    optional = {"positive", "cache_dir", "weights", "early_stop", "time_budget", "exclude"}  # optional by nature
+    optional = {
+        "positive",
+        "cache_dir",
+        "weights",
+        "early_stop",
+        "time_budget",
+        "exclude",
+        "track",
+        "experiment",
+    }  # optional by nature
     data_form = {"labels", "image_column", "label_column", "label_from_name", "val"}  # found from the data when unset
     assert set(unset) <= optional | data_form
     assert cfg.environment.device == "cpu" and cfg.precision in ("fp32", "bf16")
