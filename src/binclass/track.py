@@ -264,16 +264,24 @@ def preflight(track: str | None, out: Path) -> None:
     if track == "wandb":
         _need("wandb", "wandb")
         return
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", PREFLIGHT_SECONDS)
-    client, uri = _mlflow_client(Path(out))
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": PREFLIGHT_SECONDS}
+    before = {k: os.environ.get(k) for k in quick}
+    os.environ.update({k: v for k, v in quick.items() if before[k] is None})  # the run itself keeps MLflow's retries
     try:
+        client, uri = _mlflow_client(Path(out))
         client.search_experiments(max_results=1)
+    except BinclassError:
+        raise
     except Exception as exc:  # MLflow raises its own and requests' types for a server it cannot reach
-        reason = str(exc).splitlines()[0][:200]
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        uri = default_uri(Path(out))
         raise BinclassError(
             f"--track mlflow: cannot reach the tracking server {uri} ({reason}); start it or fix MLFLOW_TRACKING_URI"
         ) from None
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
 
 
 def open_tracker(track: str, run_dir: Path, experiment: str | None, resume: bool):

@@ -156,7 +156,7 @@ def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> P
     tracker = open_tracker(cfg.track, data.run_dir, cfg.experiment, run.resume) if cfg.track and world.writer else None
     if tracker is not None:
         hooks.log(f"tracking: {cfg.track} run {tracker.run_id} ({tracker.where})")
-        hooks = dataclasses.replace(hooks, on_event=_synced(tracker, hooks.on_event))
+        hooks = dataclasses.replace(hooks, on_event=_synced(tracker, hooks.on_event, hooks.log))
     ctx = RunContext(cfg, device, data, hooks, phases, world, run.resume, health)
     try:
         if budgeted:
@@ -169,19 +169,32 @@ def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> P
             run_dir = fit_scratch(ctx)
     except BaseException as exc:
         if tracker is not None:  # the tracker run ends too, marked as what happened
-            tracker.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            _finish(tracker, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", hooks.log)
         raise
     if tracker is not None:
-        tracker.finish("FINISHED")
+        _finish(tracker, "FINISHED", hooks.log)
     return run_dir
 
 
-def _synced(tracker, on_event: EventHook | None) -> EventHook:
-    """on_event, and the tracker's new metrics once a checkpoint has written the epoch's rows."""
+def _finish(tracker, status: str, log: Log) -> None:
+    """The tracker run's end; a tracker that fails here costs a line: the run folder is complete."""
+    try:
+        tracker.finish(status)
+    except Exception as exc:
+        log(f"tracking: the tracker did not take the run's end ({type(exc).__name__}: {str(exc)[:120]}); "
+            "the run folder is complete")  # fmt: skip
+
+
+def _synced(tracker, on_event: EventHook | None, log: Log) -> EventHook:
+    """on_event, and the tracker's new metrics once a checkpoint has written the epoch's rows. A tracker
+    that fails here costs a line, not the run: the rows it missed go at the next checkpoint or the end."""
 
     def event(name: str) -> None:
         if name == "checkpoint-steps":
-            tracker.sync()
+            try:
+                tracker.sync()
+            except Exception as exc:  # a tracking server gone for a moment: the run goes on
+                log(f"tracking: not logged this time ({type(exc).__name__}: {str(exc)[:120]}); tried again later")
         if on_event is not None:
             on_event(name)
 
