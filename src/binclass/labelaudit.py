@@ -19,8 +19,8 @@ FOLDS = 5  # each image scored by a model fitted on the other 80%: cleanlab's re
 REGULARIZATION_C = 1.0
 # Which images cleanlab flags: every image whose out-of-sample prediction is the other class. Over five
 # draws of 5% flips it found 97-100% of them at a precision of 0.76-0.81; cleanlab's default
-# (prune_by_noise_rate), over four of those draws, 90-99% at 0.93-0.97. An audit is read by a person who drops what is truly
-# wrong, so missing a flip costs more than showing a correct image.
+# (prune_by_noise_rate), over four of those draws, 90-99% at 0.93-0.97. An audit is read by a person who
+# drops what is truly wrong, so missing a flip costs more than showing a correct image.
 FILTER_BY = "predicted_neq_given"
 SHOWN = 10  # the top issues the doctor's finding names
 
