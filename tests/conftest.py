@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,8 @@ import pytest
 from binclass.synth import make_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cats_and_dogs_filtered"
+# Runs under test keep their caches (features, decoded images) in a folder of the test session, not the user's.
+os.environ.setdefault("BINCLASS_CACHE", tempfile.mkdtemp(prefix="binclass-test-cache-"))
 
 
 @pytest.fixture(scope="package")
@@ -20,3 +24,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data/cats_and_dogs_filtered is absent")
     return SHARED_DATA
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    import shutil
+
+    cache = os.environ.get("BINCLASS_CACHE", "")
+    if Path(cache).name.startswith("binclass-test-cache-"):
+        shutil.rmtree(cache, ignore_errors=True)

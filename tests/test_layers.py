@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("binclass.version", "binclass.errors", "binclass.metrics", "binclass.phases", "binclass.progressbar",
               "binclass.allocator", "binclass.device", "binclass.synth", "binclass.fastexit", "binclass.calibration",
               "binclass.labelaudit")),
-    ("data, models, config", ("binclass.data", "binclass.models", "binclass.config")),
+    ("data, models, config", ("binclass.data", "binclass.models", "binclass.config", "binclass.features")),
     ("run folder", ("binclass.run",)),
     ("doctor, lint, report", ("binclass.doctor", "binclass.lint", "binclass.report", "binclass.compare", "binclass.ood", "binclass.notebook")),
     ("engine", ("binclass.engine",)),

@@ -75,6 +75,7 @@ def train(
     precision: str = option("precision"),
     cache: str = option("cache"),
     cache_dir: Path | None = option("cache_dir"),
+    feature_cache: bool = option("feature_cache"),
     strict: bool = option("strict"),
     save_every: float = option("save_every"),
     deterministic: bool = option("deterministic"),

@@ -109,6 +109,10 @@ class TrainConfig:
     )
     cache: str = setting("memory", "memory | disk (reused by later runs) | none (decode per batch)")
     cache_dir: str | None = setting(None, "disk cache folder (default: $BINCLASS_CACHE or ~/.cache/binclass)")
+    feature_cache: bool = setting(
+        True,
+        "pretrained models: keep backbone features in the cache folder, so a run on the same images skips the backbone",
+    )
     save_every: float = setting(
         0.0, "seconds of training between checkpoints; 0: every epoch, each a point to resume from"
     )

@@ -25,6 +25,7 @@ from ..engine.infer import extract_features, predict_logits, prepare, prepare_mo
 from ..engine.loop import EpochStats, Evaluation, evaluate, train_one_epoch
 from ..engine.optim import Schedule, make_optimizer, make_scheduler, warmup_cosine
 from ..errors import BinclassError
+from ..features import FeatureCache
 from ..models import build_model, normalization
 from ..progressbar import terminal_progress
 from ..run.checkpoints import Checkpoints
@@ -57,19 +58,29 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module) -> Path:
     start = time.perf_counter()
     bs = cfg.eval_batch_size
 
-    def feats(src: Source, flip: bool = False) -> torch.Tensor:
-        return extract_features(model.backbone, src, mean, std, bs, device, flip)
+    cache = (
+        FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else None, model.backbone, cfg.image_size)
+        if cfg.feature_cache
+        else None
+    )
 
-    train_views = [feats(train_x), feats(train_x, flip=True)] if cfg.augment != "none" else [feats(train_x)]
-    val_views = [feats(val_x), feats(val_x, flip=True)] if cfg.tta else [feats(val_x)]
+    def feats(src: Source, paths: list[Path], flip: bool = False) -> torch.Tensor:
+        compute = lambda part: extract_features(model.backbone, part, mean, std, bs, device, flip)  # noqa: E731
+        return compute(src) if cache is None else cache.features(paths, src, flip, compute).to(device)
+
+    train_paths, val_paths = layout.train.paths, layout.val.paths
+    train_views = [feats(train_x, train_paths)] + ([feats(train_x, train_paths, True)] if cfg.augment != "none" else [])
+    val_views = [feats(val_x, val_paths)] + ([feats(val_x, val_paths, True)] if cfg.tta else [])
     # The same features find copies of validation images in training that a perceptual hash misses (crops).
     mirror = train_views[1].cpu().numpy() if len(train_views) > 1 else None
     alike = feature_pairs(layout, train_views[0].cpu().numpy(), mirror, val_views[0].cpu().numpy())
     n_images = sum(len(v) for v in train_views + val_views)
-    log(
-        f"features: {n_images} backbone passes ({train_views[0].shape[1]} features each) in "
-        f"{time.perf_counter() - start:.1f}s"
+    how = (
+        f"{n_images} backbone passes"
+        if cache is None
+        else f"{cache.computed} backbone passes, {cache.hits} from the cache ({cache.root})"
     )
+    log(f"features: {how} ({train_views[0].shape[1]} features each) in {time.perf_counter() - start:.1f}s")
 
     # Flipped training images are a second, equally labeled view of each image for the head.
     train_f = TensorSource(torch.cat(train_views))
