@@ -9,7 +9,7 @@ import pytest
 from binclass.synth import make_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cats_and_dogs_filtered"
-# Runs under test keep their caches (features, decoded images) in a folder of the test session, not the user's.
+# Runs under test keep their caches (features, decoded images) in a temporary folder of the test run, not the user's.
 os.environ.setdefault("BINCLASS_CACHE", tempfile.mkdtemp(prefix="binclass-test-cache-"))
 
 
@@ -26,7 +26,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def pytest_sessionfinish(session, exitstatus) -> None:
+def pytest_sessionfinish() -> None:  # the cache folder above, removed when the tests end
     import shutil
 
     cache = os.environ.get("BINCLASS_CACHE", "")
