@@ -14,8 +14,9 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+from .chunked import Prediction  # one image's prediction, as `binclass predict` writes it
 from .config import TrainConfig
 from .errors import BinclassError
 from .run.files import CONFIG_FILE, DIAGNOSIS_FILE
@@ -23,14 +24,6 @@ from .run.history import read_epochs, read_steps
 from .run.weights import load_meta
 
 PathLike = str | Path
-
-
-class Prediction(NamedTuple):
-    path: Path
-    prob: float  # probability of the positive class (model.json's positive_class)
-    label: str  # the predicted class name, at the run's threshold
-    ood_score: float | None = None  # how unlike the training images (binclass.ood); None: the run keeps none
-    in_distribution: bool | None = None  # ood_score within the run's threshold
 
 
 def _table(rows: list[dict]) -> Any:
@@ -96,7 +89,7 @@ class Run:
 
         inputs = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
         predictor = load_predictor(self.path, checkpoint, device)
-        return Predictions(Prediction(*row) for row in predict_files(predictor, inputs))
+        return Predictions(predict_files(predictor, inputs))
 
     def evaluate(self, data_dir: PathLike, checkpoint: str = "auto", device: str = "auto") -> dict:
         """The metrics `binclass evaluate` prints for a labeled folder (also written to evaluation.json)."""

@@ -25,7 +25,7 @@ def images_under(inputs: list[Path]) -> list[Path]:
     return paths
 
 
-class Predicted(NamedTuple):
+class Prediction(NamedTuple):
     """One image's prediction, as `binclass predict` writes it."""
 
     path: Path
@@ -45,8 +45,8 @@ def predict_in_chunks(
     threshold: float,
     progress: Callable[[int, int], None] | None = None,
     ood_threshold: float | None = None,
-) -> Iterator[Predicted]:
-    """A Predicted for every path, streamed: score(chunk) decodes and scores at most CHUNK files at a time."""
+) -> Iterator[Prediction]:
+    """A Prediction for every path, streamed: score(chunk) decodes and scores at most CHUNK files at a time."""
     for start in range(0, len(paths), CHUNK):
         if progress is not None:
             progress(start, len(paths))
@@ -55,8 +55,8 @@ def predict_in_chunks(
         labels = predict_labels(probs, threshold).tolist()
         for i, (path, prob, label) in enumerate(zip(chunk, probs.tolist(), labels)):
             if ood is None or ood_threshold is None:
-                yield Predicted(path, float(prob), classes[label])
+                yield Prediction(path, float(prob), classes[label])
             else:
-                yield Predicted(path, float(prob), classes[label], float(ood[i]), bool(ood[i] <= ood_threshold))
+                yield Prediction(path, float(prob), classes[label], float(ood[i]), bool(ood[i] <= ood_threshold))
     if progress is not None:
         progress(len(paths), len(paths))

@@ -32,7 +32,7 @@ class Counts:
 
 
 def predict_labels(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Predicted class (0/1) = probability of the positive class >= threshold; the one rule used everywhere."""
+    """Prediction class (0/1) = probability of the positive class >= threshold; the one rule used everywhere."""
     return (np.asarray(probs, dtype=np.float64) >= threshold).astype(np.int64)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunked import Predicted, Scored, images_under, predict_in_chunks
+from .chunked import Prediction, Scored, images_under, predict_in_chunks
 from .data.decode import decode_arrays
 from .errors import BinclassError
 
@@ -69,8 +69,8 @@ def _value(text: str) -> object:
 
 def predict_onnx_files(
     predictor: OnnxPredictor, inputs: list[Path], progress: Callable[[int, int], None] | None = None
-) -> Iterator[Predicted]:
-    """A Predicted (probability of the positive class, predicted class, ood score where the file has one)
+) -> Iterator[Prediction]:
+    """A Prediction (probability of the positive class, predicted class, ood score where the file has one)
     for every image under `inputs`."""
 
     def score(chunk: list[Path]) -> Scored:

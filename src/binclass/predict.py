@@ -13,7 +13,7 @@ from torch import nn
 
 from .allocator import keep_freed_memory, release_free_memory
 from .calibration import calibration_summary
-from .chunked import Predicted, Scored, images_under, predict_in_chunks
+from .chunked import Prediction, Scored, images_under, predict_in_chunks
 from .data.decode import decode_many
 from .data.forms import DataSpec, read_labeled
 from .data.sources import Source, TensorSource
@@ -90,8 +90,8 @@ def score_source(predictor: Predictor, images: Source) -> tuple[torch.Tensor, np
 
 def predict_paths(
     predictor: Predictor, paths: list[Path], progress: Callable[[int, int], None] | None = None
-) -> Iterator[Predicted]:
-    """A Predicted per path (probability of the positive class, predicted class name, and the ood score
+) -> Iterator[Prediction]:
+    """A Prediction per path (probability of the positive class, predicted class name, and the ood score
     where the run keeps a reference), streamed chunk by chunk: memory stays bounded by chunked.CHUNK
     images however many paths there are."""
 
@@ -107,7 +107,7 @@ def predict_paths(
 
 def predict_files(
     predictor: Predictor, inputs: list[Path], progress: Callable[[int, int], None] | None = None
-) -> Iterator[Predicted]:
+) -> Iterator[Prediction]:
     return predict_paths(predictor, images_under(inputs), progress)
 
 

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import BinclassError
+from .errors import BinclassError, need
 from .run.files import (
     CONFIG_FILE,
     CONFUSION_PLOT,
@@ -159,7 +159,7 @@ class MlflowTracker:
 class WandbTracker:
     def __init__(self, run_dir: Path, experiment: str | None) -> None:
         self.run_dir = Path(run_dir)
-        self.wandb = _need("wandb", "wandb")
+        self.wandb = need("wandb", "wandb", "--track wandb")
         self.project = experiment or os.environ.get("WANDB_PROJECT") or DEFAULT_EXPERIMENT
         self.run = None
         self.logged_epochs = 0
@@ -227,13 +227,6 @@ def _findings(run_dir: Path) -> list[dict]:
     return json.loads(path.read_text()).get("findings", []) if path.exists() else []
 
 
-def _need(module: str, extra: str):
-    try:
-        return __import__(module)
-    except ImportError:
-        raise BinclassError(f"--track {module} needs the {module} package: pip install 'binclass[{extra}]'") from None
-
-
 def _default_artifacts(uri: str) -> str | None:
     """Beside a sqlite database: its folder's mlartifacts/ (MLflow would use the working directory)."""
     if uri.startswith("sqlite:///"):
@@ -246,7 +239,7 @@ def default_uri(run_dir: Path) -> str:
 
 
 def _mlflow_client(run_dir: Path):
-    _need("mlflow", "mlflow")
+    need("mlflow", "mlflow", "--track mlflow")
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its database notes are not the user's
     from mlflow.tracking import MlflowClient
 
@@ -262,7 +255,7 @@ def preflight(track: str | None, out: Path) -> None:
     if track not in TRACKERS:
         raise BinclassError(f"--track {track!r}: choose mlflow or wandb")
     if track == "wandb":
-        _need("wandb", "wandb")
+        need("wandb", "wandb", "--track wandb")
         return
     quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": PREFLIGHT_SECONDS}
     before = {k: os.environ.get(k) for k in quick}

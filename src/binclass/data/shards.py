@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BinclassError
+from ..errors import BinclassError, need
 from .containers import remember
 from .scan import IMAGE_EXTENSIONS
 
@@ -34,13 +34,6 @@ class Sharded:
     form: str
 
 
-def _need(module: str, extra: str, what: str):
-    try:
-        return __import__(module)
-    except ImportError:
-        raise BinclassError(f"{what} needs the {module} package: pip install 'binclass[{extra}]'") from None
-
-
 # --- Hugging Face datasets ----------------------------------------------------------------------------------
 def hf_kind(path: Path) -> str | None:
     """'save_to_disk' or 'parquet' when path holds a Hugging Face dataset in that form, else None."""
@@ -63,7 +56,7 @@ def _parquet_files(folder: Path) -> list[Path]:
 
 def hf_splits(path: Path) -> list[str]:
     """The split names of the Hugging Face dataset at path."""
-    datasets = _need("datasets", "hf", f"{path}: reading a Hugging Face dataset")
+    datasets = need("datasets", "hf", f"{path}: reading a Hugging Face dataset")
     if hf_kind(path) == "save_to_disk":
         return _disk_splits(path)
     return list(_hub_splits(path, datasets))
@@ -85,7 +78,7 @@ def read_hf(
 ) -> Sharded:
     """The dataset's training and validation splits (or only `split`, as training), each image a path
     inside its shard. labelled=False (predict): images without labels are read too, their label ''."""
-    datasets = _need("datasets", "hf", f"{path}: reading a Hugging Face dataset")
+    datasets = need("datasets", "hf", f"{path}: reading a Hugging Face dataset")
     datasets.disable_progress_bars()  # the run's own lines say what was read
     kind = hf_kind(path)
     if kind == "save_to_disk":
@@ -258,7 +251,7 @@ def _exists(shard: Path) -> None:
 
 def read_wds(shards: list[Path], labelled: bool = True) -> tuple[Items, str]:
     """Every sample of the shards, in order: (path inside its shard, label name), and how labels were read."""
-    wds = _need("webdataset", "wds", f"{shards[0]}: reading WebDataset shards")
+    wds = need("webdataset", "wds", f"{shards[0]}: reading WebDataset shards")
     items: Items = []
     label_keys: set[str] = set()
     for shard in shards:

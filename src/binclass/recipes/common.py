@@ -123,7 +123,7 @@ def exclude_listed(layout: DataLayout, listing: Path) -> DataLayout:
         raise BinclassError(f"--exclude {listing}: cannot read ({exc}); give a text file of paths") from None
     wanted = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     key = lambda p: os.path.normpath(os.path.abspath(str(p)))  # noqa: E731
-    listed = {key(w): n for n, w in enumerate(wanted, start=1)}
+    listed = {key(w) for w in wanted}
     known = {key(p) for split in (layout.train, layout.val) for p in split.paths}
     unknown = [w for w in wanted if key(w) not in known]
     if unknown:
