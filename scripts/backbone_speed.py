@@ -86,9 +86,9 @@ def main() -> None:
             options.intra_op_num_threads = a.threads
         batches = [images[i : i + a.batch].contiguous().numpy() for i in range(0, len(images), a.batch)]
         for name, path in (("onnxruntime fp32", fp32), ("onnxruntime int8 (dynamic)", int8)):
-            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            runtime = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             seconds, out = timed(
-                lambda s=session: np.concatenate([s.run(None, {"images": b})[0] for b in batches]), a.repeats
+                lambda s=runtime: np.concatenate([s.run(None, {"images": b})[0] for b in batches]), a.repeats
             )
             cosine = np.sum(out * reference, 1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(reference, axis=1))
             rows.append((name, seconds, float(1 - cosine.min())))

@@ -128,7 +128,8 @@ def run_html(run) -> str:
     from .run.files import CURVES_PLOT, REPORT_FILE
 
     path = Path(run.path)
-    epochs = list(run.history.to_dict("records") if hasattr(run.history, "to_dict") else run.history)
+    history = run.history  # read from metrics.csv once
+    epochs = list(history.to_dict("records") if hasattr(history, "to_dict") else history)
     parts = [f"<b>binclass run</b> <code>{html.escape(str(path))}</code>: classes {html.escape(run.classes[0])} = 0, "
              f"{html.escape(run.classes[1])} = 1 (positive)"]  # fmt: skip
     if epochs:
