@@ -38,10 +38,11 @@ def test_a_second_run_takes_every_feature_from_the_cache(tiny_data, tmp_path):
     # the two recomputed in a batch of their own: the same features up to fp32's last bits
     for ours, theirs in zip(_rows(tmp_path / "d"), _rows(tmp_path / "a")):
         assert ours["val_acc"] == theirs["val_acc"] and abs(ours["val_loss"] - theirs["val_loss"]) < 1e-6
+    assert "images: train decoded," in first.output and "train 0 decoded, 80 left encoded" in second.output
+    assert "train 0 decoded, 80 left encoded" in fixed.output  # the two damaged ones decoded when asked for
     off = train_cli(tiny_data, tmp_path / "e", "--no-feature-cache", cache_dir=tmp_path / "unused", **SETTINGS)
-    assert (
-        _features_line(off.output).startswith("features: 190 backbone passes (") and not (tmp_path / "unused").exists()
-    )
+    assert _features_line(off.output).startswith("features: 190 backbone passes (")
+    assert not (tmp_path / "unused" / "features").exists()
 
 
 def test_two_runs_at_once_share_the_cache(tiny_data, tmp_path):

@@ -76,6 +76,7 @@ def train(
     cache: str = option("cache"),
     cache_dir: Path | None = option("cache_dir"),
     feature_cache: bool = option("feature_cache"),
+    backbone_runtime: str = option("backbone_runtime"),
     strict: bool = option("strict"),
     save_every: float = option("save_every"),
     deterministic: bool = option("deterministic"),

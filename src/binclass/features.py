@@ -39,12 +39,29 @@ def image_digest(path: Path) -> str:
 
 
 class FeatureCache:
-    """Features by (image bytes, backbone weights, size, view) in cache_dir/features."""
+    """Features by (image bytes, backbone weights, size, runtime, view) in cache_dir/features."""
 
-    def __init__(self, cache_dir: Path | None, backbone: torch.nn.Module, size: int) -> None:
+    def __init__(self, cache_dir: Path | None, backbone: torch.nn.Module, size: int, runtime: str = "torch") -> None:
         self.root = Path(cache_dir or default_cache_dir()) / FEATURES_DIR
-        self.prefix = f"{weights_digest(backbone)}|{size}|v{CACHE_VERSION}"
+        # The runtime is part of the key: PyTorch's and onnxruntime's features differ in the last bits, and a
+        # run gives the same numbers whether its features were computed or loaded.
+        self.prefix = f"{weights_digest(backbone)}|{size}|v{CACHE_VERSION}" + (
+            "" if runtime == "torch" else f"|{runtime}"
+        )
         self.hits = self.computed = 0
+        self.digests: dict[Path, str] = {}
+
+    def digest(self, path: Path) -> str:
+        """The image's bytes' hash, read once per path per run."""
+        if path not in self.digests:
+            self.digests[path] = image_digest(path)
+        return self.digests[path]
+
+    def cached(self, paths: list[Path], views: tuple[bool, ...]) -> set[int]:
+        """Indices of paths whose features of every view (False: the image, True: its mirror) the cache
+        holds: images that decoded before and will likely need no backbone pass (an entry found damaged
+        later is computed again, from pixels decoded then)."""
+        return {i for i, p in enumerate(paths) if all(self._entry(self.digest(p), flip).is_file() for flip in views)}
 
     def _entry(self, digest: str, flip: bool) -> Path:
         key = hashlib.sha1(f"{self.prefix}|{digest}|{'mirror' if flip else 'image'}".encode()).hexdigest()
@@ -59,11 +76,11 @@ class FeatureCache:
     ) -> torch.Tensor:
         """(N, F) features of source's images (paths: their files, in the same order): cached ones loaded,
         the others computed by compute(sub-source) in one pass and stored."""
-        entries = [self._entry(image_digest(p), flip) for p in paths]
+        entries = [self._entry(self.digest(p), flip) for p in paths]
         loaded: list[np.ndarray | None] = [_load(e) for e in entries]
         missing = [i for i, found in enumerate(loaded) if found is None]
         if missing:
-            fresh = compute(_Subset(source, missing)).cpu()
+            fresh = compute(source if len(missing) == len(paths) else _Subset(source, missing)).cpu()
             for i, vector in zip(missing, fresh.numpy()):
                 loaded[i] = vector
                 _store(entries[i], vector)

@@ -124,6 +124,35 @@ class StreamSource:
         return decode_many(chosen, self.size, self.workers).to(self.device, non_blocking=True)
 
 
+class PartialSource:
+    """Some images decoded and held (uint8, on the device), the others decoded when a batch asks for them:
+    a pretrained run whose backbone features are cached never asks for them."""
+
+    def __init__(
+        self, paths: list[Path], size: int, device: torch.device, images: torch.Tensor, held: list[int], workers: int
+    ) -> None:
+        self.paths, self.size, self.device, self.images, self.workers = paths, size, device, images, workers
+        self.slot = torch.full((len(paths),), -1, dtype=torch.long)
+        self.slot[torch.tensor(held, dtype=torch.long)] = torch.arange(len(held))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        idx = torch.arange(len(self))[idx] if isinstance(idx, slice) else idx.cpu()
+        slots = self.slot[idx]
+        out = torch.empty((len(idx), 3, self.size, self.size), dtype=torch.uint8, device=self.device)
+        have = slots >= 0
+        if have.any():
+            out[have.to(self.device)] = self.images[slots[have].to(self.images.device)]
+        if not have.all():
+            asked = idx[~have].tolist()
+            out[(~have).to(self.device)] = decode_many([self.paths[i] for i in asked], self.size, self.workers).to(
+                self.device
+            )
+        return out
+
+
 class SliceSource:
     """Items [start, stop) of a source, as a source of their own."""
 
@@ -141,10 +170,27 @@ class SliceSource:
 
 
 def make_source(
-    paths: list[Path], size: int, mode: str, device: torch.device, workers: int = 0, cache_dir: Path | None = None
-) -> tuple[TensorSource | StreamSource, list[int], list[ImageProblem], str]:
+    paths: list[Path],
+    size: int,
+    mode: str,
+    device: torch.device,
+    workers: int = 0,
+    cache_dir: Path | None = None,
+    known_good: set[int] = frozenset(),
+) -> tuple[Source, list[int], list[ImageProblem], str]:
     """The image source for a split (good files only), the indices of the good files among `paths`,
-    the problems of the bad ones, and a line saying what was done."""
+    the problems of the bad ones, and a line saying what was done. known_good: indices of images that are
+    known to decode and whose pixels the run will likely not need (their backbone features are cached):
+    not decoded now, decoded if a batch asks for them."""
+    if known_good and mode != "none":
+        rest = [i for i in range(len(paths)) if i not in known_good]
+        images, ok, problems = decode_checked([paths[i] for i in rest], size, workers)
+        bad = {rest[i] for i in range(len(rest))} - {rest[i] for i in ok}
+        good = [i for i in range(len(paths)) if i not in bad]
+        position = {index: k for k, index in enumerate(good)}
+        held = [position[rest[i]] for i in ok]
+        source = PartialSource([paths[i] for i in good], size, device, images.to(device), held, workers)
+        return source, good, problems, f"{len(ok)} decoded, {len(known_good)} left encoded (features cached)"
     if mode == "none":
         good, problems = check_files(paths, size, workers)
         return (

@@ -160,10 +160,17 @@ class PreparedData:
 
 
 def prepare_data(
-    cfg: TrainConfig, device: torch.device, run: RunFolder, hooks: RunHooks, layout: DataLayout, intro: str
+    cfg: TrainConfig,
+    device: torch.device,
+    run: RunFolder,
+    hooks: RunHooks,
+    layout: DataLayout,
+    intro: str,
+    known_good: tuple[set[int], set[int]] = (set(), set()),
 ) -> PreparedData:
     """Open the run folder (saving the config of a new run), log the data's shape and form (the run's first
-    line), then intro (the model's line), decode (or check) every image of layout (cfg's scan) once; drop and name bad files."""
+    line), then intro (the model's line), decode (or check) every image of layout (cfg's scan) once; drop and name bad files.
+    known_good: (training, validation) indices whose pixels are likely not needed (make_source)."""
     log = hooks.log
     run_dir = run.open(cfg)
     given = "validation folder" if layout.form.startswith("class folders") else "validation images as given"
@@ -182,11 +189,11 @@ def prepare_data(
     workers = default_workers(cfg.workers)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     train_x, train_good, train_bad, how = make_source(
-        layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir
+        layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir, known_good[0]
     )
     hooks.event("decoded-train")
     val_x, val_good, val_bad, val_how = make_source(
-        layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir
+        layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir, known_good[1]
     )
     hooks.event("decoded")
     log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")

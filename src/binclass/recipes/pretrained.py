@@ -18,10 +18,11 @@ from .. import metrics
 from ..config import TrainConfig
 from ..data.augment import augment_batch
 from ..data.health import feature_pairs
-from ..data.sources import Source, TensorSource
+from ..data.sources import Source, TensorSource, default_cache_dir
 from ..doctor.findings import Finding
+from ..engine.backbone import backbone_pass, choose_runtime
 from ..engine.driver import BestModel, EarlyStop, EpochRecorder, run_epochs
-from ..engine.infer import extract_features, predict_logits, prepare, prepare_model, probabilities
+from ..engine.infer import predict_logits, prepare, prepare_model, probabilities
 from ..engine.loop import EpochStats, Evaluation, evaluate, train_one_epoch
 from ..engine.optim import Schedule, make_optimizer, make_scheduler, warmup_cosine
 from ..errors import BinclassError
@@ -48,7 +49,39 @@ def pretrained_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
     return prepare_model(build_model(cfg.model, cfg.image_size, pretrained=cfg.pretrained, weights=weights), device)
 
 
-def fit_pretrained(ctx: RunContext, model: torch.nn.Module) -> Path:
+def backbone_runtime(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> tuple[TrainConfig, str]:
+    """cfg with its backbone pass's runtime decided (torch or onnxruntime; auto measures once per machine),
+    and the line that says why."""
+    mean, std = normalization(cfg.model)
+    choice = choose_runtime(
+        cfg.backbone_runtime, cfg.model, model.backbone, mean, std, cfg.image_size, device, cache_root(cfg)
+    )
+    return cfg.replace(backbone_runtime=choice.runtime), choice.why
+
+
+def cache_root(cfg: TrainConfig) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+
+
+def feature_cache(cfg: TrainConfig, model: torch.nn.Module) -> FeatureCache | None:
+    """The run's backbone-feature cache (None with --no-feature-cache)."""
+    return (
+        FeatureCache(cache_root(cfg), model.backbone, cfg.image_size, cfg.backbone_runtime)
+        if cfg.feature_cache
+        else None
+    )
+
+
+def train_views(cfg: TrainConfig) -> tuple[bool, ...]:
+    """The training images' views the head trains on (False: the image, True: its mirror image)."""
+    return (False, True) if cfg.augment != "none" else (False,)
+
+
+def val_views(cfg: TrainConfig) -> tuple[bool, ...]:
+    return (False, True) if cfg.tta else (False,)
+
+
+def fit_pretrained(ctx: RunContext, model: torch.nn.Module, cache: FeatureCache | None = None) -> Path:
     """Train model's head on cached features (and fine-tune the whole of it with --finetune N); write the
     run folder."""
     cfg, device, log = ctx.cfg, ctx.device, ctx.log
@@ -58,33 +91,33 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module) -> Path:
     start = time.perf_counter()
     bs = cfg.eval_batch_size
 
-    cache = (
-        FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else None, model.backbone, cfg.image_size)
-        if cfg.feature_cache
-        else None
+    if cache is None:
+        cache = feature_cache(cfg, model)
+    backbone = backbone_pass(
+        cfg.backbone_runtime, model.backbone, mean, std, cfg.image_size, bs, device, cache_root(cfg)
     )
 
     def feats(src: Source, paths: list[Path], flip: bool = False) -> torch.Tensor:
-        compute = lambda part: extract_features(model.backbone, part, mean, std, bs, device, flip)  # noqa: E731
+        compute = lambda part: backbone(part, flip)  # noqa: E731
         return compute(src) if cache is None else cache.features(paths, src, flip, compute).to(device)
 
     train_paths, val_paths = layout.train.paths, layout.val.paths
-    train_views = [feats(train_x, train_paths)] + ([feats(train_x, train_paths, True)] if cfg.augment != "none" else [])
-    val_views = [feats(val_x, val_paths)] + ([feats(val_x, val_paths, True)] if cfg.tta else [])
+    train_features = [feats(train_x, train_paths, flip) for flip in train_views(cfg)]
+    val_features = [feats(val_x, val_paths, flip) for flip in val_views(cfg)]
     # The same features find copies of validation images in training that a perceptual hash misses (crops).
-    mirror = train_views[1].cpu().numpy() if len(train_views) > 1 else None
-    alike = feature_pairs(layout, train_views[0].cpu().numpy(), mirror, val_views[0].cpu().numpy())
-    n_images = sum(len(v) for v in train_views + val_views)
+    mirror = train_features[1].cpu().numpy() if len(train_features) > 1 else None
+    alike = feature_pairs(layout, train_features[0].cpu().numpy(), mirror, val_features[0].cpu().numpy())
+    n_images = sum(len(v) for v in train_features + val_features)
     how = (
         f"{n_images} backbone passes"
         if cache is None
         else f"{cache.computed} backbone passes, {cache.hits} from the cache ({cache.root})"
     )
-    log(f"features: {how} ({train_views[0].shape[1]} features each) in {time.perf_counter() - start:.1f}s")
+    log(f"features: {how} ({train_features[0].shape[1]} features each) in {time.perf_counter() - start:.1f}s")
 
     # Flipped training images are a second, equally labeled view of each image for the head.
-    train_f = TensorSource(torch.cat(train_views))
-    train_y = torch.tensor(layout.train.labels * len(train_views), dtype=torch.float32, device=device)
+    train_f = TensorSource(torch.cat(train_features))
+    train_y = torch.tensor(layout.train.labels * len(train_features), dtype=torch.float32, device=device)
     val_y = np.asarray(layout.val.labels)
     head = model.head
     optimizer = make_optimizer(head, cfg)
@@ -113,7 +146,7 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module) -> Path:
         return dataclasses.replace(stats, n=len(layout.train))  # images; each was seen in every view
 
     def validate() -> Evaluation:
-        logits = head_logits(head, val_views, bs)
+        logits = head_logits(head, val_features, bs)
         probs = probabilities(torch.from_numpy(logits)).numpy()
         return Evaluation(metrics.summarize(val_y, logits, probs, cfg.threshold), logits, probs)
 
@@ -129,8 +162,8 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module) -> Path:
         checkpoints=checkpoints,
     )
     probs = ev.probs
-    audited = label_audit(ctx, train_views) if cfg.label_audit else []
-    frozen = (train_views[0], val_views[0])  # the backbone's features, the same under every checkpoint
+    audited = label_audit(ctx, train_features) if cfg.label_audit else []
+    frozen = (train_features[0], val_features[0])  # the backbone's features, the same under every checkpoint
     if cfg.finetune:
         probs = finetune(ctx, model, best, recorder, checkpoints)
         frozen = None  # the backbone changed: predict's checkpoint gives the features
@@ -138,13 +171,13 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module) -> Path:
     return finish_run(ctx, probs, recorder.doctor.findings + audited, alike, frozen)
 
 
-def label_audit(ctx: RunContext, train_views: list[torch.Tensor]) -> list[Finding]:
+def label_audit(ctx: RunContext, train_features: list[torch.Tensor]) -> list[Finding]:
     """The label audit on the features the head trained on (seconds): label_issues.json and the doctor's
     finding; one line, and no audit, without cleanlab."""
     from .audit import audit_features, record_audit
 
     try:
-        audit = audit_features(train_views, ctx.data.layout, ctx.cfg.seed)
+        audit = audit_features(train_features, ctx.data.layout, ctx.cfg.seed)
     except BinclassError as exc:
         ctx.log(f"labels: not audited ({exc})")
         return []

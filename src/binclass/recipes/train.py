@@ -14,6 +14,7 @@ from ..config import TrainConfig, parse_duration
 from ..data.decode import default_workers
 from ..data.health import Health, check_health
 from ..data.scan import DataLayout
+from ..data.sources import default_cache_dir
 from ..device import resolve_device
 from ..engine import distributed
 from ..engine.distributed import World
@@ -93,15 +94,15 @@ def _calibrate(run_dir: Path, log: Log) -> None:
     )
 
 
-def _search_health(layout: DataLayout, log: Log, workers: int) -> Health | None:
+def _search_health(layout: DataLayout, log: Log, workers: int, cache_dir: Path) -> Health | None:
     """The duplicate search over the run's images, before training: beside it, its threads would slow the
-    training threads that hold every core. None without imagehash."""
+    training threads that hold every core. None without imagehash. The hashes are kept in cache_dir."""
     try:
         import imagehash  # noqa: F401
     except ImportError:
         log("duplicates: not searched (pip install 'binclass[health]' to find copies across the splits)")
         return None
-    return check_health(layout, workers)
+    return check_health(layout, workers, cache_dir=cache_dir)
 
 
 def _within_budget(
@@ -144,14 +145,24 @@ def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> P
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     budgeted = cfg.time_budget is not None and not run.resume
-    model = None
+    model = features = None
+    known_good: tuple[set[int], set[int]] = (set(), set())
     if not cfg.from_scratch:
-        from .pretrained import pretrained_model
+        from .pretrained import backbone_runtime, feature_cache, pretrained_model, train_views, val_views
 
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
+        cfg, runtime = backbone_runtime(cfg, model, device)
+        intro = f"{intro}\nbackbone pass: {runtime}"
+        features = feature_cache(cfg, model)
+        if features is not None and not cfg.finetune:  # images whose features are cached stay encoded
+            known_good = (
+                features.cached(layout.train.paths, train_views(cfg)),
+                features.cached(layout.val.paths, val_views(cfg)),
+            )
         phases.mark("model")
-    data: PreparedData = prepare_data(cfg, device, run, hooks, layout, intro)
-    health = _search_health(data.layout, hooks.log, default_workers(cfg.workers)) if world.writer else None
+    data: PreparedData = prepare_data(cfg, device, run, hooks, layout, intro, known_good)
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    health = _search_health(data.layout, hooks.log, default_workers(cfg.workers), cache_dir) if world.writer else None
     phases.mark("images")
     tracker = open_tracker(cfg.track, data.run_dir, cfg.experiment, run.resume) if cfg.track and world.writer else None
     if tracker is not None:
@@ -164,7 +175,7 @@ def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> P
         if model is not None:
             from .pretrained import fit_pretrained
 
-            run_dir = fit_pretrained(ctx, model)
+            run_dir = fit_pretrained(ctx, model, features)
         else:
             run_dir = fit_scratch(ctx)
     except BaseException as exc:
