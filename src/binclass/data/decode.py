@@ -104,19 +104,28 @@ def default_workers(workers: int = 0) -> int:
 
 
 def decode_checked(
-    paths: list[Path], size: int, workers: int = 0, load: Callable[[int], np.ndarray] | None = None
+    paths: list[Path],
+    size: int,
+    workers: int = 0,
+    load: Callable[[int], np.ndarray] | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, list[int], list[ImageProblem]]:
     """Decode every file in parallel threads (Pillow releases the GIL while decoding).
-    Returns (N_good, 3, size, size) uint8, the indices of the good files, and one problem per bad file."""
+    Returns (N_good, 3, size, size) uint8, the indices of the good files, and one problem per bad file.
+    tick: called after each file (progress)."""
     import torch
 
-    out, good, problems = decode_arrays(paths, size, workers, load)
+    out, good, problems = decode_arrays(paths, size, workers, load, tick)
     # An NCHW view of the HWC buffer: channels_last memory, no second copy of the whole set.
     return torch.from_numpy(out).permute(0, 3, 1, 2), good, problems
 
 
 def decode_arrays(
-    paths: list[Path], size: int, workers: int = 0, load: Callable[[int], np.ndarray] | None = None
+    paths: list[Path],
+    size: int,
+    workers: int = 0,
+    load: Callable[[int], np.ndarray] | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> tuple[np.ndarray, list[int], list[ImageProblem]]:
     """decode_checked's work without PyTorch: (N_good, size, size, 3) uint8 (NHWC), good indices, problems."""
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
@@ -128,6 +137,8 @@ def decode_arrays(
             out[i] = load(i)
         except ImageProblem as problem:
             problems[i] = problem
+        if tick is not None:
+            tick()
 
     if len(paths) > 1 and default_workers(workers) > 1:
         with ThreadPoolExecutor(default_workers(workers)) as pool:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BinclassError
+from ..progressbar import Progress, counted
 from .containers import member_bytes
 from .decode import ImageProblem, open_rgb
 from .scan import DataLayout
@@ -60,7 +61,7 @@ HASH_VERSION = 1  # bump when the hashes of a picture change (decoding, hash siz
 
 
 def image_hashes(
-    paths: list[Path], workers: int = 2, cache_dir: Path | None = None
+    paths: list[Path], workers: int = 2, cache_dir: Path | None = None, progress: Progress | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """(phash, phash of the mirror image) as uint64 per path, and the indices that could not be read
     (their hashes are 0 and they are left out of every pair). cache_dir: hashes kept under
@@ -98,8 +99,15 @@ def image_hashes(
             _store_text(entry, f"{result[0]:016x} {result[1]:016x}")
         return result
 
+    tick = counted(len(paths), progress)
+
+    def one_counted(path: Path) -> tuple[int, int] | None:
+        result = one(path)
+        tick()
+        return result
+
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = list(pool.map(one, paths))
+        results = list(pool.map(one_counted, paths))
     bad = [i for i, r in enumerate(results) if r is None]
     pairs = [r or (0, 0) for r in results]
     return (
@@ -241,13 +249,17 @@ class Health:
 
 
 def check_health(
-    layout: DataLayout, workers: int = 2, max_bits: int = NEAR_BITS, cache_dir: Path | None = None
+    layout: DataLayout,
+    workers: int = 2,
+    max_bits: int = NEAR_BITS,
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> Health:
     splits = [("train", layout.train), ("validation", layout.val)]
     paths = [p for _, s in splits for p in s.paths]
     split_of = [name for name, s in splits for _ in s.paths]
     label_of = [layout.classes[y] for _, s in splits for y in s.labels]
-    hashes, mirrors, bad = image_hashes(paths, workers, cache_dir)
+    hashes, mirrors, bad = image_hashes(paths, workers, cache_dir, progress)
     found = near_pairs(hashes, mirrors, max_bits, bad)
     looks: dict[int, _Look | None] = {}  # each picture of a pair decoded once, however many pairs it is in
 

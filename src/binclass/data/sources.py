@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from ..progressbar import Progress, counted
 from .containers import member_digest
 from .decode import ImageProblem, decode_checked, decode_image, decode_many
 
@@ -44,7 +46,7 @@ def _entry(cache_dir: Path, key: str) -> Path:
 
 
 def decode_cached(
-    paths: list[Path], size: int, cache_dir: Path, workers: int = 0
+    paths: list[Path], size: int, cache_dir: Path, workers: int = 0, tick: Callable[[], None] | None = None
 ) -> tuple[torch.Tensor, list[int], list[ImageProblem], int]:
     """Like decode_checked, reading what the cache holds and decoding (then storing) the rest.
     Also returns the number of cache hits. Bad files are never cached: they are reported every run."""
@@ -71,7 +73,7 @@ def decode_cached(
         os.replace(tmp, entry)
         return arr
 
-    images, good, problems = decode_checked(paths, size, workers, load_or_decode)
+    images, good, problems = decode_checked(paths, size, workers, load_or_decode, tick)
     return images, good, problems, sum(hits)
 
 
@@ -177,14 +179,17 @@ def make_source(
     workers: int = 0,
     cache_dir: Path | None = None,
     known_good: set[int] = frozenset(),
+    progress: Progress | None = None,
 ) -> tuple[Source, list[int], list[ImageProblem], str]:
     """The image source for a split (good files only), the indices of the good files among `paths`,
     the problems of the bad ones, and a line saying what was done. known_good: indices of images that are
     known to decode and whose pixels the run will likely not need (their backbone features are cached):
-    not decoded now, decoded if a batch asks for them."""
+    not decoded now, decoded if a batch asks for them. progress: told of every decoded file."""
     if known_good and mode != "none":
         rest = [i for i in range(len(paths)) if i not in known_good]
-        images, ok, problems = decode_checked([paths[i] for i in rest], size, workers)
+        images, ok, problems = decode_checked(
+            [paths[i] for i in rest], size, workers, tick=counted(len(rest), progress)
+        )
         bad = {rest[i] for i in range(len(rest))} - {rest[i] for i in ok}
         good = [i for i in range(len(paths)) if i not in bad]
         position = {index: k for k, index in enumerate(good)}
@@ -200,12 +205,13 @@ def make_source(
             "checked, streamed per batch",
         )
     if mode == "disk":
-        images, good, problems, hits = decode_cached(paths, size, cache_dir or default_cache_dir(), workers)
+        tick = counted(len(paths), progress)
+        images, good, problems, hits = decode_cached(paths, size, cache_dir or default_cache_dir(), workers, tick)
         return (
             TensorSource(images.to(device)),
             good,
             problems,
             f"{hits} from the disk cache, {len(good) - hits} decoded",
         )
-    images, good, problems = decode_checked(paths, size, workers)
+    images, good, problems = decode_checked(paths, size, workers, tick=counted(len(paths), progress))
     return TensorSource(images.to(device)), good, problems, "decoded"

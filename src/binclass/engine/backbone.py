@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..data.sources import Source
+from ..progressbar import Progress
 from .infer import extract_features, inference_batches
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
@@ -93,11 +94,14 @@ class OnnxBackbone:
     def run(self, images: np.ndarray) -> np.ndarray:
         return self.runtime.run(None, {"images": np.ascontiguousarray(images)})[0]
 
-    def features(self, source: Source, flip: bool = False) -> torch.Tensor:
-        out = []
+    def features(self, source: Source, flip: bool = False, progress: Progress | None = None) -> torch.Tensor:
+        out, done = [], 0
         for batch in inference_batches(source, ONNX_BATCH, torch.device("cpu")):
             x = batch.numpy()
             out.append(self.run(x[..., ::-1] if flip else x))
+            done += len(x)
+            if progress is not None:
+                progress(done, len(source))
         return torch.from_numpy(np.concatenate(out)) if out else torch.empty(0)
 
 
@@ -219,16 +223,18 @@ def exported(backbone: torch.nn.Module, mean, std, size: int, cache_dir: Path) -
 def backbone_pass(
     runtime: str, backbone: torch.nn.Module, mean, std, size: int, batch_size: int, device: torch.device,
     cache_dir: Path,
-) -> Callable[[Source, bool], torch.Tensor]:  # fmt: skip
-    """compute(source, flip) -> (N, F) fp32 features with the chosen runtime; onnxruntime's file is exported
-    at the first call (a run whose features all come from the cache exports nothing)."""
+) -> Callable[[Source, bool, Progress | None], torch.Tensor]:  # fmt: skip
+    """compute(source, flip, progress) -> (N, F) fp32 features with the chosen runtime; onnxruntime's file is
+    exported at the first call (a run whose features all come from the cache exports nothing)."""
     if runtime == "torch":
-        return lambda source, flip: extract_features(backbone, source, mean, std, batch_size, device, flip)
+        return lambda source, flip, progress: extract_features(
+            backbone, source, mean, std, batch_size, device, flip, progress
+        )
     held: list[OnnxBackbone] = []
 
-    def compute(source: Source, flip: bool) -> torch.Tensor:
+    def compute(source: Source, flip: bool, progress: Progress | None) -> torch.Tensor:
         if not held:
             held.append(OnnxBackbone(exported(backbone, mean, std, size, cache_dir)))
-        return held[0].features(source, flip).to(device)
+        return held[0].features(source, flip, progress).to(device)
 
     return compute

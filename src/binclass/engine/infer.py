@@ -98,12 +98,16 @@ def extract_features(
     batch_size: int,
     device: torch.device,
     flip: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
-    """Pooled backbone features (N, F), fp32, in the batches that predict uses."""
+    """Pooled backbone features (N, F), fp32, in the batches that predict uses; progress(done, total) after
+    each batch."""
     backbone.eval()
     out = []
     with torch.inference_mode():
         for batch in inference_batches(source, batch_size, device):
             x = prepare(batch, mean, std)
             out.append(backbone(x.flip(-1) if flip else x).float())
+            if progress is not None:
+                progress(sum(len(o) for o in out), len(source))
     return torch.cat(out)

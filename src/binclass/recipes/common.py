@@ -189,12 +189,14 @@ def prepare_data(
     workers = default_workers(cfg.workers)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     train_x, train_good, train_bad, how = make_source(
-        layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir, known_good[0]
-    )
+        layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir, known_good[0],
+        hooks.progress("decoding training images"),
+    )  # fmt: skip
     hooks.event("decoded-train")
     val_x, val_good, val_bad, val_how = make_source(
-        layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir, known_good[1]
-    )
+        layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir, known_good[1],
+        hooks.progress("decoding validation images"),
+    )  # fmt: skip
     hooks.event("decoded")
     log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
     layout = drop_bad_files(layout, train_good, val_good, train_bad + val_bad, cfg.strict, log)

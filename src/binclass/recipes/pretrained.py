@@ -28,7 +28,6 @@ from ..engine.optim import Schedule, make_optimizer, make_scheduler, warmup_cosi
 from ..errors import BinclassError
 from ..features import FeatureCache
 from ..models import build_model, normalization
-from ..progressbar import terminal_progress
 from ..run.checkpoints import Checkpoints
 from ..run.files import BEST_FILE
 from ..run.folder import model_meta
@@ -98,7 +97,9 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module, cache: FeatureCache 
     )
 
     def feats(src: Source, paths: list[Path], flip: bool = False) -> torch.Tensor:
-        compute = lambda part: backbone(part, flip)  # noqa: E731
+        split = "training" if src is train_x else "validation"
+        label = f"backbone pass, {split} images" + (" mirrored" if flip else "")
+        compute = lambda part: backbone(part, flip, ctx.hooks.progress(label))  # noqa: E731
         return compute(src) if cache is None else cache.features(paths, src, flip, compute).to(device)
 
     train_paths, val_paths = layout.train.paths, layout.val.paths
@@ -141,7 +142,7 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module, cache: FeatureCache 
             pos_weight=pos_weight,
             shuffle_gen=shuffle_gen,
             epoch=epoch,
-            progress=terminal_progress(f"head epoch {epoch}/{cfg.epochs}"),
+            progress=ctx.hooks.progress(f"head epoch {epoch}/{cfg.epochs}", "steps"),
         )
         return dataclasses.replace(stats, n=len(layout.train))  # images; each was seen in every view
 
@@ -228,7 +229,7 @@ def finetune(
             pos_weight=pos_weight,
             shuffle_gen=shuffle_gen,
             epoch=epoch,
-            progress=terminal_progress(f"fine-tune epoch {epoch}/{last}"),
+            progress=ctx.hooks.progress(f"fine-tune epoch {epoch}/{last}", "steps"),
             frozen_norms=FROZEN_NORMS,
         )
 

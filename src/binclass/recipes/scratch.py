@@ -21,7 +21,7 @@ from ..engine.optim import make_optimizer, make_scheduler, step_function
 from ..engine.step import StepRunner, training_step
 from ..errors import BinclassError
 from ..models import build_model, normalization
-from ..progressbar import terminal_progress
+from ..progressbar import Progress
 from ..run import history
 from ..run.checkpoints import Checkpoints
 from ..run.files import MODEL_FILE, STATE_FILE
@@ -92,7 +92,8 @@ def fit_scratch(ctx: RunContext) -> Path:
     recorder = EpochRecorder(run_dir, cfg.epochs, log, diagnose=world.writer, events=cfg.tensorboard)
 
     def train(epoch: int) -> EpochStats:
-        progress = step_progress(f"epoch {epoch}/{cfg.epochs}", epoch, ctx.hooks.on_step, world.writer)
+        bar = ctx.hooks.progress(f"epoch {epoch}/{cfg.epochs}", "steps") if world.writer else None
+        progress = step_progress(bar, epoch, ctx.hooks.on_step)
         stats = train_one_epoch(
             replica,
             train_x,
@@ -174,12 +175,8 @@ def _epochs(numbers: list[int]) -> str:
     return f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 1 else str(numbers[0])
 
 
-def step_progress(
-    label: str, epoch: int, on_step: StepHook | None, show: bool = True
-) -> Callable[[int, int], None] | None:
-    """The terminal's progress bar for one epoch (show=False: none), and the caller's step hook, as one
-    progress callback."""
-    bar = terminal_progress(label) if show else None
+def step_progress(bar: Progress | None, epoch: int, on_step: StepHook | None) -> Progress | None:
+    """An epoch's progress line (None: none) and the caller's step hook, as one progress callback."""
     if on_step is None:
         return bar
 

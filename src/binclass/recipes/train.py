@@ -52,7 +52,7 @@ def fit(
     world = distributed.world_from_env()
     with RunOutput(log if world.writer else silent) as output:
         run = RunFolder(Path(cfg.out), overwrite, resume, output, writer=world.writer)
-        hooks = RunHooks(output.log, on_step, on_event)
+        hooks = RunHooks(output.log, on_step, on_event, keep=output.keep)
         try:
             if world.distributed:
                 distributed.start(world, cfg.device)
@@ -94,15 +94,15 @@ def _calibrate(run_dir: Path, log: Log) -> None:
     )
 
 
-def _search_health(layout: DataLayout, log: Log, workers: int, cache_dir: Path) -> Health | None:
+def _search_health(layout: DataLayout, hooks: RunHooks, workers: int, cache_dir: Path) -> Health | None:
     """The duplicate search over the run's images, before training: beside it, its threads would slow the
     training threads that hold every core. None without imagehash. The hashes are kept in cache_dir."""
     try:
         import imagehash  # noqa: F401
     except ImportError:
-        log("duplicates: not searched (pip install 'binclass[health]' to find copies across the splits)")
+        hooks.log("duplicates: not searched (pip install 'binclass[health]' to find copies across the splits)")
         return None
-    return check_health(layout, workers, cache_dir=cache_dir)
+    return check_health(layout, workers, cache_dir=cache_dir, progress=hooks.progress("duplicate search"))
 
 
 def _within_budget(
@@ -162,7 +162,7 @@ def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> P
         phases.mark("model")
     data: PreparedData = prepare_data(cfg, device, run, hooks, layout, intro, known_good)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    health = _search_health(data.layout, hooks.log, default_workers(cfg.workers), cache_dir) if world.writer else None
+    health = _search_health(data.layout, hooks, default_workers(cfg.workers), cache_dir) if world.writer else None
     phases.mark("images")
     tracker = open_tracker(cfg.track, data.run_dir, cfg.experiment, run.resume) if cfg.track and world.writer else None
     if tracker is not None:

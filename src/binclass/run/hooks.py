@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..progressbar import Progress, progress
+
 Log = Callable[[str], None]
 # Called after every optimizer step with (epoch, step, steps in the epoch).
 StepHook = Callable[[int, int, int], None]
@@ -25,6 +27,14 @@ class RunHooks:
     log: Log = print
     on_step: StepHook | None = None
     on_event: EventHook | None = None
+    keep: Log | None = None  # train.log alone: progress lines while the terminal shows them in place
+
+    def progress(self, label: str, unit: str = "images") -> Progress:
+        """A long phase's progress (progressbar.progress) through this run's lines; none where they are
+        silent (torchrun ranks but the first)."""
+        if self.log is silent:
+            return lambda done, total: None
+        return progress(label, unit, self.log, self.keep)
 
     def event(self, name: str) -> None:
         if self.on_event is not None:
