@@ -126,9 +126,12 @@ def decode_arrays(
     workers: int = 0,
     load: Callable[[int], np.ndarray] | None = None,
     tick: Callable[[], None] | None = None,
+    into=None,
 ) -> tuple[np.ndarray, list[int], list[ImageProblem]]:
-    """decode_checked's work without PyTorch: (N_good, size, size, 3) uint8 (NHWC), good indices, problems."""
-    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    """decode_checked's work without PyTorch: (N_good, size, size, 3) uint8 (NHWC), good indices, problems.
+    into: where image i goes instead (into[i] = pixels; sources.FileImages), returned as it is, bad slots
+    left in place."""
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8) if into is None else into
     problems: list[ImageProblem | None] = [None] * len(paths)
     load = load or (lambda i: decode_image(paths[i], size))
 
@@ -147,7 +150,7 @@ def decode_arrays(
         for i in range(len(paths)):
             work(i)
     good = [i for i, p in enumerate(problems) if p is None]
-    if len(good) < len(paths):
+    if len(good) < len(paths) and into is None:
         out = out[good]
     return out, good, [p for p in problems if p is not None]
 

@@ -4,6 +4,7 @@ All three go through decode_image, so they give the same pixels and the same met
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -16,7 +17,7 @@ import torch
 
 from ..progressbar import Progress, counted
 from .containers import member_digest
-from .decode import ImageProblem, decode_checked, decode_image, decode_many
+from .decode import ImageProblem, decode_arrays, decode_checked, decode_image, decode_many
 
 CACHE_MODES = ("memory", "disk", "none")
 CACHE_VERSION = 1  # bump when decode_image changes what it produces
@@ -126,12 +127,86 @@ class StreamSource:
         return decode_many(chosen, self.size, self.workers).to(self.device, non_blocking=True)
 
 
+# Decoded images stay in memory while they take at most this share of the memory available when the run
+# starts; beyond it they go to a file (FileImages): 100,000 images at 224 px are 15 GB, a quarter of a
+# 24 GB machine's memory holds about 36,000, and the rest of the run (features, model, report) needs the
+# other three quarters' headroom.
+MEMORY_SHARE = 0.25
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable); None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def images_fit(n_images: int, size: int, available: int | None) -> bool:
+    """Whether n decoded images of size x size go in memory (MEMORY_SHARE of what is available)."""
+    return available is None or n_images * size * size * 3 <= MEMORY_SHARE * available
+
+
+class FileImages:
+    """Decoded images in one file of N x size x size x 3 bytes, written as they are decoded (from several
+    threads) and read back per batch with positioned reads: the run holds a batch, however many images
+    there are, and the OS's page cache keeps whatever of the file fits in free memory. Not memory-mapped:
+    mapped pages count as the process's own memory while they are resident. The file is unlinked as soon as
+    it is open, so it disappears when the run ends, however it ends."""
+
+    def __init__(self, folder: Path, n: int, size: int, device: torch.device) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"decoded-{os.getpid()}-{threading.get_ident()}-{id(self)}.u8"
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.unlink(path)
+        self.size, self.device, self.item = size, device, size * size * 3
+        os.ftruncate(self.fd, n * self.item)
+        self.rows = torch.arange(n)
+
+    def __setitem__(self, i: int, pixels: np.ndarray) -> None:
+        data = np.ascontiguousarray(pixels, dtype=np.uint8)
+        if os.pwrite(self.fd, memoryview(data).cast("B"), i * self.item) != self.item:
+            raise OSError(f"short write to the decoded-image file (image {i}); is the cache folder's disk full?")
+
+    def keep(self, good: list[int]) -> FileImages:
+        """Only the good images, in this order, from now on."""
+        self.rows = torch.tensor(good, dtype=torch.long)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        rows = self.rows[idx if isinstance(idx, slice) else idx.cpu()].tolist()
+        out = np.empty((len(rows), self.size, self.size, 3), dtype=np.uint8)
+        k = 0
+        while k < len(rows):  # one read per run of consecutive rows
+            j = k + 1
+            while j < len(rows) and rows[j] == rows[j - 1] + 1:
+                j += 1
+            view, offset = memoryview(out[k:j]).cast("B"), rows[k] * self.item
+            while len(view):
+                got = os.preadv(self.fd, [view], offset)
+                if got <= 0:
+                    raise OSError("the decoded-image file ended early")
+                view, offset = view[got:], offset + got
+            k = j
+        return torch.from_numpy(out).permute(0, 3, 1, 2).to(self.device)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self.fd)
+
+
 class PartialSource:
-    """Some images decoded and held (uint8, on the device), the others decoded when a batch asks for them:
-    a pretrained run whose backbone features are cached never asks for them."""
+    """Some images decoded and held (in memory or a FileImages), the others decoded when a batch asks for
+    them: a pretrained run whose backbone features are cached never asks for them."""
 
     def __init__(
-        self, paths: list[Path], size: int, device: torch.device, images: torch.Tensor, held: list[int], workers: int
+        self, paths: list[Path], size: int, device: torch.device, images: Source, held: list[int], workers: int
     ) -> None:
         self.paths, self.size, self.device, self.images, self.workers = paths, size, device, images, workers
         self.slot = torch.full((len(paths),), -1, dtype=torch.long)
@@ -146,13 +221,44 @@ class PartialSource:
         out = torch.empty((len(idx), 3, self.size, self.size), dtype=torch.uint8, device=self.device)
         have = slots >= 0
         if have.any():
-            out[have.to(self.device)] = self.images[slots[have].to(self.images.device)]
+            out[have.to(self.device)] = self.images.batch(slots[have])
         if not have.all():
             asked = idx[~have].tolist()
             out[(~have).to(self.device)] = decode_many([self.paths[i] for i in asked], self.size, self.workers).to(
                 self.device
             )
         return out
+
+
+def _into_file(
+    paths: list[Path], size: int, device: torch.device, workers: int, cache_dir: Path | None, progress: Progress | None
+) -> tuple[FileImages, list[int], list[ImageProblem]]:
+    images = FileImages((cache_dir or default_cache_dir()) / "decoded", len(paths), size, device)
+    _, good, problems = decode_arrays(paths, size, workers, tick=counted(len(paths), progress), into=images)
+    return images.keep(good), good, problems
+
+
+def _partial(
+    paths: list[Path],
+    size: int,
+    device: torch.device,
+    workers: int,
+    known_good: set[int],
+    rest: list[int],
+    held: Source,
+    ok: list[int],
+    problems: list[ImageProblem],
+    where: str = "",
+) -> tuple[PartialSource, list[int], list[ImageProblem], str]:
+    """make_source's answer when the images in known_good stay encoded and those of rest were decoded
+    (held: the good ones of rest, ok: their indices in rest)."""
+    bad = set(rest) - {rest[i] for i in ok}
+    good = [i for i in range(len(paths)) if i not in bad]
+    position = {index: k for k, index in enumerate(good)}
+    slots = [position[rest[i]] for i in ok]
+    source = PartialSource([paths[i] for i in good], size, device, held, slots, workers)
+    decoded = f"{len(ok)} decoded{' ' + where if where else ''}"
+    return source, good, problems, f"{decoded}, {len(known_good)} left encoded (features cached)"
 
 
 class SliceSource:
@@ -185,17 +291,19 @@ def make_source(
     the problems of the bad ones, and a line saying what was done. known_good: indices of images that are
     known to decode and whose pixels the run will likely not need (their backbone features are cached):
     not decoded now, decoded if a batch asks for them. progress: told of every decoded file."""
+    if mode == "file":
+        if known_good:
+            rest = [i for i in range(len(paths)) if i not in known_good]
+            held, ok, problems = _into_file([paths[i] for i in rest], size, device, workers, cache_dir, progress)
+            return _partial(paths, size, device, workers, known_good, rest, held, ok, problems, "to a file")
+        images, good, problems = _into_file(paths, size, device, workers, cache_dir, progress)
+        return images, good, problems, "decoded to a file, read back per batch"
     if known_good and mode != "none":
         rest = [i for i in range(len(paths)) if i not in known_good]
-        images, ok, problems = decode_checked(
+        pixels, ok, problems = decode_checked(
             [paths[i] for i in rest], size, workers, tick=counted(len(rest), progress)
         )
-        bad = {rest[i] for i in range(len(rest))} - {rest[i] for i in ok}
-        good = [i for i in range(len(paths)) if i not in bad]
-        position = {index: k for k, index in enumerate(good)}
-        held = [position[rest[i]] for i in ok]
-        source = PartialSource([paths[i] for i in good], size, device, images.to(device), held, workers)
-        return source, good, problems, f"{len(ok)} decoded, {len(known_good)} left encoded (features cached)"
+        return _partial(paths, size, device, workers, known_good, rest, TensorSource(pixels.to(device)), ok, problems)
     if mode == "none":
         good, problems = check_files(paths, size, workers)
         return (

@@ -19,7 +19,7 @@ from ..data.decode import default_workers
 from ..data.forms import DataSpec, read_data
 from ..data.health import Health, Pair, imbalance_advice, majority_share, with_feature_pairs
 from ..data.scan import DataLayout, hold_out_calibration
-from ..data.sources import Source, make_source
+from ..data.sources import MEMORY_SHARE, Source, available_memory, default_cache_dir, images_fit, make_source
 from ..doctor.diagnosis import write_diagnosis
 from ..doctor.findings import Finding
 from ..engine.distributed import SINGLE, World
@@ -188,19 +188,35 @@ def prepare_data(
     start = time.perf_counter()
     workers = default_workers(cfg.workers)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    mode = image_store(cfg, len(layout.train) + len(layout.val) - len(known_good[0]) - len(known_good[1]), log)
     train_x, train_good, train_bad, how = make_source(
-        layout.train.paths, cfg.image_size, cfg.cache, device, workers, cache_dir, known_good[0],
+        layout.train.paths, cfg.image_size, mode, device, workers, cache_dir, known_good[0],
         hooks.progress("decoding training images"),
     )  # fmt: skip
     hooks.event("decoded-train")
     val_x, val_good, val_bad, val_how = make_source(
-        layout.val.paths, cfg.image_size, cfg.cache, device, workers, cache_dir, known_good[1],
+        layout.val.paths, cfg.image_size, mode, device, workers, cache_dir, known_good[1],
         hooks.progress("decoding validation images"),
     )  # fmt: skip
     hooks.event("decoded")
     log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
     layout = drop_bad_files(layout, train_good, val_good, train_bad + val_bad, cfg.strict, log)
     return PreparedData(run_dir, layout, train_x, val_x)
+
+
+def image_store(cfg: TrainConfig, n_images: int, log: Log) -> str:
+    """cfg.cache, or "file" when --cache memory would hold more decoded images than memory affords
+    (data.sources.MEMORY_SHARE of what is available), said in one line."""
+    available = available_memory()
+    if cfg.cache != "memory" or images_fit(n_images, cfg.image_size, available):
+        return cfg.cache
+    gb = n_images * cfg.image_size**2 * 3 / 1e9
+    where = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    log(
+        f"images: {n_images} decoded images take {gb:.1f} GB, more than {MEMORY_SHARE:.0%} of the "
+        f"{available / 1e9:.1f} GB of memory available: they go to a file in {where / 'decoded'}, read back per batch"
+    )
+    return "file"
 
 
 @dataclass(frozen=True)
