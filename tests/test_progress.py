@@ -60,3 +60,16 @@ def test_a_run_writes_its_progress_lines_to_train_log(tiny_data, tmp_path, monke
         lines = [line for line in log.splitlines() if line.startswith(f"{phase}: ")]
         assert lines and all(" left" in line and "/s, " in line for line in lines), phase
         assert lines[0] in result.output  # not on a terminal: the same lines on the run's output
+
+
+def test_a_from_scratch_run_says_its_expected_time_and_suggests_a_budget_when_long(tiny_data, tmp_path, monkeypatch):
+    import re
+
+    result = train_cli(tiny_data, tmp_path / "a", model="seed", image_size=32, epochs=2)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("expected: about ")]
+    assert len(lines) == 1 and re.search(r"\d+:\d\d in all \([\d.]+ s per step of \d+ per epoch, 2 epochs", lines[0])
+    assert "--time-budget" not in lines[0]
+    monkeypatch.setattr("binclass.recipes.scratch.LONG_RUN_MINUTES", 1e-6)
+    long = train_cli(tiny_data, tmp_path / "b", model="seed", image_size=32, epochs=2)
+    assert "would fit the whole schedule into 1e-06 minutes" in long.output and "--time-budget 1e-06m" in long.output

@@ -4,6 +4,7 @@ epoch through the engine's driver, and keep a resumable state with every checkpo
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,13 +22,14 @@ from ..engine.optim import make_optimizer, make_scheduler, step_function
 from ..engine.step import StepRunner, training_step
 from ..errors import BinclassError
 from ..models import build_model, normalization
-from ..progressbar import Progress
+from ..progressbar import Progress, clock_text
 from ..run import history
 from ..run.checkpoints import Checkpoints
 from ..run.files import MODEL_FILE, STATE_FILE
 from ..run.folder import model_meta
 from ..run.hooks import StepHook
 from ..run.state import StateSnapshot, load_state, snapshot_state
+from .budget import REPORT_SECONDS
 from .common import RunContext, finish_run, resolve_pos_weight, seed_everything
 
 
@@ -91,8 +93,13 @@ def fit_scratch(ctx: RunContext) -> Path:
         runner = graph_runner(model, optimizer, optimizer_step, cfg.threshold, pos_weight, autocast_dtype)
     recorder = EpochRecorder(run_dir, cfg.epochs, log, diagnose=world.writer, events=cfg.tensorboard)
 
+    first_epoch = done + 1
+
     def train(epoch: int) -> EpochStats:
         bar = ctx.hooks.progress(f"epoch {epoch}/{cfg.epochs}", "steps") if world.writer else None
+        if epoch == first_epoch and world.writer:
+            validation_images = len(val_x) * (2 if cfg.tta else 1)
+            bar = both(bar, expected_time(ctx, cfg.epochs - epoch + 1, validation_images, cfg.batch_size))
         progress = step_progress(bar, epoch, ctx.hooks.on_step)
         stats = train_one_epoch(
             replica,
@@ -173,6 +180,49 @@ def restore_history(run_dir: Path, done: int, rows: dict | None) -> list[int]:
 
 def _epochs(numbers: list[int]) -> str:
     return f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 1 else str(numbers[0])
+
+
+# The run's expected time is said once the first epoch's steps 3 to 12 are timed (the first two pay for
+# first-touch allocations and kernel choices). A validation image counts as a third of a training image
+# (a forward pass, no backward), twice with the mirror-image average.
+EXPECT_STEPS = (2, 12)
+FORWARD_SHARE = 1 / 3
+# Past this many minutes, the expected-time line suggests a --time-budget of as many.
+LONG_RUN_MINUTES = 15
+
+
+def expected_time(ctx: RunContext, epochs_left: int, validation_images: int, batch_size: int) -> Progress:
+    """A step callback for the first epoch a process trains: one line with the run's expected time, and the
+    advice of --time-budget when it passes LONG_RUN_MINUTES."""
+    seen: dict[int, float] = {}
+
+    def see(done: int, total: int) -> None:
+        first, last = min(EXPECT_STEPS[0], total - 1), min(EXPECT_STEPS[1], total)
+        if done == first:
+            seen[first] = time.perf_counter()
+        if done != last or first not in seen and first > 0:
+            return
+        now = time.perf_counter()
+        per_step = (now - seen.get(first, ctx.phases.last)) / max(1, last - first)
+        steps_left = epochs_left * total - last
+        validation = epochs_left * validation_images * FORWARD_SHARE * per_step / batch_size
+        total_seconds = now - ctx.phases.started + steps_left * per_step + validation + REPORT_SECONDS
+        line = (
+            f"expected: about {clock_text(total_seconds)} in all ({per_step:.2f} s per step of {total} per epoch, "
+            f"{epochs_left} epochs to go)"
+        )
+        if total_seconds > LONG_RUN_MINUTES * 60:
+            minutes = f"{LONG_RUN_MINUTES:g}"
+            line += f"; --time-budget {minutes}m would fit the whole schedule into {minutes} minutes with fewer epochs"
+        ctx.log(line)
+
+    return see
+
+
+def both(first: Progress | None, second: Progress) -> Progress:
+    if first is None:
+        return second
+    return lambda done, total: (first(done, total), second(done, total))
 
 
 def step_progress(bar: Progress | None, epoch: int, on_step: StepHook | None) -> Progress | None:
