@@ -43,7 +43,7 @@ def row(model: str, n: int, out: Path, wall: float, peak: float, code: int, labe
     if code != 0:
         return f"| {model} | {n} | {label} | failed ({code}) | | | | | | |"
     last = list(csv.DictReader((out / "metrics.csv").open()))[-1]
-    train_n, val_n = int(last["train_n"]), int(last["val_n"])
+    train_n = int(last["train_n"])
     decode = seconds(r"\nimages: .* in ([\d.]+)s \(", log)
     phase_images = seconds(r"images ([\d.]+)s, ", log)
     features = seconds(r"\nfeatures: .* in ([\d.]+)s", log)
