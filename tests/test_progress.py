@@ -53,7 +53,7 @@ def test_plain_lines_without_a_terminal_and_in_place_on_one(monkeypatch):
 
 def test_a_run_writes_its_progress_lines_to_train_log(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(progressbar, "PLAIN_EVERY", 0.0)  # every call: the phases of a tiny set take milliseconds
-    result = train_cli(tiny_data, tmp_path / "r", image_size=64, epochs=1)
+    result = train_cli(tiny_data, tmp_path / "r", image_size=64, epochs=1, cache_dir=tmp_path / "cache")  # all decoded
     assert result.exit_code == 0, result.output
     log = (tmp_path / "r" / "train.log").read_text()
     for phase in ("decoding training images", "duplicate search", "backbone pass, training images", "head epoch 1/1"):
