@@ -9,7 +9,7 @@ from helpers import child_command, train_cli
 
 from binclass.run import history
 
-SETTINGS = dict(image_size=64, epochs=2)
+SETTINGS = dict(image_size=64, epochs=2, augment="flip")  # the mirror view too: 80 x 2 + 30 features
 
 
 def _rows(run):

@@ -44,7 +44,14 @@ def test_other_models_keep_the_generic_defaults():
         False,
         150,
     )
-    assert recipe_for("seed", "cuda") == recipe_for("seed", "cpu")
+    assert recipe_for("seed", "cuda") == recipe_for("seed", "cpu") and cfg.augment == "flip"
+
+
+def test_a_pretrained_head_trains_without_mirror_passes_unless_fine_tuned_or_asked():
+    head = resolve(TrainConfig(data_dir="d", out="o", device="cpu"))
+    assert (head.model, head.augment) == ("efficientnet_lite0", "none")
+    assert resolve(TrainConfig(data_dir="d", out="o", device="cpu", finetune=2)).augment == "flip"
+    assert resolve(TrainConfig(data_dir="d", out="o", device="cpu", augment="flip")).augment == "flip"
 
 
 def test_saved_config_is_complete_and_reloads_unchanged(tmp_path):

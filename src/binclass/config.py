@@ -81,7 +81,10 @@ class TrainConfig:
     )
     val_split: float = setting(0.2, "fraction held out (stratified) when there is no validation folder")
     positive: str | None = setting(None, "class folder that is the positive class (index 1; default: the second)")
-    augment: str | None = setting(None, "none | flip | crop | standard (default: small crop, others flip)")
+    augment: str | None = setting(
+        None,
+        "none | flip | crop | standard (default: small crop; a pretrained head none, flip with --finetune; seed flip)",
+    )
     epochs: int | None = setting(None, "default: small 200 on a GPU, 90 on a CPU; others 15")
     batch_size: int | None = setting(None, "images per optimizer step (default: small 64, others 32)")
     lr: float | None = setting(
