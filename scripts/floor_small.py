@@ -1,6 +1,6 @@
 """How fast can this CPU train the from-scratch networks at all? A floor: the plainest PyTorch loop
 (images already normalized in memory, no augmentation, no metrics, no checkpoints) in several variants
-(threads, memory format, bf16, torch.compile), side by side with `binclass train`'s own epochs.
+(threads, memory format, oneDNN, bf16, torch.compile), side by side with `binclass train`'s own epochs.
 
     python scripts/floor_small.py DATA [--model small] [--images 2000] [--repeats 3]
 
@@ -33,7 +33,13 @@ BATCH = {"small": SMALL["batch_size"], "seed": 32}
 
 
 def epoch_rates(model_name: str, n: int, repeats: int, threads: int, channels_last: bool, bf16: bool,
-                compiled: bool) -> list[float]:  # fmt: skip
+                compiled: bool, onednn: bool = True) -> list[float]:  # fmt: skip
+    with torch.backends.mkldnn.flags(enabled=onednn):
+        return _epoch_rates(model_name, n, repeats, threads, channels_last, bf16, compiled)
+
+
+def _epoch_rates(model_name: str, n: int, repeats: int, threads: int, channels_last: bool, bf16: bool,
+                 compiled: bool) -> list[float]:  # fmt: skip
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     size, batch = SIZES[model_name], BATCH[model_name]
@@ -87,6 +93,7 @@ def main() -> None:
         ("contiguous (NCHW) memory", dict(threads=cores, channels_last=False, bf16=False, compiled=False)),
         ("1 thread", dict(threads=1, channels_last=True, bf16=False, compiled=False)),
         ("torch.compile of the step", dict(threads=cores, channels_last=True, bf16=False, compiled=True)),
+        ("oneDNN off (PyTorch's own convolutions)", dict(threads=cores, channels_last=True, bf16=False, compiled=False, onednn=False)),
     ]  # fmt: skip
     if bf16_supported(torch.device("cpu")):
         variants.append(("bf16 autocast", dict(threads=cores, channels_last=True, bf16=True, compiled=False)))

@@ -13,10 +13,11 @@ from binclass.run import history
 
 
 def test_the_choice_follows_the_memory_available():
-    assert images_fit(2000, 224, 24 * 2**30) and images_fit(30_000, 224, 24 * 2**30)
-    assert not images_fit(100_000, 224, 24 * 2**30)  # 15 GB of pixels
+    assert images_fit(2000, 224, 24 * 2**30) and images_fit(10_000, 224, 24 * 2**30)
+    assert not images_fit(30_000, 224, 24 * 2**30) and not images_fit(100_000, 224, 24 * 2**30)  # 4.5 and 15 GB
     assert images_fit(100_000, 80, 24 * 2**30)  # --model small's 80 px: 1.9 GB
-    assert images_fit(10**9, 224, None)  # unknown memory: as before, in memory
+    assert not images_fit(10_000, 224, 4 * 2**30)  # a quarter of 4 GB holds 1 GB, not 1.5
+    assert images_fit(2000, 224, None) and not images_fit(30_000, 224, None)  # memory unknown: the cap alone
 
 
 def test_a_file_gives_back_the_pixels_it_was_given(tmp_path, tiny_data):

@@ -19,7 +19,15 @@ from ..data.decode import default_workers
 from ..data.forms import DataSpec, read_data
 from ..data.health import Health, Pair, imbalance_advice, majority_share, with_feature_pairs
 from ..data.scan import DataLayout, hold_out_calibration
-from ..data.sources import MEMORY_SHARE, Source, available_memory, default_cache_dir, images_fit, make_source
+from ..data.sources import (
+    MEMORY_CAP,
+    MEMORY_SHARE,
+    Source,
+    available_memory,
+    default_cache_dir,
+    images_fit,
+    make_source,
+)
 from ..doctor.diagnosis import write_diagnosis
 from ..doctor.findings import Finding
 from ..engine.distributed import SINGLE, World
@@ -212,9 +220,10 @@ def image_store(cfg: TrainConfig, n_images: int, log: Log) -> str:
         return cfg.cache
     gb = n_images * cfg.image_size**2 * 3 / 1e9
     where = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    room = f"{MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB available" if available is not None else "unknown"
     log(
-        f"images: {n_images} decoded images take {gb:.1f} GB, more than {MEMORY_SHARE:.0%} of the "
-        f"{available / 1e9:.1f} GB of memory available: they go to a file in {where / 'decoded'}, read back per batch"
+        f"images: {n_images} decoded images take {gb:.1f} GB, more than memory holds for them "
+        f"({MEMORY_CAP / 1e9:.0f} GB at most, {room}): they go to a file in {where / 'decoded'}, read back per batch"
     )
     return "file"
 
