@@ -212,6 +212,11 @@ def prepare_data(
     return PreparedData(run_dir, layout, train_x, val_x)
 
 
+def cache_root(cfg: TrainConfig) -> Path:
+    """The run's cache folder: --cache-dir, else $BINCLASS_CACHE or the user's cache directory."""
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+
+
 def image_store(cfg: TrainConfig, n_images: int, log: Log) -> str:
     """cfg.cache, or "file" when --cache memory would hold more decoded images than memory affords
     (data.sources.MEMORY_SHARE of what is available), said in one line."""
@@ -219,7 +224,7 @@ def image_store(cfg: TrainConfig, n_images: int, log: Log) -> str:
     if cfg.cache != "memory" or images_fit(n_images, cfg.image_size, available):
         return cfg.cache
     gb = n_images * cfg.image_size**2 * 3 / 1e9
-    where = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    where = cache_root(cfg)
     room = f"{MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB available" if available is not None else "unknown"
     log(
         f"images: {n_images} decoded images take {gb:.1f} GB, more than memory holds for them "

@@ -18,7 +18,7 @@ from .. import metrics
 from ..config import TrainConfig
 from ..data.augment import augment_batch
 from ..data.health import feature_pairs
-from ..data.sources import Source, TensorSource, default_cache_dir
+from ..data.sources import Source, TensorSource
 from ..doctor.findings import Finding
 from ..engine.backbone import backbone_pass, choose_runtime
 from ..engine.driver import BestModel, EarlyStop, EpochRecorder, run_epochs
@@ -32,7 +32,7 @@ from ..run.checkpoints import Checkpoints
 from ..run.files import BEST_FILE
 from ..run.folder import model_meta
 from ..run.weights import load_model
-from .common import RunContext, finish_run, resolve_pos_weight, seed_everything
+from .common import RunContext, cache_root, finish_run, resolve_pos_weight, seed_everything
 
 
 def head_logits(head: torch.nn.Module, views: list[torch.Tensor], batch_size: int) -> np.ndarray:
@@ -56,10 +56,6 @@ def backbone_runtime(cfg: TrainConfig, model: torch.nn.Module, device: torch.dev
         cfg.backbone_runtime, cfg.model, model.backbone, mean, std, cfg.image_size, device, cache_root(cfg)
     )
     return cfg.replace(backbone_runtime=choice.runtime), choice.why
-
-
-def cache_root(cfg: TrainConfig) -> Path:
-    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
 
 
 def feature_cache(cfg: TrainConfig, model: torch.nn.Module) -> FeatureCache | None:

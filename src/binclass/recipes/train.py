@@ -14,7 +14,6 @@ from ..config import TrainConfig, parse_duration
 from ..data.decode import default_workers
 from ..data.health import Health, check_health
 from ..data.scan import DataLayout
-from ..data.sources import default_cache_dir
 from ..device import resolve_device
 from ..engine import distributed
 from ..engine.distributed import World
@@ -27,7 +26,7 @@ from ..run.hooks import EventHook, Log, RunHooks, StepHook, silent
 from ..run.output import RunOutput
 from ..track import open_tracker, preflight
 from .budget import plan_epochs, plan_finetune, seconds_per_epoch, time_finetune
-from .common import PreparedData, RunContext, RunFolder, prepare_data, scan
+from .common import PreparedData, RunContext, RunFolder, cache_root, prepare_data, scan
 from .defaults import describe_choice
 from .resolve import resolve, validate
 from .scratch import fit_scratch
@@ -161,8 +160,7 @@ def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> P
             )
         phases.mark("model")
     data: PreparedData = prepare_data(cfg, device, run, hooks, layout, intro, known_good)
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    health = _search_health(data.layout, hooks, default_workers(cfg.workers), cache_dir) if world.writer else None
+    health = _search_health(data.layout, hooks, default_workers(cfg.workers), cache_root(cfg)) if world.writer else None
     phases.mark("images")
     tracker = open_tracker(cfg.track, data.run_dir, cfg.experiment, run.resume) if cfg.track and world.writer else None
     if tracker is not None:
