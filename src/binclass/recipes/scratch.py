@@ -99,7 +99,12 @@ def fit_scratch(ctx: RunContext) -> Path:
         bar = ctx.hooks.progress(f"epoch {epoch}/{cfg.epochs}", "steps") if world.writer else None
         if epoch == first_epoch and world.writer:
             validation_images = len(val_x) * (2 if cfg.tta else 1)
-            bar = both(bar, expected_time(ctx, cfg.epochs - epoch + 1, validation_images, cfg.batch_size))
+            # after the last epoch, the out-of-distribution reference: one pass over the training and the
+            # validation images (finish_run, fit_ood)
+            closing_images = len(train_x) + len(val_x)
+            bar = both(
+                bar, expected_time(ctx, cfg.epochs - epoch + 1, validation_images, closing_images, cfg.batch_size)
+            )
         progress = step_progress(bar, epoch, ctx.hooks.on_step)
         stats = train_one_epoch(
             replica,
@@ -191,7 +196,9 @@ FORWARD_SHARE = 1 / 3
 LONG_RUN_MINUTES = 15
 
 
-def expected_time(ctx: RunContext, epochs_left: int, validation_images: int, batch_size: int) -> Progress:
+def expected_time(
+    ctx: RunContext, epochs_left: int, validation_images: int, closing_images: int, batch_size: int
+) -> Progress:
     """A step callback for the first epoch a process trains: one line with the run's expected time, and the
     advice of --time-budget when it passes LONG_RUN_MINUTES."""
     seen: dict[int, float] = {}
@@ -205,8 +212,9 @@ def expected_time(ctx: RunContext, epochs_left: int, validation_images: int, bat
         now = time.perf_counter()
         per_step = (now - seen.get(first, ctx.phases.last)) / max(1, last - first)
         steps_left = epochs_left * total - last
-        validation = epochs_left * validation_images * FORWARD_SHARE * per_step / batch_size
-        total_seconds = now - ctx.phases.started + steps_left * per_step + validation + REPORT_SECONDS
+        forward_images = epochs_left * validation_images + closing_images
+        forward = forward_images * FORWARD_SHARE * per_step / batch_size
+        total_seconds = now - ctx.phases.started + steps_left * per_step + forward + REPORT_SECONDS
         line = (
             f"expected: about {clock_text(total_seconds)} in all ({per_step:.2f} s per step of {total} per epoch, "
             f"{epochs_left} epochs to go)"
