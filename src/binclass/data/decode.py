@@ -53,8 +53,19 @@ PROBLEM_KINDS = ("truncated", "not an image", "decompression bomb", "unreadable"
 def decode_image(path: Path, size: int) -> np.ndarray:
     """One file as a (size, size, 3) uint8 array, fully decoded (a truncated file fails here, not later).
     Raises ImageProblem naming the file and what is wrong with it."""
-    img = open_rgb(path, draft=size)
+    return resized(open_rgb(path, draft=size), size)
+
+
+def resized(img: Image.Image, size: int) -> np.ndarray:
+    """A decoded picture as the (size, size, 3) uint8 array training sees."""
     return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def decoded_picture(data: bytes, name: Path, draft: int) -> tuple[Image.Image, bool]:
+    """A file's bytes decoded as open_rgb decodes them, and whether the picture came out as a decode without
+    draft mode gives it (JPEG's draft mode changed neither its size nor its colour decoding)."""
+    reduced: list[bool] = []
+    return _decoded(io.BytesIO(data), name, draft, reduced), not reduced[0]
 
 
 def open_rgb(path: Path, draft: int | None = None) -> Image.Image:
@@ -76,14 +87,20 @@ def decode_bytes(data: bytes, size: int, name: str = "upload") -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def _decoded(source: Path | io.BytesIO, name: Path, draft: int | None) -> Image.Image:
+def _decoded(
+    source: Path | io.BytesIO, name: Path, draft: int | None, reduced: list[bool] | None = None
+) -> Image.Image:
+    """reduced: receives whether draft mode decoded the picture below its own size."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF/ICC chatter; real failures raise below
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's pixel limit: refuse
             with Image.open(source) as img:
+                own = (img.size, img.mode)
                 if draft is not None:
                     img.draft("RGB", (draft, draft))
+                if reduced is not None:  # a smaller picture, or the decoder's own colour conversion
+                    reduced.append((img.size, img.mode) != own)
                 img = ImageOps.exif_transpose(img)
                 img = _to_rgb(img)
                 img.load()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import BinclassError
 from ..progressbar import Progress, counted
 from .containers import member_bytes
-from .decode import ImageProblem, open_rgb
+from .decode import ImageProblem, decode_image, decoded_picture, open_rgb, resized
 from .scan import DataLayout
 
 # Hamming distance (of 64 bits) up to which two images count as near duplicates. On cats_and_dogs_filtered
@@ -66,18 +66,11 @@ def image_hashes(
     """(phash, phash of the mirror image) as uint64 per path, and the indices that could not be read
     (their hashes are 0 and they are left out of every pair). cache_dir: hashes kept under
     cache_dir/hashes by a hash of the file's bytes, so a second search decodes nothing it saw before."""
-    imagehash = _need_imagehash()
-    from PIL import Image, ImageOps
+    _need_imagehash()
 
     def computed(path: Path) -> tuple[int, int] | None:
         rgb = _rgb(path)
-        if rgb is None:
-            return None
-        # phash's own first step (grey, LANCZOS to 32 x 32), done once: the mirror image's hash comes from the
-        # mirrored 32 x 32 picture, the same 64 bits as from the mirrored photo (all 4000 hashes of 2000
-        # photos of the shared set) at half the cost.
-        small = rgb.convert("L").resize((PHASH_INPUT, PHASH_INPUT), Image.Resampling.LANCZOS)
-        return _bits(imagehash.phash(small)), _bits(imagehash.phash(ImageOps.mirror(small)))
+        return None if rgb is None else picture_hashes(rgb)
 
     def one(path: Path) -> tuple[int, int] | None:
         if cache_dir is None:
@@ -87,16 +80,11 @@ def image_hashes(
             digest = hashlib.sha1(data if data is not None else Path(path).read_bytes()).hexdigest()
         except (OSError, KeyError, ValueError):
             return None  # unreadable: a bad file, left out of every pair
-        entry = cache_dir / "hashes" / digest[:2] / f"{digest}.v{HASH_VERSION}"
-        try:
-            text = entry.read_text().split()
-            if len(text) == 2:
-                return int(text[0], 16), int(text[1], 16)
-        except (OSError, ValueError):
-            pass  # absent or damaged: computed again
-        result = computed(path)
-        if result is not None:
-            _store_text(entry, f"{result[0]:016x} {result[1]:016x}")
+        result = cached_hashes(cache_dir, digest)
+        if result is None:
+            result = computed(path)
+            if result is not None:
+                store_hashes(cache_dir, digest, result)
         return result
 
     tick = counted(len(paths), progress)
@@ -115,6 +103,62 @@ def image_hashes(
         np.array([b for _, b in pairs], dtype=np.uint64),
         bad,
     )
+
+
+def picture_hashes(rgb) -> tuple[int, int]:
+    """(phash, phash of the mirror image) of a picture decoded at its own size. phash's own first step
+    (grey, LANCZOS to 32 x 32) is done once: the mirror image's hash comes from the mirrored 32 x 32
+    picture, the same 64 bits as from the mirrored photo (all 4000 hashes of 2000 photos of the shared set)
+    at half the cost."""
+    imagehash = _need_imagehash()
+    from PIL import Image, ImageOps
+
+    small = rgb.convert("L").resize((PHASH_INPUT, PHASH_INPUT), Image.Resampling.LANCZOS)
+    return _bits(imagehash.phash(small)), _bits(imagehash.phash(ImageOps.mirror(small)))
+
+
+def _hash_entry(cache_dir: Path, digest: str) -> Path:
+    return cache_dir / "hashes" / digest[:2] / f"{digest}.v{HASH_VERSION}"
+
+
+def cached_hashes(cache_dir: Path, digest: str) -> tuple[int, int] | None:
+    """The hashes kept for the file whose bytes hash to digest; None when absent or damaged."""
+    try:
+        text = _hash_entry(cache_dir, digest).read_text().split()
+        return (int(text[0], 16), int(text[1], 16)) if len(text) == 2 else None
+    except (OSError, ValueError):
+        return None
+
+
+def store_hashes(cache_dir: Path, digest: str, hashes: tuple[int, int]) -> None:
+    _store_text(_hash_entry(cache_dir, digest), f"{hashes[0]:016x} {hashes[1]:016x}")
+
+
+def hashing_decoder(size: int, cache_dir: Path) -> Callable[[Path], np.ndarray]:
+    """decode_image(path, size) that also keeps the duplicate search's hashes of the picture in cache_dir
+    when it was decoded at its own size (JPEG's draft mode reduces only pictures over twice the size a
+    side; those are hashed by the search from a decode of their own), so the search decodes nothing again."""
+    imagehash_found = True
+    try:
+        _need_imagehash()
+    except BinclassError:
+        imagehash_found = False
+
+    def decode(path: Path) -> np.ndarray:
+        data = member_bytes(path)
+        if data is None:
+            try:
+                data = Path(path).read_bytes()
+            except OSError:
+                return decode_image(path, size)  # the decoder names the problem
+        rgb, full = decoded_picture(data, Path(path), size)
+        if full and imagehash_found:
+            digest = hashlib.sha1(data).hexdigest()
+            if cached_hashes(cache_dir, digest) is None:
+                store_hashes(cache_dir, digest, picture_hashes(rgb))
+        return resized(rgb, size)
+
+    return decode
 
 
 def _store_text(entry: Path, text: str) -> None:

@@ -18,6 +18,7 @@ import torch
 from ..progressbar import Progress, counted
 from .containers import member_digest
 from .decode import ImageProblem, decode_arrays, decode_checked, decode_image, decode_many
+from .health import hashing_decoder
 
 CACHE_MODES = ("memory", "disk", "none")
 CACHE_VERSION = 1  # bump when decode_image changes what it produces
@@ -47,7 +48,12 @@ def _entry(cache_dir: Path, key: str) -> Path:
 
 
 def decode_cached(
-    paths: list[Path], size: int, cache_dir: Path, workers: int = 0, tick: Callable[[], None] | None = None
+    paths: list[Path],
+    size: int,
+    cache_dir: Path,
+    workers: int = 0,
+    tick: Callable[[], None] | None = None,
+    decode: Callable[[Path], np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, list[int], list[ImageProblem], int]:
     """Like decode_checked, reading what the cache holds and decoding (then storing) the rest.
     Also returns the number of cache hits. Bad files are never cached: they are reported every run."""
@@ -66,7 +72,7 @@ def decode_cached(
                     return arr
             except (OSError, ValueError):
                 pass  # a damaged entry is simply decoded again
-        arr = decode_image(paths[i], size)
+        arr = decode(paths[i]) if decode is not None else decode_image(paths[i], size)
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.with_name(f"{entry.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with tmp.open("wb") as f:
@@ -234,10 +240,16 @@ class PartialSource:
 
 
 def _into_file(
-    paths: list[Path], size: int, device: torch.device, workers: int, cache_dir: Path | None, progress: Progress | None
+    paths: list[Path],
+    size: int,
+    device: torch.device,
+    workers: int,
+    cache_dir: Path | None,
+    progress: Progress | None,
+    load: Callable[[int], np.ndarray] | None = None,
 ) -> tuple[FileImages, list[int], list[ImageProblem]]:
     images = FileImages((cache_dir or default_cache_dir()) / "decoded", len(paths), size, device)
-    _, good, problems = decode_arrays(paths, size, workers, tick=counted(len(paths), progress), into=images)
+    _, good, problems = decode_arrays(paths, size, workers, load, counted(len(paths), progress), into=images)
     return images.keep(good), good, problems
 
 
@@ -289,23 +301,30 @@ def make_source(
     cache_dir: Path | None = None,
     known_good: set[int] = frozenset(),
     progress: Progress | None = None,
+    hashes_to: Path | None = None,
 ) -> tuple[Source, list[int], list[ImageProblem], str]:
     """The image source for a split (good files only), the indices of the good files among `paths`,
     the problems of the bad ones, and a line saying what was done. known_good: indices of images that are
     known to decode and whose pixels the run will likely not need (their backbone features are cached):
-    not decoded now, decoded if a batch asks for them. progress: told of every decoded file."""
+    not decoded now, decoded if a batch asks for them. progress: told of every decoded file. hashes_to: a
+    cache folder that receives the duplicate search's hashes of the pictures decoded at their own size."""
+    decode = hashing_decoder(size, hashes_to) if hashes_to is not None else None
+
+    def loader(chosen: list[Path]) -> Callable[[int], np.ndarray] | None:
+        return None if decode is None else lambda i: decode(chosen[i])
+
     if mode == "file":
         if known_good:
             rest = [i for i in range(len(paths)) if i not in known_good]
-            held, ok, problems = _into_file([paths[i] for i in rest], size, device, workers, cache_dir, progress)
+            chosen = [paths[i] for i in rest]
+            held, ok, problems = _into_file(chosen, size, device, workers, cache_dir, progress, loader(chosen))
             return _partial(paths, size, device, workers, known_good, rest, held, ok, problems, "to a file")
-        images, good, problems = _into_file(paths, size, device, workers, cache_dir, progress)
+        images, good, problems = _into_file(paths, size, device, workers, cache_dir, progress, loader(paths))
         return images, good, problems, "decoded to a file, read back per batch"
     if known_good and mode != "none":
         rest = [i for i in range(len(paths)) if i not in known_good]
-        pixels, ok, problems = decode_checked(
-            [paths[i] for i in rest], size, workers, tick=counted(len(rest), progress)
-        )
+        chosen = [paths[i] for i in rest]
+        pixels, ok, problems = decode_checked(chosen, size, workers, loader(chosen), counted(len(rest), progress))
         return _partial(paths, size, device, workers, known_good, rest, TensorSource(pixels.to(device)), ok, problems)
     if mode == "none":
         good, problems = check_files(paths, size, workers)
@@ -317,12 +336,14 @@ def make_source(
         )
     if mode == "disk":
         tick = counted(len(paths), progress)
-        images, good, problems, hits = decode_cached(paths, size, cache_dir or default_cache_dir(), workers, tick)
+        images, good, problems, hits = decode_cached(
+            paths, size, cache_dir or default_cache_dir(), workers, tick, decode
+        )
         return (
             TensorSource(images.to(device)),
             good,
             problems,
             f"{hits} from the disk cache, {len(good) - hits} decoded",
         )
-    images, good, problems = decode_checked(paths, size, workers, tick=counted(len(paths), progress))
+    images, good, problems = decode_checked(paths, size, workers, loader(paths), counted(len(paths), progress))
     return TensorSource(images.to(device)), good, problems, "decoded"

@@ -199,12 +199,12 @@ def prepare_data(
     mode = image_store(cfg, len(layout.train) + len(layout.val) - len(known_good[0]) - len(known_good[1]), log)
     train_x, train_good, train_bad, how = make_source(
         layout.train.paths, cfg.image_size, mode, device, workers, cache_dir, known_good[0],
-        hooks.progress("decoding training images"),
+        hooks.progress("decoding training images"), hashes_to=cache_root(cfg),
     )  # fmt: skip
     hooks.event("decoded-train")
     val_x, val_good, val_bad, val_how = make_source(
         layout.val.paths, cfg.image_size, mode, device, workers, cache_dir, known_good[1],
-        hooks.progress("decoding validation images"),
+        hooks.progress("decoding validation images"), hashes_to=cache_root(cfg),
     )  # fmt: skip
     hooks.event("decoded")
     log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
