@@ -153,3 +153,23 @@ def test_check_says_what_an_imbalance_does_to_accuracy(tmp_path):
     run = train(root, out=tmp_path / "run", model="seed", epochs=1, image_size=32)
     log = (run.path / "train.log").read_text()
     assert "imbalance: training has" in log and "(80% one class)" in log
+
+
+def test_decoding_keeps_the_hashes_the_search_would_compute(tmp_path, tiny_data):
+    from binclass.data.decode import decode_image
+    from binclass.data.health import hashing_decoder, image_hashes
+
+    paths = sorted((tiny_data / "train").rglob("*.png"))[:6]
+    big = tmp_path / "big.jpg"  # JPEG's draft mode decodes it at an eighth of its size for 24 px
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(big, quality=90)
+    paths.append(big)
+    decode = hashing_decoder(24, tmp_path / "cache")
+    for path in paths:
+        assert np.array_equal(decode(path), decode_image(path, 24))  # the pixels training gets, unchanged
+    assert len(list((tmp_path / "cache" / "hashes").rglob("*.v1"))) == 6  # not the reduced JPEG's
+    kept, kept_mirror, _ = image_hashes(paths, 2, tmp_path / "cache")
+    own, own_mirror, _ = image_hashes(paths, 2, None)
+    assert (kept == own).all() and (kept_mirror == own_mirror).all()
+    (tmp_path / "cache" / "hashes").rename(tmp_path / "gone")  # a search without them decodes every picture
+    again, _, _ = image_hashes(paths, 2, tmp_path / "cache")
+    assert (again == own).all() and len(list((tmp_path / "cache" / "hashes").rglob("*.v1"))) == 7
