@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.containers import member_bytes
+from .data.containers import content_digest
 from .data.sources import CACHE_VERSION, Source, default_cache_dir
 
 FEATURES_DIR = "features"
@@ -33,11 +33,6 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def image_digest(path: Path) -> str:
-    data = member_bytes(path)
-    return hashlib.sha1(data if data is not None else Path(path).read_bytes()).hexdigest()
-
-
 class FeatureCache:
     """Features by (image bytes, backbone weights, size, runtime, view) in cache_dir/features."""
 
@@ -49,19 +44,12 @@ class FeatureCache:
             "" if runtime == "torch" else f"|{runtime}"
         )
         self.hits = self.computed = 0
-        self.digests: dict[Path, str] = {}
-
-    def digest(self, path: Path) -> str:
-        """The image's bytes' hash, read once per path per run."""
-        if path not in self.digests:
-            self.digests[path] = image_digest(path)
-        return self.digests[path]
 
     def cached(self, paths: list[Path], views: tuple[bool, ...]) -> set[int]:
         """Indices of paths whose features of every view (False: the image, True: its mirror) the cache
         holds: images that decoded before and will likely need no backbone pass (an entry found damaged
         later is computed again, from pixels decoded then)."""
-        return {i for i, p in enumerate(paths) if all(self._entry(self.digest(p), flip).is_file() for flip in views)}
+        return {i for i, p in enumerate(paths) if all(self._entry(content_digest(p), flip).is_file() for flip in views)}
 
     def _entry(self, digest: str, flip: bool) -> Path:
         key = hashlib.sha1(f"{self.prefix}|{digest}|{'mirror' if flip else 'image'}".encode()).hexdigest()
@@ -76,7 +64,7 @@ class FeatureCache:
     ) -> torch.Tensor:
         """(N, F) features of source's images (paths: their files, in the same order): cached ones loaded,
         the others computed by compute(sub-source) in one pass and stored."""
-        entries = [self._entry(self.digest(p), flip) for p in paths]
+        entries = [self._entry(content_digest(p), flip) for p in paths]
         loaded: list[np.ndarray | None] = [_load(e) for e in entries]
         missing = [i for i, found in enumerate(loaded) if found is None]
         if missing:

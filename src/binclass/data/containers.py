@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import tarfile
 import threading
 from collections.abc import Callable
@@ -80,6 +81,26 @@ def member_digest(path: Path | str) -> str | None:
     """A hash of a member's bytes (what a cache keys it by: its content), or None for an ordinary file."""
     data = member_bytes(path)
     return None if data is None else hashlib.sha1(data).hexdigest()
+
+
+# Content hashes by file version, remembered for the process: the feature cache, the decoder that keeps
+# the duplicate search's hashes, and the search itself key by an image's bytes, and each would otherwise
+# read and hash every file again (100,000 photos: 2 GB, three times).
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def content_digest(path: Path | str, data: bytes | None = None) -> str:
+    """The sha1 of an image's bytes, a file's or a shard member's (data: those bytes, when the caller has
+    read them already). Raises OSError (or KeyError) when they cannot be read."""
+    if container_of(path) is not None:
+        return hashlib.sha1(data if data is not None else member_bytes(path)).hexdigest()
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    found = _digests.get(key)
+    if found is None:
+        found = hashlib.sha1(data if data is not None else Path(path).read_bytes()).hexdigest()
+        _digests[key] = found
+    return found
 
 
 # --- random access, for members whose bytes are not held --------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import BinclassError
 from ..progressbar import Progress, counted
-from .containers import member_bytes
+from .containers import content_digest, member_bytes
 from .decode import ImageProblem, decode_image, decoded_picture, open_rgb, resized
 from .scan import DataLayout
 
@@ -76,8 +76,7 @@ def image_hashes(
         if cache_dir is None:
             return computed(path)
         try:
-            data = member_bytes(path)
-            digest = hashlib.sha1(data if data is not None else Path(path).read_bytes()).hexdigest()
+            digest = content_digest(path)
         except (OSError, KeyError, ValueError):
             return None  # unreadable: a bad file, left out of every pair
         result = cached_hashes(cache_dir, digest)
@@ -153,7 +152,7 @@ def hashing_decoder(size: int, cache_dir: Path) -> Callable[[Path], np.ndarray]:
                 return decode_image(path, size)  # the decoder names the problem
         rgb, full = decoded_picture(data, Path(path), size)
         if full and imagehash_found:
-            digest = hashlib.sha1(data).hexdigest()
+            digest = content_digest(path, data)
             if cached_hashes(cache_dir, digest) is None:
                 store_hashes(cache_dir, digest, picture_hashes(rgb))
         return resized(rgb, size)
