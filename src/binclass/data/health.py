@@ -144,15 +144,18 @@ def hashing_decoder(size: int, cache_dir: Path) -> Callable[[Path], np.ndarray]:
         imagehash_found = False
 
     def decode(path: Path) -> np.ndarray:
-        data = member_bytes(path)
-        if data is None:
-            try:
+        try:
+            data = member_bytes(path)
+            if data is None:
                 data = Path(path).read_bytes()
-            except OSError:
-                return decode_image(path, size)  # the decoder names the problem
+        except (OSError, KeyError, ValueError):
+            return decode_image(path, size)  # the decoder names the problem
         rgb, full = decoded_picture(data, Path(path), size)
         if full and imagehash_found:
-            digest = content_digest(path, data)
+            try:
+                digest = content_digest(path, data)
+            except OSError:  # gone since it was read: the search will say so
+                return resized(rgb, size)
             if cached_hashes(cache_dir, digest) is None:
                 store_hashes(cache_dir, digest, picture_hashes(rgb))
         return resized(rgb, size)

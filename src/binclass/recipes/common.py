@@ -177,7 +177,8 @@ def prepare_data(
     known_good: tuple[set[int], set[int]] = (set(), set()),
 ) -> PreparedData:
     """Open the run folder (saving the config of a new run), log the data's shape and form (the run's first
-    line), then intro (the model's line), decode (or check) every image of layout (cfg's scan) once; drop and name bad files.
+    line), then intro (the model's line), decode (or check) every image of layout (cfg's scan) once, keeping
+    the duplicate search's hashes in the cache folder; drop and name bad files.
     known_good: (training, validation) indices whose pixels are likely not needed (make_source)."""
     log = hooks.log
     run_dir = run.open(cfg)
@@ -195,16 +196,16 @@ def prepare_data(
     log(intro)
     start = time.perf_counter()
     workers = default_workers(cfg.workers)
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    cache_dir = cache_root(cfg)
     mode = image_store(cfg, len(layout.train) + len(layout.val) - len(known_good[0]) - len(known_good[1]), log)
     train_x, train_good, train_bad, how = make_source(
         layout.train.paths, cfg.image_size, mode, device, workers, cache_dir, known_good[0],
-        hooks.progress("decoding training images"), hashes_to=cache_root(cfg),
+        hooks.progress("decoding training images"), hashes_to=cache_dir,
     )  # fmt: skip
     hooks.event("decoded-train")
     val_x, val_good, val_bad, val_how = make_source(
         layout.val.paths, cfg.image_size, mode, device, workers, cache_dir, known_good[1],
-        hooks.progress("decoding validation images"), hashes_to=cache_root(cfg),
+        hooks.progress("decoding validation images"), hashes_to=cache_dir,
     )  # fmt: skip
     hooks.event("decoded")
     log(f"images: train {how}, validation {val_how} in {time.perf_counter() - start:.1f}s ({workers} threads)")
@@ -219,7 +220,7 @@ def cache_root(cfg: TrainConfig) -> Path:
 
 def image_store(cfg: TrainConfig, n_images: int, log: Log) -> str:
     """cfg.cache, or "file" when --cache memory would hold more decoded images than memory affords
-    (data.sources.MEMORY_SHARE of what is available), said in one line."""
+    (data.sources.images_fit), said in one line."""
     available = available_memory()
     if cfg.cache != "memory" or images_fit(n_images, cfg.image_size, available):
         return cfg.cache
