@@ -121,7 +121,7 @@ def test_the_cache_misses_a_changed_image_size_backbone_or_runtime(tmp_path):
 def test_auto_measures_the_runtimes_once_and_onnxruntime_gives_the_same_features(tmp_path):
     import torch
 
-    from binclass.engine.backbone import OnnxBackbone, choose_runtime, cosine_distance, exported
+    from binclass.engine.backbone import choose_runtime, cosine_distance, exported
     from binclass.engine.infer import extract_features
 
     paths, source = _images(tmp_path / "img", 5, seed=1)
@@ -133,7 +133,7 @@ def test_auto_measures_the_runtimes_once_and_onnxruntime_gives_the_same_features
     second = choose_runtime("auto", "tiny", net, mean, std, 16, cpu, tmp_path / "c")
     assert second.runtime == first.runtime and "measured before" in second.why
     assert choose_runtime("torch", "tiny", net, mean, std, 16, cpu, tmp_path / "c").runtime == "torch"
-    onnx = OnnxBackbone(exported(net, mean, std, 16, tmp_path / "c"))
+    onnx = exported(net, mean, std, 16, tmp_path / "c")
     for flip in (False, True):
         ours = onnx.features(source, flip).numpy()
         theirs = extract_features(net, source, mean, std, 4, cpu, flip).numpy()

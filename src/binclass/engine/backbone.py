@@ -183,7 +183,7 @@ def probe(backbone: torch.nn.Module, mean, std, size: int, cache_dir: Path) -> t
     images = torch.randint(0, 256, (PROBE_BATCH, 3, size, size), dtype=torch.uint8, generator=gen)
     source = TensorSource(images)
     cpu = torch.device("cpu")
-    onnx = OnnxBackbone(exported(backbone, mean, std, size, cache_dir))
+    onnx = exported(backbone, mean, std, size, cache_dir)
 
     def rate(run: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
         out = run()  # warm-up: first-call allocations and kernel choices
@@ -205,19 +205,19 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(1.0 - cos)) if len(cos) else 0.0
 
 
-def exported(backbone: torch.nn.Module, mean, std, size: int, cache_dir: Path) -> Path:
-    """The backbone's ONNX file under cache_dir (exported once per weights, size and export version)."""
+def exported(backbone: torch.nn.Module, mean, std, size: int, cache_dir: Path) -> OnnxBackbone:
+    """The backbone in onnxruntime, from its ONNX file under cache_dir (exported once per weights, size and
+    export version; a file that does not load is exported again)."""
     from ..features import weights_digest
 
     key = hashlib.sha1(f"{weights_digest(backbone)}|{size}|{list(mean)}|{list(std)}|e{EXPORT_VERSION}".encode())
     path = cache_dir / RUNTIME_DIR / f"{key.hexdigest()}.onnx"
     if path.is_file():
         try:
-            OnnxBackbone(path)
-            return path
+            return OnnxBackbone(path)
         except Exception:  # a damaged file: exported again
             pass
-    return export_backbone(backbone, mean, std, size, path)
+    return OnnxBackbone(export_backbone(backbone, mean, std, size, path))
 
 
 def backbone_pass(
@@ -234,7 +234,7 @@ def backbone_pass(
 
     def compute(source: Source, flip: bool, progress: Progress | None) -> torch.Tensor:
         if not held:
-            held.append(OnnxBackbone(exported(backbone, mean, std, size, cache_dir)))
+            held.append(exported(backbone, mean, std, size, cache_dir))
         return held[0].features(source, flip, progress).to(device)
 
     return compute
