@@ -34,15 +34,20 @@ def train_cli(data: Path | str, out: Path | str, *args: str, **options: object) 
 CHILD = Path(__file__).with_name("child_run.py")
 
 
-def child_command(data: Path, out: Path, settings: dict, stop: str | None = None, wait: Path | None = None) -> list:
+def child_command(
+    data: Path, out: Path, settings: dict, stop: str | None = None, wait: Path | None = None, **spec: str
+) -> list:
     """The command line of a training child process (tests/child_run.py) that SIGKILLs itself at `stop`
-    or, with `wait`, pauses after its first step until that file exists."""
-    spec = {"data": str(data), "out": str(out), "settings": settings, "stop": stop}
+    or, with `wait`, pauses after its first step (or at spec's `pause`) until that file exists; spec's
+    `clock="erratic"` makes every timing in it come out at random."""
+    spec = {"data": str(data), "out": str(out), "settings": settings, "stop": stop, **spec}
     if wait is not None:
         spec["wait"] = str(wait)
     return [sys.executable, str(CHILD), json.dumps(spec)]
 
 
-def run_child(data: Path, out: Path, settings: dict, stop: str | None = None) -> subprocess.CompletedProcess:
+def run_child(
+    data: Path, out: Path, settings: dict, stop: str | None = None, **spec: str
+) -> subprocess.CompletedProcess:
     """The child run to its end or to `stop`: its exit status (-SIGKILL when stopped) and its output."""
-    return subprocess.run(child_command(data, out, settings, stop), capture_output=True, text=True)
+    return subprocess.run(child_command(data, out, settings, stop, **spec), capture_output=True, text=True)

@@ -319,3 +319,19 @@ def test_the_state_names_the_weights_it_resumes_with_and_never_the_file_being_re
     write_state(tmp_path, snapshot_state(model, optimizer, None, gens, {"epoch": 3}), weights_file="gone.safetensors")
     with pytest.raises(BinclassError, match="gone.safetensors: the weights of state.safetensors are missing"):
         load_state(tmp_path, torch.nn.Linear(3, 1), optimizer, None, gens)
+
+
+def test_a_resume_says_when_the_thread_count_moved_since_the_run_started(tiny_data, tmp_path):
+    out = tmp_path / "r"
+    assert train_cli(tiny_data, out, model="small", image_size=32, epochs=1).exit_code == 0
+    config = json.loads((out / "config.json").read_text())
+    threads = config["environment"]["torch_threads"]
+    config["environment"]["torch_threads"] = threads + 3  # as if started on a machine with more cores
+    (out / "config.json").write_text(json.dumps(config))
+    again = runner.invoke(app, ["train", "--resume", str(out)])
+    assert again.exit_code == 0, again.output
+    assert f"resume: threads {threads + 3} then, {threads} now: later epochs may differ" in again.output
+    config["environment"]["torch_threads"] = threads
+    (out / "config.json").write_text(json.dumps(config))
+    same = runner.invoke(app, ["train", "--resume", str(out)])
+    assert same.exit_code == 0 and "resume: " not in same.output

@@ -1,18 +1,20 @@
 """Backbone features computed once: the pretrained recipe's pooled features of each image (and of its
-mirror image) kept on disk, keyed by the image's bytes, the backbone's weights, the input size, the view
-and the decoder's version, so that a second run on the same images (another seed, a calibration split,
-a time budget) runs no backbone pass for them.
+mirror image) kept on disk, keyed by the image's bytes, the backbone's weights, the input size, the view,
+the decoder's version and the pass's signature (runtime, versions, processor, threads, batch shape:
+engine.backbone), so that a second run on the same images (another seed, a calibration split, a time
+budget) runs no backbone pass for them, and takes the very features it would have computed.
 
-One .npy file per image and view under CACHE/features/, written to a temporary name and renamed (two runs
-at once never see half a file); a file that does not load as the expected vector is computed again,
-never trusted. Move or delete the folder freely: it only holds what can be recomputed."""
+One .npy file per image and view under CACHE/features/, each written as soon as its batch is computed,
+to a temporary name and renamed (two runs at once never see half a file; a run killed halfway keeps
+what it computed); a file that does not load as the expected vector is computed again, never trusted.
+Move or delete the folder freely: it only holds what can be recomputed."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +36,13 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 class FeatureCache:
-    """Features by (image bytes, backbone weights, size, runtime, view) in cache_dir/features."""
+    """Features by (image bytes, backbone weights, size, pass signature, view) in cache_dir/features."""
 
-    def __init__(self, cache_dir: Path | None, backbone: torch.nn.Module, size: int, runtime: str = "torch") -> None:
+    def __init__(self, cache_dir: Path | None, backbone: torch.nn.Module, size: int, signature: str) -> None:
         self.root = Path(cache_dir or default_cache_dir()) / FEATURES_DIR
-        # The runtime is part of the key: PyTorch's and onnxruntime's features differ in the last bits, and a
-        # run gives the same numbers whether its features were computed or loaded.
-        self.prefix = f"{weights_digest(backbone)}|{size}|v{CACHE_VERSION}" + (
-            "" if runtime == "torch" else f"|{runtime}"
-        )
+        # The signature is part of the key: another runtime, thread count or processor moves the features'
+        # last bits, and a run gives the same numbers whether its features were computed or loaded.
+        self.prefix = f"{weights_digest(backbone)}|{size}|v{CACHE_VERSION}|{signature}"
         self.hits = self.computed = 0
 
     def cached(self, paths: list[Path], views: tuple[bool, ...]) -> set[int]:
@@ -60,18 +60,26 @@ class FeatureCache:
         paths: list[Path],
         source: Source,
         flip: bool,
-        compute: Callable[[Source], torch.Tensor],
+        compute: Callable[[Source], Iterable[torch.Tensor]],
+        stored: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """(N, F) features of source's images (paths: their files, in the same order): cached ones loaded,
-        the others computed by compute(sub-source) in one pass and stored."""
+        the others computed by compute(sub-source), which yields them batch by batch in order, each batch
+        stored as it comes (then stored() is called)."""
         entries = [self._entry(content_digest(p), flip) for p in paths]
         loaded: list[np.ndarray | None] = [_load(e) for e in entries]
         missing = [i for i, found in enumerate(loaded) if found is None]
+        done = 0
         if missing:
-            fresh = compute(source if len(missing) == len(paths) else _Subset(source, missing)).cpu()
-            for i, vector in zip(missing, fresh.numpy()):
-                loaded[i] = vector
-                _store(entries[i], vector)
+            for batch in compute(source if len(missing) == len(paths) else _Subset(source, missing)):
+                for vector in batch.cpu().numpy():
+                    loaded[missing[done]] = vector
+                    _store(entries[missing[done]], vector)
+                    done += 1
+                if stored is not None:
+                    stored()
+        if done != len(missing):
+            raise RuntimeError(f"feature cache {self.root}: {done} features computed for {len(missing)} images")
         dims = {v.shape for v in loaded}
         if len(dims) > 1:  # entries of another backbone cannot share a key; a damaged one would be caught by _load
             raise RuntimeError(f"feature cache {self.root}: vectors of several sizes for one backbone")

@@ -1,11 +1,19 @@
 """The frozen backbone's forward pass of the pretrained recipe, in PyTorch or in onnxruntime.
 
-On a CPU, onnxruntime runs EfficientNet-Lite0's pass about twice as fast as PyTorch with features within
-1e-6 (docs/benchmarks.md, "Backbone pass"), but not on every CPU and not for every backbone. `auto` measures
-both once on the machine (a few batches of random images: speed does not depend on content, and the two
-runtimes' features are compared on them) and keeps the answer under the cache folder, keyed by the CPU,
-the library versions, the model, the input size and the thread count; the run's first lines say what was
-chosen and why. The exported ONNX file is kept there too, keyed by the backbone's weights."""
+An image's features must not depend on which run computed them, with what other images, or on how busy
+the machine was: they are cached and shared between runs (features.py), and a head trained on features
+that differ in their last bits reports other numbers. So:
+- the runtime follows a fixed rule, never a timing: `auto` is onnxruntime on a CPU wherever it runs the
+  backbone with features that agree with PyTorch's (a check on fixed random images, deterministic, kept
+  under the cache folder), else PyTorch. A measured choice let two runs started at once on an empty
+  cache take different runtimes on a busy machine (their features are ~1e-5 apart);
+- every call of the backbone sees one batch shape: PyTorch's CPU kernels choose their blocking by batch
+  size, so an image's features in a batch of 32 and in the few left over at the end of a set differ in
+  the last bits (up to 1.2e-5 for Lite0 on a 2-core Xeon; docs/benchmarks.md, "Reproducibility"). The
+  last batch is filled up with copies of its last image, whose features are dropped;
+- everything else that moves the arithmetic (runtime, library versions, the CPU or GPU, the thread
+  count, the batch shape) is the pass's `signature`, part of the feature cache's key.
+The exported ONNX file is kept under the cache folder too, keyed by the backbone's weights."""
 
 from __future__ import annotations
 
@@ -13,10 +21,8 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,18 +31,20 @@ import torch
 
 from ..data.sources import Source
 from ..progressbar import Progress
-from .infer import extract_features, inference_batches
+from .infer import inference_batches, prepare
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
 RUNTIME_DIR = "runtime"
 EXPORT_VERSION = 1  # bump when Pooled or the export settings change what the file computes
-# Probe: 3 timed batches of 32 after a warm-up one, per runtime (about 2 s on a 2-core CPU); onnxruntime is
-# chosen unless it is measurably slower, and only when its features agree with PyTorch's.
-PROBE_BATCH, PROBE_REPEATS = 32, 3
+CHECK_VERSION = 2  # bump when the rule below changes: older records are not read
+CHECK_IMAGES = 32  # random images on which onnxruntime's features are compared with PyTorch's
 MAX_COSINE_DISTANCE = 1e-4  # the features' largest allowed disagreement; fp32 reorderings give ~1e-7
 # onnxruntime's images per call: small batches stay in the CPU's caches. Lite0 at 224 px on a 2-core Xeon:
 # 263 images/s at 1, 293-299 at 2 and 4, 275 at 8, 233 at 32, 222 at 128 (median of 3).
 ONNX_BATCH = 4
+# PyTorch's images per call: 32 was the fastest on a CPU (docs/benchmarks.md, "Measurements behind the
+# code"); a GPU wants more. Fixed (not --eval-batch-size): the batch shape moves the features' last bits.
+TORCH_BATCH = {"cpu": 32, "cuda": 128}
 
 
 class Pooled(torch.nn.Module):
@@ -94,15 +102,15 @@ class OnnxBackbone:
     def run(self, images: np.ndarray) -> np.ndarray:
         return self.runtime.run(None, {"images": np.ascontiguousarray(images)})[0]
 
-    def features(self, source: Source, flip: bool = False, progress: Progress | None = None) -> torch.Tensor:
-        out, done = [], 0
-        for batch in inference_batches(source, ONNX_BATCH, torch.device("cpu")):
-            x = batch.numpy()
-            out.append(self.run(x[..., ::-1] if flip else x))
-            done += len(x)
-            if progress is not None:
-                progress(done, len(source))
-        return torch.from_numpy(np.concatenate(out)) if out else torch.empty(0)
+
+def padded_batches(source: Source, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, int]]:
+    """The source in order, batch_size images at a time, the last batch filled up with copies of its last
+    image (so that every call sees one shape), each with the number of its own images."""
+    for batch in inference_batches(source, batch_size, device):
+        n = len(batch)
+        if n < batch_size:
+            batch = torch.cat([batch, batch[-1:].expand(batch_size - n, *batch.shape[1:])])
+        yield batch, n
 
 
 def cpu_name() -> str:
@@ -116,24 +124,94 @@ def cpu_name() -> str:
     return f"{get('model name')} | {get('flags')}"
 
 
+def pass_signature(runtime: str, device: torch.device) -> str:
+    """What decides the last bits of a pass's features besides the image and the weights: the runtime and
+    its version, the processor (the CPU's model and flags, or the GPU), the thread count, the batch shape."""
+    parts = [runtime, f"torch {torch.__version__}"]
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        parts += [f"onnxruntime {onnxruntime.__version__}", f"batch {ONNX_BATCH}"]
+    else:
+        parts.append(f"batch {TORCH_BATCH.get(device.type, TORCH_BATCH['cuda'])}")
+    if device.type == "cuda":
+        parts += [
+            torch.cuda.get_device_name(device),
+            f"cuda {torch.version.cuda}",
+            f"cudnn {torch.backends.cudnn.version()}",
+        ]
+    else:
+        parts.append(cpu_name())
+    parts.append(f"{torch.get_num_threads()} threads")
+    return " | ".join(parts)
+
+
+class BackbonePass:
+    """The frozen backbone's pooled features (fp32, on the CPU) with one runtime, batch by batch, every batch
+    of one shape; onnxruntime's file is exported at the first batch (a run whose features all come from the
+    cache exports nothing)."""
+
+    def __init__(
+        self, runtime: str, backbone: torch.nn.Module, mean, std, size: int, device: torch.device, cache_dir: Path
+    ) -> None:
+        self.runtime, self.backbone, self.mean, self.std, self.size = runtime, backbone, mean, std, size
+        self.device = device if runtime == "torch" else torch.device("cpu")
+        self.cache_dir = cache_dir
+        self.signature = pass_signature(runtime, self.device)
+        self._onnx: OnnxBackbone | None = None
+
+    def batches(self, source: Source, flip: bool = False, progress: Progress | None = None) -> Iterator[torch.Tensor]:
+        """(n, F) features of each batch of source's images in order (of their mirror images with flip)."""
+        done = 0
+        if self.runtime == "torch":
+            self.backbone.eval()
+            for batch, n in padded_batches(source, TORCH_BATCH.get(self.device.type, TORCH_BATCH["cuda"]), self.device):
+                with torch.inference_mode():  # per batch: a generator must not hold the mode while suspended
+                    x = prepare(batch, self.mean, self.std)
+                    out = self.backbone(x.flip(-1) if flip else x).float()[:n].cpu()
+                done += n
+                if progress is not None:
+                    progress(done, len(source))
+                yield out
+            return
+        if self._onnx is None:
+            self._onnx = exported(self.backbone, self.mean, self.std, self.size, self.cache_dir)
+        for batch, n in padded_batches(source, ONNX_BATCH, self.device):
+            x = batch.numpy()
+            out = torch.from_numpy(self._onnx.run(x[..., ::-1] if flip else x)[:n])
+            done += n
+            if progress is not None:
+                progress(done, len(source))
+            yield out
+
+    def __call__(self, source: Source, flip: bool = False, progress: Progress | None = None) -> torch.Tensor:
+        """(N, F) features of every image of source."""
+        parts = list(self.batches(source, flip, progress))
+        return torch.cat(parts) if parts else torch.empty(0)
+
+
 @dataclass(frozen=True)
 class Choice:
     runtime: str  # "torch" or "onnxruntime"
     why: str  # what the run's first lines say
 
 
-def _probe_key(model: str, size: int) -> str:
+def _check_key(backbone: torch.nn.Module, size: int) -> str:
     import onnxruntime
 
-    parts = (cpu_name(), torch.__version__, onnxruntime.__version__, model, size, torch.get_num_threads())
+    from ..features import weights_digest
+
+    parts = (cpu_name(), torch.__version__, onnxruntime.__version__, weights_digest(backbone), size,
+             torch.get_num_threads(), CHECK_VERSION)  # fmt: skip
     return hashlib.sha1(repr(parts).encode()).hexdigest()
 
 
 def choose_runtime(
-    wanted: str, model: str, backbone: torch.nn.Module, mean, std, size: int, device: torch.device, cache_dir: Path
+    wanted: str, backbone: torch.nn.Module, mean, std, size: int, device: torch.device, cache_dir: Path
 ) -> Choice:
-    """torch or onnxruntime for the backbone's pass: wanted unless it is auto; auto: onnxruntime on a CPU
-    where it is installed, measured faster and agrees with PyTorch (measured once, kept under cache_dir)."""
+    """torch or onnxruntime for the backbone's pass: wanted unless it is auto; auto, by a fixed rule that no
+    timing enters: onnxruntime on a CPU where it is installed and runs this backbone with features that
+    agree with PyTorch's (checked once, kept under cache_dir), else PyTorch."""
     if wanted == "torch" or (wanted == "auto" and (device.type != "cpu" or not onnxruntime_available())):
         why = "PyTorch" if wanted == "torch" else ("PyTorch on the GPU" if device.type != "cpu" else
                                                    "PyTorch (pip install onnxruntime for a faster CPU pass)")  # fmt: skip
@@ -148,55 +226,42 @@ def choose_runtime(
 
             raise BinclassError("--backbone-runtime onnxruntime runs on the CPU; use --device cpu or torch")
         return Choice("onnxruntime", "onnxruntime (as asked)")
-    record = cache_dir / RUNTIME_DIR / f"{_probe_key(model, size)}.json"
+    record = cache_dir / RUNTIME_DIR / f"{_check_key(backbone, size)}.json"
     try:
         found = json.loads(record.read_text())
-        return Choice(found["runtime"], found["why"] + f" (measured before: {record})")
+        return Choice(found["runtime"], found["why"] + f" (checked before: {record})")
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
-        torch_rate, onnx_rate, distance = probe(backbone, mean, std, size, cache_dir)
+        distance = agreement(backbone, mean, std, size, cache_dir)
     except Exception as exc:  # a backbone the exporter or onnxruntime cannot take: PyTorch runs it
         return Choice("torch", f"PyTorch (onnxruntime could not run this backbone: {type(exc).__name__})")
-    fast = onnx_rate >= torch_rate and distance <= MAX_COSINE_DISTANCE
-    why = (
-        f"{'onnxruntime' if fast else 'PyTorch'}: {onnx_rate:.0f} images/s with onnxruntime, {torch_rate:.0f} with "
-        f"PyTorch on this CPU, features {distance:.0e} apart"
-    )
-    choice = Choice("onnxruntime" if fast else "torch", why)
+    if distance <= MAX_COSINE_DISTANCE:
+        choice = Choice("onnxruntime", f"onnxruntime: auto on a CPU, where it runs this backbone with features "
+                        f"{distance:.0e} from PyTorch's (a fixed rule, not a timing; --backbone-runtime torch for PyTorch)")  # fmt: skip
+    else:
+        choice = Choice("torch", f"PyTorch: onnxruntime's features are {distance:.0e} from PyTorch's on this CPU "
+                        f"(more than {MAX_COSINE_DISTANCE:.0e})")  # fmt: skip
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"runtime": choice.runtime, "why": why, "cpu": cpu_name().split(" | ")[0]}))
+        tmp = record.with_name(f"{record.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps({"runtime": choice.runtime, "why": choice.why, "cpu": cpu_name().split(" | ")[0]}))
         os.replace(tmp, record)
     except OSError:
-        pass  # a read-only cache folder: measured again next time
+        pass  # a read-only cache folder: checked again next time, with the same outcome
     return choice
 
 
-def probe(backbone: torch.nn.Module, mean, std, size: int, cache_dir: Path) -> tuple[float, float, float]:
-    """Images per second of PyTorch and onnxruntime on random images, and their features' largest cosine
-    distance."""
+def agreement(backbone: torch.nn.Module, mean, std, size: int, cache_dir: Path) -> float:
+    """The largest cosine distance between onnxruntime's and PyTorch's features of fixed random images."""
     from ..data.sources import TensorSource
 
     gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (PROBE_BATCH, 3, size, size), dtype=torch.uint8, generator=gen)
-    source = TensorSource(images)
+    images = torch.randint(0, 256, (CHECK_IMAGES, 3, size, size), dtype=torch.uint8, generator=gen)
     cpu = torch.device("cpu")
-    onnx = exported(backbone, mean, std, size, cache_dir)
-
-    def rate(run: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
-        out = run()  # warm-up: first-call allocations and kernel choices
-        seconds = []
-        for _ in range(PROBE_REPEATS):
-            start = time.perf_counter()
-            run()
-            seconds.append(time.perf_counter() - start)
-        return PROBE_BATCH / statistics.median(seconds), out
-
-    torch_rate, reference = rate(lambda: extract_features(backbone, source, mean, std, PROBE_BATCH, cpu))
-    onnx_rate, out = rate(lambda: onnx.features(source))
-    return torch_rate, onnx_rate, cosine_distance(out.numpy(), reference.numpy())
+    ours, theirs = (BackbonePass(r, backbone, mean, std, size, cpu, cache_dir)(TensorSource(images))
+                    for r in ("onnxruntime", "torch"))  # fmt: skip
+    return cosine_distance(ours.numpy(), theirs.numpy())
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -218,23 +283,3 @@ def exported(backbone: torch.nn.Module, mean, std, size: int, cache_dir: Path) -
         except Exception:  # a damaged file: exported again
             pass
     return OnnxBackbone(export_backbone(backbone, mean, std, size, path))
-
-
-def backbone_pass(
-    runtime: str, backbone: torch.nn.Module, mean, std, size: int, batch_size: int, device: torch.device,
-    cache_dir: Path,
-) -> Callable[[Source, bool, Progress | None], torch.Tensor]:  # fmt: skip
-    """compute(source, flip, progress) -> (N, F) fp32 features with the chosen runtime; onnxruntime's file is
-    exported at the first call (a run whose features all come from the cache exports nothing)."""
-    if runtime == "torch":
-        return lambda source, flip, progress: extract_features(
-            backbone, source, mean, std, batch_size, device, flip, progress
-        )
-    held: list[OnnxBackbone] = []
-
-    def compute(source: Source, flip: bool, progress: Progress | None) -> torch.Tensor:
-        if not held:
-            held.append(exported(backbone, mean, std, size, cache_dir))
-        return held[0].features(source, flip, progress).to(device)
-
-    return compute

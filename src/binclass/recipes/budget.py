@@ -61,7 +61,8 @@ class Plan:
         return (
             f"time budget {budget}: {self.left_seconds:.0f} s left after start-up and decoding, about "
             f"{self.epoch_seconds:.2f} s per epoch (timed on a copy of the network): {self.epochs} epochs, "
-            "their schedule sized for them"
+            "their schedule sized for them (a timing: another run may choose otherwise; config.json keeps them "
+            "for --resume)"
         )
 
 
@@ -185,7 +186,10 @@ class FinetunePlan:
             f"a fine-tuning epoch about {self.epoch_seconds:.0f} s (timed on a copy of the network)"
         )
         if self.epochs:
-            return f"time budget {budget}: {costs}: the head, then {self.epochs} epochs of fine-tuning"
+            return (
+                f"time budget {budget}: {costs}: the head, then {self.epochs} epochs of fine-tuning (a timing: "
+                "another run may choose otherwise; config.json keeps the choice)"
+            )
         return (
             f"time budget {budget}: {costs}: the head only (fine-tuning takes at least {FINETUNE_MIN} epochs; "
             "a larger budget turns it on)"

@@ -20,7 +20,7 @@ from ..data.augment import augment_batch
 from ..data.health import feature_pairs
 from ..data.sources import Source, TensorSource
 from ..doctor.findings import Finding
-from ..engine.backbone import backbone_pass, choose_runtime
+from ..engine.backbone import BackbonePass, choose_runtime
 from ..engine.driver import BestModel, EarlyStop, EpochRecorder, run_epochs
 from ..engine.infer import predict_logits, prepare, prepare_model, probabilities
 from ..engine.loop import EpochStats, Evaluation, evaluate, train_one_epoch
@@ -49,22 +49,24 @@ def pretrained_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
 
 
 def backbone_runtime(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> tuple[TrainConfig, str]:
-    """cfg with its backbone pass's runtime decided (torch or onnxruntime; auto measures once per machine),
-    and the line that says why."""
+    """cfg with its backbone pass's runtime decided (torch or onnxruntime; auto by a fixed rule, recorded in
+    config.json), and the line that says why."""
     mean, std = normalization(cfg.model)
-    choice = choose_runtime(
-        cfg.backbone_runtime, cfg.model, model.backbone, mean, std, cfg.image_size, device, cache_root(cfg)
-    )
+    choice = choose_runtime(cfg.backbone_runtime, model.backbone, mean, std, cfg.image_size, device, cache_root(cfg))
     return cfg.replace(backbone_runtime=choice.runtime), choice.why
 
 
-def feature_cache(cfg: TrainConfig, model: torch.nn.Module) -> FeatureCache | None:
+def backbone_pass(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> BackbonePass:
+    """The frozen backbone's pass with the runtime cfg decided (backbone_runtime)."""
+    mean, std = normalization(cfg.model)
+    return BackbonePass(cfg.backbone_runtime, model.backbone, mean, std, cfg.image_size, device, cache_root(cfg))
+
+
+def feature_cache(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> FeatureCache | None:
     """The run's backbone-feature cache (None with --no-feature-cache)."""
-    return (
-        FeatureCache(cache_root(cfg), model.backbone, cfg.image_size, cfg.backbone_runtime)
-        if cfg.feature_cache
-        else None
-    )
+    if not cfg.feature_cache:
+        return None
+    return FeatureCache(cache_root(cfg), model.backbone, cfg.image_size, backbone_pass(cfg, model, device).signature)
 
 
 def train_views(cfg: TrainConfig) -> tuple[bool, ...]:
@@ -87,16 +89,17 @@ def fit_pretrained(ctx: RunContext, model: torch.nn.Module, cache: FeatureCache 
     bs = cfg.eval_batch_size
 
     if cache is None:
-        cache = feature_cache(cfg, model)
-    backbone = backbone_pass(
-        cfg.backbone_runtime, model.backbone, mean, std, cfg.image_size, bs, device, cache_root(cfg)
-    )
+        cache = feature_cache(cfg, model, device)
+    backbone = backbone_pass(cfg, model, device)
 
     def feats(src: Source, paths: list[Path], flip: bool = False) -> torch.Tensor:
         split = "training" if src is train_x else "validation"
         label = f"backbone pass, {split} images" + (" mirrored" if flip else "")
-        compute = lambda part: backbone(part, flip, ctx.hooks.progress(label))  # noqa: E731
-        return compute(src) if cache is None else cache.features(paths, src, flip, compute).to(device)
+        if cache is None:
+            return backbone(src, flip, ctx.hooks.progress(label)).to(device)
+        compute = lambda part: backbone.batches(part, flip, ctx.hooks.progress(label))  # noqa: E731
+        # Each stored batch is a point where a run may be stopped and started again (the fault tests).
+        return cache.features(paths, src, flip, compute, lambda: ctx.hooks.event("features-stored")).to(device)
 
     train_paths, val_paths = layout.train.paths, layout.val.paths
     train_features = [feats(train_x, train_paths, flip) for flip in train_views(cfg)]

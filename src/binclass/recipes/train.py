@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..allocator import keep_freed_memory
-from ..config import TrainConfig, parse_duration
+from ..config import Environment, TrainConfig, parse_duration
 from ..data.decode import default_workers
 from ..data.health import Health, check_health
 from ..data.scan import DataLayout
@@ -83,6 +83,17 @@ def resume_config(run_dir: Path, data_dir: Path | str | None = None) -> TrainCon
     return cfg.replace(out=str(run_dir), data_dir=str(data_dir) if data_dir is not None else cfg.data_dir)
 
 
+def arithmetic_moved(before: Environment | None, now: Environment | None) -> str:
+    """What changed since a run started that moves fp32 arithmetic (the library, the device, the thread
+    count: PyTorch's CPU kernels split their work by it), in words; "" when nothing did."""
+    if before is None or now is None:
+        return ""
+    fields = (("torch", "PyTorch"), ("device", "device"), ("device_name", "GPU"), ("torch_threads", "threads"))
+    changes = [f"{name} {getattr(before, key)} then, {getattr(now, key)} now" for key, name in fields
+               if getattr(before, key) != getattr(now, key)]  # fmt: skip
+    return "; ".join(changes)
+
+
 def _calibrate(run_dir: Path, log: Log) -> None:
     from ..tuning import calibrate_run
 
@@ -138,6 +149,8 @@ def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> P
     if cfg.tensorboard:
         require_tensorboard()  # before any decoding
     intro = describe_choice(cfg, given.model is not None, len(layout.train))
+    if run.resume and (moved := arithmetic_moved(given.environment, cfg.environment)):
+        intro = f"{intro}\nresume: {moved}: later epochs may differ in their last bits from a run never stopped"
     keep_freed_memory()  # no page faults for the same tensors at every CPU step (see allocator)
     device = resolve_device(cfg.device)
     if cfg.deterministic:
@@ -152,7 +165,7 @@ def _fit(given: TrainConfig, run: RunFolder, hooks: RunHooks, world: World) -> P
         model = pretrained_model(cfg, device)  # first: a missing weights file fails before any decoding
         cfg, runtime = backbone_runtime(cfg, model, device)
         intro = f"{intro}\nbackbone pass: {runtime}"
-        features = feature_cache(cfg, model)
+        features = feature_cache(cfg, model, device)
         if features is not None and not cfg.finetune:  # images whose features are cached stay encoded
             known_good = (
                 features.cached(layout.train.paths, train_views(cfg)),
