@@ -61,13 +61,15 @@ def test_two_runs_at_once_get_the_numbers_of_a_run_on_its_own(tiny_data, tmp_pat
     go = tmp_path / "go"
     a = subprocess.Popen(child_command(tiny_data, tmp_path / "a", settings, wait=go, pause="features-stored#2"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not (tmp_path / "go.ready").exists():
-        assert a.poll() is None and time.monotonic() < deadline, "run a ended before it paused"
-        time.sleep(0.05)
-    b = run_child(tiny_data, tmp_path / "b", settings, clock="erratic")
-    go.touch()
-    _, err = a.communicate(timeout=600)
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "go.ready").exists():
+            assert a.poll() is None and time.monotonic() < deadline, "run a ended before it paused"
+            time.sleep(0.05)
+        b = run_child(tiny_data, tmp_path / "b", settings, clock="erratic")
+    finally:
+        go.touch()  # never leaves run a waiting
+        _, err = a.communicate(timeout=600)
     assert a.returncode == 0 and b.returncode == 0, err[-2000:] + b.stderr[-2000:]
     assert _features_line((tmp_path / "b" / "train.log").read_text()).startswith(
         "features: 182 backbone passes, 8 from the cache"
