@@ -124,16 +124,19 @@ def cpu_name() -> str:
     return f"{get('model name')} | {get('flags')}"
 
 
+def batch_size(runtime: str, device: torch.device) -> int:
+    """Images per call of the backbone with this runtime on this device."""
+    return ONNX_BATCH if runtime == "onnxruntime" else TORCH_BATCH.get(device.type, TORCH_BATCH["cuda"])
+
+
 def pass_signature(runtime: str, device: torch.device) -> str:
     """What decides the last bits of a pass's features besides the image and the weights: the runtime and
     its version, the processor (the CPU's model and flags, or the GPU), the thread count, the batch shape."""
-    parts = [runtime, f"torch {torch.__version__}"]
+    parts = [runtime, f"torch {torch.__version__}", f"batch {batch_size(runtime, device)}"]
     if runtime == "onnxruntime":
         import onnxruntime
 
-        parts += [f"onnxruntime {onnxruntime.__version__}", f"batch {ONNX_BATCH}"]
-    else:
-        parts.append(f"batch {TORCH_BATCH.get(device.type, TORCH_BATCH['cuda'])}")
+        parts.append(f"onnxruntime {onnxruntime.__version__}")
     if device.type == "cuda":
         parts += [
             torch.cuda.get_device_name(device),
@@ -162,27 +165,25 @@ class BackbonePass:
 
     def batches(self, source: Source, flip: bool = False, progress: Progress | None = None) -> Iterator[torch.Tensor]:
         """(n, F) features of each batch of source's images in order (of their mirror images with flip)."""
-        done = 0
         if self.runtime == "torch":
             self.backbone.eval()
-            for batch, n in padded_batches(source, TORCH_BATCH.get(self.device.type, TORCH_BATCH["cuda"]), self.device):
-                with torch.inference_mode():  # per batch: a generator must not hold the mode while suspended
-                    x = prepare(batch, self.mean, self.std)
-                    out = self.backbone(x.flip(-1) if flip else x).float()[:n].cpu()
-                done += n
-                if progress is not None:
-                    progress(done, len(source))
-                yield out
-            return
-        if self._onnx is None:
-            self._onnx = exported(self.backbone, self.mean, self.std, self.size, self.cache_dir)
-        for batch, n in padded_batches(source, ONNX_BATCH, self.device):
-            x = batch.numpy()
-            out = torch.from_numpy(self._onnx.run(x[..., ::-1] if flip else x)[:n])
+        done = 0
+        for batch, n in padded_batches(source, batch_size(self.runtime, self.device), self.device):
+            out = self._run(batch, flip)[:n]
             done += n
             if progress is not None:
                 progress(done, len(source))
             yield out
+
+    def _run(self, batch: torch.Tensor, flip: bool) -> torch.Tensor:
+        if self.runtime == "torch":
+            with torch.inference_mode():  # per batch: a generator must not hold the mode while suspended
+                x = prepare(batch, self.mean, self.std)
+                return self.backbone(x.flip(-1) if flip else x).float().cpu()
+        if self._onnx is None:
+            self._onnx = exported(self.backbone, self.mean, self.std, self.size, self.cache_dir)
+        x = batch.numpy()
+        return torch.from_numpy(self._onnx.run(x[..., ::-1] if flip else x))
 
     def __call__(self, source: Source, flip: bool = False, progress: Progress | None = None) -> torch.Tensor:
         """(N, F) features of every image of source."""
