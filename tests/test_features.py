@@ -113,7 +113,6 @@ def test_an_images_features_do_not_depend_on_the_batch_that_computed_them(tmp_pa
     gen = torch.Generator().manual_seed(3)
     source = TensorSource(torch.randint(0, 256, (37, 3, 64, 64), dtype=torch.uint8, generator=gen))
     backbone = BackbonePass(runtime, model.backbone, *normalization("efficientnet_lite0"), 64, cpu, tmp_path)
-    whole = backbone(source)
     for flip in (False, True):
         whole = backbone(source, flip)
         for indices in ([5], [0, 3, 36], list(range(4, 37)), list(range(36, -1, -1)), list(range(0, 37, 2))):
